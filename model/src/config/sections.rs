@@ -1,0 +1,387 @@
+//! The configuration sections. Every key has a default, so a file holding only the keys
+//! of the contract is complete.
+//!
+//! Unknown keys are rejected: sections with defaults collect them all through
+//! `serde_ignored` (so one run reports every stray key), tables inside arrays
+//! (`[[targets]]`, `[[triggers.dts]]`) use `deny_unknown_fields`.
+
+use serde::Deserialize;
+
+use crate::shard::ShardLayout;
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub mysql: MysqlConfig,
+    pub repair: RepairConfig,
+    pub full: FullConfig,
+    pub targets: Vec<TargetConfig>,
+    pub bus: BusConfig,
+    pub kafka: KafkaConfig,
+    pub triggers: TriggersConfig,
+    pub handler: HandlerConfig,
+    pub admin: AdminConfig,
+    pub hbase_emulator: Option<EmulatorConfig>,
+}
+
+impl Config {
+    pub fn layout(&self) -> ShardLayout {
+        ShardLayout {
+            databases: self.mysql.databases,
+            tables_per_database: self.mysql.tables_per_database,
+            db_prefix: self.mysql.db_prefix.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct MysqlConfig {
+    /// Server of `act_meta` and, without `database_urls`, of every `act_n`.
+    pub url: String,
+    /// One URL per `act_n` when shards live on several servers.
+    pub database_urls: Vec<String>,
+    /// D.
+    pub databases: u32,
+    /// T.
+    pub tables_per_database: u32,
+    /// Prepended to every database name; lets tests and benchmarks share a server.
+    pub db_prefix: String,
+    /// Connections per server pool.
+    pub pool_size: u32,
+    /// Seconds to wait for a connection before the server counts as unreachable.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        MysqlConfig {
+            url: "mysql://root@127.0.0.1:3306".into(),
+            database_urls: Vec::new(),
+            databases: 2,
+            tables_per_database: 4,
+            db_prefix: String::new(),
+            pool_size: 8,
+            connect_timeout_ms: 5000,
+        }
+    }
+}
+
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlConfig")
+            .field("url", &super::redact_url(&self.url))
+            .field("database_urls", &self.database_urls.iter().map(|u| super::redact_url(u)).collect::<Vec<_>>())
+            .field("databases", &self.databases)
+            .field("tables_per_database", &self.tables_per_database)
+            .field("db_prefix", &self.db_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RepairConfig {
+    /// Truth changed more recently than this: defer, do not repair.
+    pub settle_ms: u64,
+    /// A run whose drifted goods exceed this share of the goods it checked repairs
+    /// nothing and reports (1.0: never stop). A systemic writer bug needs a human.
+    pub max_drift_ratio: f64,
+    /// The ratio is judged only once a run has checked at least this many goods, so an
+    /// on-call repair of a handful of drifted goods is not stopped by it.
+    pub min_goods_for_ratio: u64,
+    /// Cap on repair writes per second, per process.
+    pub max_repairs_per_sec: u32,
+    /// Record the repair trigger under this name in the audit log when none is given.
+    pub audit: bool,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig { settle_ms: 3000, max_drift_ratio: 0.2, min_goods_for_ratio: 100, max_repairs_per_sec: 1000, audit: true }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FullConfig {
+    /// Goods per check batch (one truth query per shard table per batch).
+    pub batch_size: usize,
+    /// Rate limit of the keyset scan over the shards, goods per second (0: unlimited).
+    pub goods_per_sec: u32,
+    /// Batches in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for FullConfig {
+    fn default() -> Self {
+        FullConfig { batch_size: 500, goods_per_sec: 0, concurrency: 4 }
+    }
+}
+
+/// A derived store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum TargetConfig {
+    Redis(RedisTarget),
+    Hbase(HbaseTarget),
+}
+
+impl TargetConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            TargetConfig::Redis(t) => &t.name,
+            TargetConfig::Hbase(t) => &t.name,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetConfig::Redis(_) => "redis",
+            TargetConfig::Hbase(_) => "hbase",
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTarget {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Per-command timeout; a target that does not answer in time is unreachable.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("name", &self.name)
+            .field("url", &super::redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_key_prefix() -> String {
+    "act:goods:".into()
+}
+
+fn default_timeout_ms() -> u64 {
+    5000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HbaseTarget {
+    pub name: String,
+    /// `host:port` of the HBase Thrift1 server.
+    pub address: String,
+    #[serde(default = "default_table")]
+    pub table: String,
+    #[serde(default = "default_family")]
+    pub family: String,
+    /// Thrift connections kept open; each blocking call holds one.
+    #[serde(default = "default_hbase_pool")]
+    pub pool_size: usize,
+    /// Socket read/write timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// `buffered` (HBase's default) or `framed`.
+    #[serde(default)]
+    pub transport: ThriftTransport,
+}
+
+fn default_table() -> String {
+    "activity_goods".into()
+}
+
+fn default_family() -> String {
+    "a".into()
+}
+
+fn default_hbase_pool() -> usize {
+    8
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThriftTransport {
+    #[default]
+    Buffered,
+    Framed,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// In-process bounded queue; one process runs triggers and handlers.
+    #[default]
+    Embedded,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BusConfig {
+    pub kind: BusKind,
+    /// Capacity of the embedded queue; producers wait when it is full.
+    pub queue_capacity: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { kind: BusKind::Embedded, queue_capacity: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// Handlers' consumer group.
+    pub group: String,
+    pub jobs_topic: String,
+    pub dead_letter_topic: String,
+    /// Consumer group of the DTS-delay trigger (its offsets are separate from handlers').
+    pub trigger_group: String,
+    /// Partitions for topics the service creates.
+    pub partitions: i32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group: "reconciler".into(),
+            jobs_topic: "reconcile.jobs".into(),
+            dead_letter_topic: "reconcile.dlq".into(),
+            trigger_group: "reconciler-dts".into(),
+            partitions: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TriggersConfig {
+    pub dts: Vec<DtsConfig>,
+    pub scanner: ScannerConfig,
+    pub full: FullTriggerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    Canal,
+    Debezium,
+    Maxwell,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DtsConfig {
+    pub topic: String,
+    pub format: EventFormat,
+    /// Check each changed goods this long after the event's commit time, once per stage.
+    #[serde(default = "default_stages")]
+    pub stages_ms: Vec<u64>,
+}
+
+fn default_stages() -> Vec<u64> {
+    vec![3000, 30000, 300000]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ScannerConfig {
+    pub enabled: bool,
+    pub interval_ms: u64,
+    /// Rows read per second, per shard table.
+    pub rows_per_sec: u32,
+    /// The window ends this long before now, so in-flight sync is not mistaken for drift.
+    pub settle_ms: u64,
+    /// On first start (no watermark yet), look back this far.
+    pub initial_lookback_ms: u64,
+    /// Rows per keyset page.
+    pub page_size: u32,
+}
+
+impl Default for ScannerConfig {
+    fn default() -> Self {
+        ScannerConfig { enabled: false, interval_ms: 10_000, rows_per_sec: 5000, settle_ms: 3000, initial_lookback_ms: 3_600_000, page_size: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct FullTriggerConfig {
+    /// UTC cron with seconds; absent: no scheduled full run.
+    pub cron: Option<String>,
+    /// Hive-exported Parquet file or directory; absent: goods ids come from MySQL.
+    pub dump: Option<String>,
+    /// Name of the goods id column in the dump.
+    pub goods_id_column: String,
+}
+
+impl Default for FullTriggerConfig {
+    fn default() -> Self {
+        FullTriggerConfig { cron: None, dump: None, goods_id_column: "goods_id".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HandlerConfig {
+    /// Concurrent handler workers in `serve`.
+    pub workers: usize,
+    /// Jobs gathered into one micro-batch (grouped by shard).
+    pub batch_size: usize,
+    /// Longest wait to fill a micro-batch.
+    pub batch_wait_ms: u64,
+}
+
+impl Default for HandlerConfig {
+    fn default() -> Self {
+        HandlerConfig { workers: 2, batch_size: 200, batch_wait_ms: 20 }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    pub listen: String,
+    /// When set, POST endpoints require `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: "127.0.0.1:9100".into(), token: None }
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// When present, `demo` and `serve` start the in-process HBase Thrift1 emulator here.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorConfig {
+    pub listen: String,
+    /// Worker threads: one per open connection, so above the clients' pool sizes.
+    #[serde(default = "default_emulator_workers")]
+    pub workers: usize,
+}
+
+fn default_emulator_workers() -> usize {
+    64
+}

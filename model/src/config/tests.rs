@@ -1,0 +1,136 @@
+use super::*;
+
+const CONTRACT_MINIMAL: &str = r#"
+[mysql]
+url = "mysql://root@127.0.0.1:3306"
+databases = 2
+tables_per_database = 4
+
+[repair]
+settle_ms = 3000
+max_drift_ratio = 0.2
+max_repairs_per_sec = 1000
+
+[[targets]]
+name = "redis-a"
+kind = "redis"
+url  = "redis://127.0.0.1:6379/0"
+
+[[targets]]
+name = "hbase-a"
+kind = "hbase"
+address = "127.0.0.1:9090"
+table = "activity_goods"
+"#;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn contract_keys_alone_are_a_complete_config() {
+    let c = Config::parse(CONTRACT_MINIMAL, "t.toml", &no_env).unwrap();
+    assert_eq!(c.targets.len(), 2);
+    assert_eq!(c.targets[1].kind(), "hbase");
+    assert_eq!(c.layout().total_shards(), 8);
+    assert_eq!(c.kafka.jobs_topic, "reconcile.jobs");
+    match &c.targets[0] {
+        TargetConfig::Redis(r) => assert_eq!(r.key_prefix, "act:goods:"),
+        _ => panic!(),
+    }
+}
+
+#[test]
+fn reports_every_problem_at_once_with_key_paths() {
+    let text = r#"
+[mysql]
+url = "mysql://root@127.0.0.1:3306"
+databases = "two"
+colour = 1
+
+[repair]
+max_drift_ratio = 3.0
+
+[[targets]]
+name = "redis-a"
+kind = "redis"
+url  = "http://x"
+port = 1
+
+[[targets]]
+name = "redis-a"
+kind = "memcached"
+
+[bogus]
+x = 1
+"#;
+    let err = Config::parse(text, "bad.toml", &no_env).unwrap_err();
+    let all = err.to_string();
+    assert!(all.starts_with("invalid configuration in bad.toml"), "{all}");
+    for needle in ["`mysql.databases`", "unknown key `mysql.colour`", "`repair.max_drift_ratio`", "`targets[0]`", "port", "`targets[1].kind`", "memcached", "unknown key `bogus`"] {
+        assert!(all.contains(needle), "missing {needle} in:\n{all}");
+    }
+}
+
+#[test]
+fn env_overrides_addresses_and_secrets() {
+    let env = |k: &str| match k {
+        "RECONCILER_MYSQL_URL" => Some("mysql://u:pw@db:3306".to_string()),
+        "RECONCILER_TARGET_REDIS_A_URL" => Some("redis://other:6379/3".to_string()),
+        "RECONCILER_TARGET_HBASE_A_ADDRESS" => Some("hb:9091".to_string()),
+        "RECONCILER_ADMIN_TOKEN" => Some("s3cret".to_string()),
+        _ => None,
+    };
+    let c = Config::parse(CONTRACT_MINIMAL, "t.toml", &env).unwrap();
+    assert_eq!(c.mysql.url, "mysql://u:pw@db:3306");
+    let debug = format!("{c:?}");
+    assert!(!debug.contains("pw"), "{debug}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+    match (&c.targets[0], &c.targets[1]) {
+        (TargetConfig::Redis(r), TargetConfig::Hbase(h)) => {
+            assert_eq!(r.url, "redis://other:6379/3");
+            assert_eq!(h.address, "hb:9091");
+        }
+        _ => panic!(),
+    }
+}
+
+#[test]
+fn redacts_passwords() {
+    assert_eq!(redact_url("mysql://root:pw@h:3306/db"), "mysql://root:***@h:3306/db");
+    assert_eq!(redact_url("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
+    assert_eq!(redact_url("mysql://root@h:3306"), "mysql://root@h:3306");
+}
+
+#[test]
+fn service_sections_parse() {
+    let text = format!(
+        "{CONTRACT_MINIMAL}\n{}",
+        r#"
+[bus]
+kind = "kafka"
+[kafka]
+brokers = "127.0.0.1:9092"
+group = "reconciler"
+jobs_topic = "reconcile.jobs"
+dead_letter_topic = "reconcile.dlq"
+[[triggers.dts]]
+topic = "canal.activity"
+format = "canal"
+stages_ms = [3000, 30000, 300000]
+[triggers.scanner]
+enabled = true
+interval_ms = 10000
+rows_per_sec = 5000
+[triggers.full]
+cron = "0 0 3 * * *"
+[admin]
+listen = "127.0.0.1:9100"
+"#
+    );
+    let c = Config::parse(&text, "svc.toml", &no_env).unwrap();
+    assert_eq!(c.bus.kind, BusKind::Kafka);
+    assert_eq!(c.triggers.dts[0].format, EventFormat::Canal);
+    assert_eq!(c.triggers.full.cron.as_deref(), Some("0 0 3 * * *"));
+    assert!(c.triggers.scanner.enabled);
+}

@@ -1,0 +1,113 @@
+//! Semantic checks of a parsed configuration; each problem names its key path.
+
+use std::collections::HashSet;
+
+use super::{BusKind, Config, TargetConfig};
+
+pub fn validate(c: &Config) -> Vec<String> {
+    let mut p = Vec::new();
+    if !c.mysql.url.starts_with("mysql://") && !c.mysql.url.starts_with("mariadb://") {
+        p.push(format!("`mysql.url`: `{}` is not a mysql:// URL", super::redact_url(&c.mysql.url)));
+    }
+    if c.mysql.databases == 0 {
+        p.push("`mysql.databases`: must be at least 1".into());
+    }
+    if c.mysql.tables_per_database == 0 {
+        p.push("`mysql.tables_per_database`: must be at least 1".into());
+    }
+    if c.mysql.databases.saturating_mul(c.mysql.tables_per_database) > 10_000 {
+        p.push("`mysql.databases` * `mysql.tables_per_database`: table names have 4 digits, at most 10000 shards".into());
+    }
+    if !c.mysql.database_urls.is_empty() && c.mysql.database_urls.len() != c.mysql.databases as usize {
+        p.push(format!(
+            "`mysql.database_urls`: {} URLs given for {} databases (one per act_n, or none)",
+            c.mysql.database_urls.len(),
+            c.mysql.databases
+        ));
+    }
+    if !c.mysql.db_prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+        p.push("`mysql.db_prefix`: only ASCII letters, digits and `_`".into());
+    }
+    if c.mysql.pool_size == 0 {
+        p.push("`mysql.pool_size`: must be at least 1".into());
+    }
+    if !(c.repair.max_drift_ratio > 0.0 && c.repair.max_drift_ratio <= 1.0) {
+        p.push(format!("`repair.max_drift_ratio`: {} is not in (0, 1]", c.repair.max_drift_ratio));
+    }
+    if c.repair.max_repairs_per_sec == 0 {
+        p.push("`repair.max_repairs_per_sec`: must be at least 1".into());
+    }
+    if c.full.batch_size == 0 || c.full.batch_size > 10_000 {
+        p.push("`full.batch_size`: must be in 1..=10000".into());
+    }
+    if c.full.concurrency == 0 {
+        p.push("`full.concurrency`: must be at least 1".into());
+    }
+    if c.targets.is_empty() {
+        p.push("`targets`: at least one [[targets]] is required".into());
+    }
+    let mut names = HashSet::new();
+    for (i, t) in c.targets.iter().enumerate() {
+        let name = t.name();
+        if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+            p.push(format!("`targets[{i}].name`: `{name}` must be non-empty ASCII letters, digits, `-` or `_`"));
+        }
+        if !names.insert(name.to_string()) {
+            p.push(format!("`targets[{i}].name`: `{name}` is used by another target"));
+        }
+        match t {
+            TargetConfig::Redis(r) => {
+                if !r.url.starts_with("redis://") && !r.url.starts_with("rediss://") {
+                    p.push(format!("`targets[{i}].url`: `{}` is not a redis:// URL", super::redact_url(&r.url)));
+                }
+            }
+            TargetConfig::Hbase(h) => {
+                if h.address.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+                    p.push(format!("`targets[{i}].address`: `{}` is not host:port", h.address));
+                }
+                if h.pool_size == 0 {
+                    p.push(format!("`targets[{i}].pool_size`: must be at least 1"));
+                }
+                if h.table.is_empty() || h.family.is_empty() {
+                    p.push(format!("`targets[{i}]`: table and family must be non-empty"));
+                }
+            }
+        }
+    }
+    if c.bus.kind == BusKind::Kafka && c.kafka.brokers.trim().is_empty() {
+        p.push("`kafka.brokers`: required when `bus.kind` is \"kafka\"".into());
+    }
+    if c.bus.queue_capacity == 0 {
+        p.push("`bus.queue_capacity`: must be at least 1".into());
+    }
+    let mut topics = HashSet::new();
+    for (i, d) in c.triggers.dts.iter().enumerate() {
+        if d.topic.is_empty() || !topics.insert(d.topic.clone()) {
+            p.push(format!("`triggers.dts[{i}].topic`: empty or repeated topic `{}`", d.topic));
+        }
+        if d.stages_ms.is_empty() {
+            p.push(format!("`triggers.dts[{i}].stages_ms`: at least one stage"));
+        }
+        if d.stages_ms.windows(2).any(|w| w[0] >= w[1]) {
+            p.push(format!("`triggers.dts[{i}].stages_ms`: stages must increase"));
+        }
+    }
+    if c.triggers.scanner.enabled && (c.triggers.scanner.rows_per_sec == 0 || c.triggers.scanner.page_size == 0) {
+        p.push("`triggers.scanner`: rows_per_sec and page_size must be at least 1".into());
+    }
+    if c.triggers.full.goods_id_column.is_empty() {
+        p.push("`triggers.full.goods_id_column`: must be non-empty".into());
+    }
+    if c.handler.workers == 0 || c.handler.batch_size == 0 {
+        p.push("`handler`: workers and batch_size must be at least 1".into());
+    }
+    if c.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+        p.push(format!("`admin.listen`: `{}` is not ip:port", c.admin.listen));
+    }
+    if let Some(e) = &c.hbase_emulator {
+        if e.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!("`hbase_emulator.listen`: `{}` is not ip:port", e.listen));
+        }
+    }
+    p
+}
