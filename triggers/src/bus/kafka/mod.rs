@@ -1,0 +1,32 @@
+//! The Kafka bus: a publisher keyed by goods id, a raw at-least-once record source shared
+//! by the job consumer and the DTS trigger, and the dead-letter producer.
+
+pub mod admin;
+pub mod dead_letter;
+pub mod job_consumer;
+pub mod offsets;
+pub mod publisher;
+pub mod source;
+
+pub use admin::ensure_topics;
+pub use dead_letter::DeadLetterPublisher;
+pub use job_consumer::KafkaJobConsumer;
+pub use publisher::KafkaPublisher;
+pub use source::{KafkaSource, RawRecord, SourceOptions};
+
+use rdkafka::ClientConfig;
+
+/// Client settings shared by every producer and consumer of this crate.
+pub(crate) fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers).set("client.id", "reconciler");
+    config
+}
+
+/// Producer settings: every publish waits for the full in-sync replica set, so a publish
+/// that returned survives a broker failover.
+pub(crate) fn producer_config(brokers: &str) -> ClientConfig {
+    let mut config = base_config(brokers);
+    config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "30000");
+    config
+}

@@ -1,0 +1,254 @@
+//! An at-least-once Kafka record source for a consumer group.
+//!
+//! A background task owns the consumer and never stops polling, so a slow caller can not
+//! get the consumer thrown out of its group: when the hand-off queue is full it pauses
+//! the assigned partitions and keeps polling (which serves rebalances, heartbeats and
+//! `max.poll.interval.ms`) until the caller catches up.
+//!
+//! Offsets: auto commit is on but auto offset *store* is off. An offset is stored only
+//! when the caller acked it and everything before it in the partition (see
+//! [`offsets`](super::offsets)); librdkafka commits stored offsets every second, on
+//! rebalance and on close. Consumers of one group split the partitions and resume from
+//! the committed offsets.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::offsets::SharedTracker;
+use crate::bus::AckHandle;
+use crate::error::Result;
+
+/// One message, copied out of librdkafka's buffer.
+#[derive(Debug, Clone)]
+pub struct RawRecord {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// Broker or producer timestamp, epoch ms.
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl RawRecord {
+    fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> RawRecord {
+        let headers = message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        RawRecord {
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            timestamp_ms: message.timestamp().to_millis(),
+            headers,
+        }
+    }
+
+    pub fn header(&self, key: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// Records handed over but not yet taken by the caller before partitions are paused.
+    pub buffer: usize,
+    /// Where a group without committed offsets starts: `earliest` (default, lose nothing)
+    /// or `latest`.
+    pub auto_offset_reset: String,
+    /// How often stored offsets are committed.
+    pub commit_interval_ms: u64,
+    /// Extra librdkafka settings (`session.timeout.ms`, ...).
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions { buffer: 256, auto_offset_reset: "earliest".into(), commit_interval_ms: 1000, extra: Vec::new() }
+    }
+}
+
+/// Forgets revoked partitions in the tracker so stale acks can not store offsets there.
+pub struct TrackingContext {
+    tracker: Arc<SharedTracker>,
+}
+
+impl ClientContext for TrackingContext {}
+
+impl ConsumerContext for TrackingContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            for elem in list.elements() {
+                tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition revoked");
+                self.tracker.revoke(elem.topic(), elem.partition());
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            for elem in list.elements() {
+                tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition assigned");
+            }
+        }
+    }
+}
+
+type Consumer_ = StreamConsumer<TrackingContext>;
+type Item = (RawRecord, AckHandle);
+
+pub struct KafkaSource {
+    rx: mpsc::Receiver<Item>,
+    consumer: Arc<Consumer_>,
+    tracker: Arc<SharedTracker>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl KafkaSource {
+    /// Joins `group` and subscribes to `topics`. Topics must exist (see
+    /// [`ensure_topics`](super::ensure_topics)) or are picked up once created.
+    pub fn subscribe(brokers: &str, group: &str, topics: &[&str], options: SourceOptions) -> Result<KafkaSource> {
+        let slot: Arc<OnceLock<Weak<Consumer_>>> = Arc::new(OnceLock::new());
+        let store_slot = slot.clone();
+        let tracker = Arc::new(SharedTracker::new(Box::new(move |topic, partition, next| {
+            let Some(consumer) = store_slot.get().and_then(Weak::upgrade) else { return };
+            if let Err(e) = consumer.store_offset(topic, partition, next) {
+                tracing::debug!(topic, partition, next, error = %e, "offset not stored (partition no longer owned)");
+            }
+        })));
+        let mut config = super::base_config(brokers);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", options.commit_interval_ms.to_string())
+            .set("auto.offset.reset", &options.auto_offset_reset)
+            .set("enable.partition.eof", "false");
+        for (k, v) in &options.extra {
+            config.set(k, v);
+        }
+        let consumer: Arc<Consumer_> = Arc::new(config.create_with_context(TrackingContext { tracker: tracker.clone() })?);
+        let _ = slot.set(Arc::downgrade(&consumer));
+        consumer.subscribe(topics)?;
+        let (tx, rx) = mpsc::channel(options.buffer.max(1));
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx));
+        Ok(KafkaSource { rx, consumer, tracker, stop, task: Some(task) })
+    }
+
+    /// The next record and its ack handle; `None` after [`shutdown`](Self::shutdown).
+    pub async fn next(&mut self) -> Option<Item> {
+        self.rx.recv().await
+    }
+
+    /// Records handed out and not yet committable.
+    pub fn in_flight(&self) -> usize {
+        self.tracker.in_flight()
+    }
+
+    /// Stops polling, commits what was acked so far and leaves the group. Records handed
+    /// out but not acked are redelivered to whoever owns their partition next.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let consumer = self.consumer.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(error = %e, "final commit skipped");
+            }
+            consumer.unsubscribe();
+        })
+        .await;
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn poll_loop(consumer: Arc<Consumer_>, tracker: Arc<SharedTracker>, tx: mpsc::Sender<Item>, mut stop: watch::Receiver<bool>) {
+    let mut backlog: VecDeque<Item> = VecDeque::new();
+    let mut paused = false;
+    let mut topics: Vec<Arc<str>> = Vec::new();
+    loop {
+        // Hand over what we can without waiting.
+        while let Some(item) = backlog.pop_front() {
+            match tx.try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    backlog.push_front(item);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
+        }
+        let full = !backlog.is_empty();
+        if full != paused || full {
+            set_paused(&consumer, full);
+            paused = full;
+        }
+        tokio::select! {
+            _ = stop.changed() => return,
+            permit = tx.reserve(), if !backlog.is_empty() => match permit {
+                Ok(permit) => permit.send(backlog.pop_front().expect("backlog is not empty")),
+                Err(_) => return,
+            },
+            // While paused, come back every second to poll again: polling is what keeps
+            // the consumer in its group.
+            _ = tokio::time::sleep(Duration::from_secs(1)), if paused => {}
+            message = consumer.recv() => match message {
+                Ok(message) => {
+                    let topic = interned(&mut topics, message.topic());
+                    let record = RawRecord::from_message(&message, topic.clone());
+                    let generation = tracker.track(&topic, record.partition, record.offset);
+                    let ack = AckHandle::kafka(tracker.clone(), topic, record.partition, record.offset, generation);
+                    backlog.push_back((record, ack));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+        }
+    }
+}
+
+fn set_paused(consumer: &Consumer_, pause: bool) {
+    let assignment = match consumer.assignment() {
+        Ok(a) => a,
+        Err(e) => return tracing::warn!(error = %e, "assignment unavailable"),
+    };
+    if assignment.count() == 0 {
+        return;
+    }
+    let list: TopicPartitionList = assignment;
+    let result = if pause { consumer.pause(&list) } else { consumer.resume(&list) };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, pause, "pause/resume failed");
+    }
+}
+
+fn interned(topics: &mut Vec<Arc<str>>, name: &str) -> Arc<str> {
+    if let Some(t) = topics.iter().find(|t| &***t == name) {
+        return t.clone();
+    }
+    let t: Arc<str> = Arc::from(name);
+    topics.push(t.clone());
+    t
+}

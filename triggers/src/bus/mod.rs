@@ -1,0 +1,40 @@
+//! The job bus: publishers put check jobs on it, consumers take them off with an ack
+//! handle. Two implementations behind the same traits: Kafka (many processes) and an
+//! in-process bounded queue (one process, `bus.kind = "embedded"`).
+//!
+//! Delivery is at least once. A consumer's position only moves past a job once the caller
+//! acks it, so a crash before the ack redelivers the job; a handle dropped without ack
+//! leaves the job unacknowledged (Kafka: redelivered after a restart or rebalance).
+
+pub mod ack;
+pub mod embedded;
+pub mod kafka;
+
+use async_trait::async_trait;
+use model::job::Job;
+
+pub use ack::AckHandle;
+
+use crate::error::Result;
+
+/// Puts jobs on the bus. `publish` returns once every job is durably accepted (Kafka:
+/// acknowledged by the broker; embedded: in the queue), so callers can commit their own
+/// source position afterwards.
+#[async_trait]
+pub trait JobPublisher: Send + Sync {
+    async fn publish(&self, jobs: &[Job]) -> Result<()>;
+}
+
+/// One job taken off the bus, with the handle that acknowledges it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub job: Job,
+    pub ack: AckHandle,
+}
+
+/// Takes jobs off the bus, one step at a time. `next` returns `Ok(None)` when the bus is
+/// closed for good (embedded queue with every publisher gone, consumer shut down).
+#[async_trait]
+pub trait JobConsumer: Send {
+    async fn next(&mut self) -> Result<Option<Delivery>>;
+}

@@ -1,0 +1,38 @@
+//! The crate's error type. Every error knows whether retrying the same step may succeed,
+//! so the runtime can back off on a broker or database outage and stop on a bad config.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TriggerError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("mysql: {0}")]
+    Mysql(#[from] sqlx::Error),
+    #[error("job bus closed")]
+    BusClosed,
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Dump(#[from] crate::dump::DumpError),
+}
+
+impl TriggerError {
+    /// True when the same step may succeed later (store or broker outage); false for
+    /// errors a retry cannot fix (bad configuration, closed bus, broken dump file).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TriggerError::Kafka(e) => !matches!(
+                e,
+                rdkafka::error::KafkaError::ClientConfig(..) | rdkafka::error::KafkaError::ClientCreation(_)
+            ),
+            TriggerError::Mysql(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            ) || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001") || db.code().as_deref() == Some("HY000")),
+            TriggerError::BusClosed | TriggerError::Config(_) | TriggerError::Dump(_) => false,
+        }
+    }
+}
+
+pub type Result<T, E = TriggerError> = std::result::Result<T, E>;
