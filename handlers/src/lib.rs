@@ -1,1 +1,19 @@
-//! placeholder
+//! The stateless handler: for a batch of goods, read MySQL truth, read every target,
+//! diff, and repair drift safely (settle window, compare-and-set, write-ahead audit,
+//! rate and blast-radius limits).
+//!
+//! Invariant: handlers never write the truth tables. [`truth::TruthReader`] only has
+//! read methods; the only MySQL write is the audit log ([`audit::AuditLog`]).
+
+pub mod audit;
+pub mod error;
+pub mod handler;
+pub mod limit;
+pub mod run;
+pub mod target;
+pub mod truth;
+pub mod undo;
+
+pub use error::StoreError;
+pub use handler::{Handler, Mode, RunState};
+pub use target::{ApplyOutcome, ScanPage, Target};

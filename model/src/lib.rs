@@ -12,6 +12,7 @@ pub mod job;
 pub mod projection;
 pub mod repair_plan;
 pub mod report;
+pub mod schema;
 pub mod shard;
 
 pub use diff::{diff_goods, Drift, DriftKind, ObservedCell, ObservedGoods};

@@ -44,6 +44,9 @@ pub struct Report {
     pub unreachable: Vec<String>,
     /// Goods with at least one drift on any target.
     pub drifted_goods: u64,
+    /// Goods with no truth rows and no derived data anywhere (likely a wrong id).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown_goods: Vec<GoodsId>,
     /// Set when the blast-radius limit stopped repairs: the reason.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub halted: Option<String>,
@@ -76,6 +79,7 @@ impl Report {
             }
         }
         self.drifted_goods += other.drifted_goods;
+        self.unknown_goods.extend(other.unknown_goods);
         if self.halted.is_none() {
             self.halted = other.halted;
         }

@@ -1,0 +1,34 @@
+//! Store errors, which know whether trying again can help.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store did not answer (refused, timed out, connection lost): retryable, and
+    /// reported as `unreachable`.
+    #[error("{store} is unreachable: {reason}")]
+    Unreachable { store: String, reason: String },
+    /// The store answered with an error (bad table, protocol error): not retryable.
+    #[error("{store} answered with an error: {reason}")]
+    Failed { store: String, reason: String },
+}
+
+impl StoreError {
+    pub fn unreachable(store: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        StoreError::Unreachable { store: store.into(), reason: reason.to_string() }
+    }
+
+    pub fn failed(store: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        StoreError::Failed { store: store.into(), reason: reason.to_string() }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unreachable { .. })
+    }
+
+    pub fn store(&self) -> &str {
+        match self {
+            StoreError::Unreachable { store, .. } | StoreError::Failed { store, .. } => store,
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Runs: a list of goods, every goods of an activity, or the full universe (keyset over
+//! every shard, or any other id source such as a Parquet dump) followed by an orphan scan
+//! of every target. Batches flow through a bounded channel to a fixed number of
+//! concurrent workers, so memory stays flat whatever the number of goods.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use model::report::Report;
+use model::{ActivityId, GoodsId};
+use roaring::RoaringTreemap;
+use tokio::sync::mpsc;
+
+use crate::error::StoreError;
+use crate::handler::{Handler, Mode, RunState};
+use crate::limit::RateLimiter;
+
+/// A batch of goods ids from an id source, or why the source failed.
+pub type IdBatch = Result<Vec<GoodsId>, String>;
+
+/// Running totals, handed to the progress callback after each batch.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub checked: u64,
+    pub drifted: u64,
+    pub repaired: u64,
+}
+
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct RunOptions {
+    pub batch_size: usize,
+    pub concurrency: usize,
+    /// Goods per second fed to the workers (0: unlimited).
+    pub goods_per_sec: u32,
+    pub progress: Option<ProgressFn>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("activity {0} does not exist in act_meta.activity and no goods rows reference it")]
+    UnknownActivity(ActivityId),
+    #[error("goods id source failed: {0}")]
+    Source(String),
+}
+
+/// Checks / repairs the given goods.
+pub async fn run_goods(handler: &Arc<Handler>, ids: &[GoodsId], mode: &Mode, opts: &RunOptions) -> Result<Report, RunError> {
+    let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
+    let batches: Vec<Vec<GoodsId>> = ids.chunks(opts.batch_size.max(1)).map(<[_]>::to_vec).collect();
+    tokio::spawn(async move {
+        for b in batches {
+            if tx.send(Ok(b)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let run = RunState::default();
+    Ok(drive(handler, rx, mode, opts, &run, "goods", None).await?)
+}
+
+/// Checks / repairs every goods that carries the activity (any row status, so goods
+/// whose row was just removed are cleaned too).
+pub async fn run_activity(handler: &Arc<Handler>, activity: ActivityId, mode: &Mode, opts: &RunOptions) -> Result<Report, RunError> {
+    let exists = handler.truth().activity_exists(activity).await?;
+    let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
+    let truth = handler.truth().clone();
+    let batch = opts.batch_size.max(1) as u32;
+    let found = Arc::new(AtomicU64::new(0));
+    let found_in = found.clone();
+    tokio::spawn(async move {
+        for s in 0..truth.layout().total_shards() {
+            let mut after = 0;
+            loop {
+                let page = truth.activity_goods_page(s, activity, after, batch).await;
+                match page {
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string())).await;
+                        return;
+                    }
+                    Ok(page) if page.is_empty() => break,
+                    Ok(page) => {
+                        after = *page.last().unwrap();
+                        found_in.fetch_add(page.len() as u64, Ordering::Relaxed);
+                        if tx.send(Ok(page)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let run = RunState::default();
+    let report = drive(handler, rx, mode, opts, &run, "activity", None).await?;
+    if !exists && found.load(Ordering::Relaxed) == 0 {
+        return Err(RunError::UnknownActivity(activity));
+    }
+    Ok(report)
+}
+
+/// Spawns the keyset walk over every shard: distinct goods ids, ascending per shard,
+/// one shard per batch (so each batch costs one query per table).
+pub fn mysql_id_source(handler: &Arc<Handler>, batch_size: usize) -> mpsc::Receiver<IdBatch> {
+    let (tx, rx) = mpsc::channel(4);
+    let truth = handler.truth().clone();
+    let batch = batch_size.max(1) as u32;
+    tokio::spawn(async move {
+        for s in 0..truth.layout().total_shards() {
+            let mut after = 0;
+            loop {
+                match truth.goods_page(s, after, batch).await {
+                    Err(e) => {
+                        let _ = tx.send(Err(e.to_string())).await;
+                        return;
+                    }
+                    Ok(page) if page.is_empty() => break,
+                    Ok(page) => {
+                        after = *page.last().unwrap();
+                        if tx.send(Ok(page)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Full reconciliation: every goods from `source`, then an orphan scan of every target
+/// for goods the source did not name.
+pub async fn run_full(
+    handler: &Arc<Handler>,
+    source: mpsc::Receiver<IdBatch>,
+    mode: &Mode,
+    opts: &RunOptions,
+) -> Result<Report, RunError> {
+    let run = RunState::default();
+    let seen = Arc::new(std::sync::Mutex::new(RoaringTreemap::new()));
+    let mut report = drive(handler, source, mode, opts, &run, "full", Some(seen.clone())).await?;
+
+    for target in handler.targets() {
+        let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
+        let scanner = target.clone();
+        let seen_scan = seen.clone();
+        let limit = opts.batch_size.max(1);
+        let scan = tokio::spawn(async move {
+            let mut cursor = None;
+            let mut foreign = 0u64;
+            let mut pending = Vec::new();
+            loop {
+                let page = match scanner.scan(cursor.take(), limit).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(e),
+                };
+                foreign += page.foreign.len() as u64;
+                {
+                    let mut seen = seen_scan.lock().unwrap();
+                    for g in page.goods {
+                        if seen.insert(g) {
+                            pending.push(g);
+                        }
+                    }
+                }
+                if pending.len() >= limit || page.next.is_none() {
+                    let batch = std::mem::take(&mut pending);
+                    if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+                        break;
+                    }
+                }
+                match page.next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+            if foreign > 0 {
+                tracing::warn!(target = scanner.name(), keys = foreign, "orphan scan found keys not of the contract's shape, left untouched");
+            }
+            Ok(())
+        });
+        let part = drive(handler, rx, mode, opts, &run, "orphan-scan", None).await?;
+        report.merge(part);
+        match scan.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target = target.name(), error = %e, "orphan scan failed");
+                if !report.unreachable.contains(&target.name().to_string()) {
+                    report.unreachable.push(target.name().to_string());
+                }
+            }
+            Err(e) => return Err(RunError::Source(format!("orphan scan task failed: {e}"))),
+        }
+    }
+    Ok(report)
+}
+
+/// Feeds batches from `rx` to `opts.concurrency` workers and merges their reports.
+async fn drive(
+    handler: &Arc<Handler>,
+    rx: mpsc::Receiver<IdBatch>,
+    mode: &Mode,
+    opts: &RunOptions,
+    run: &RunState,
+    phase: &'static str,
+    seen: Option<Arc<std::sync::Mutex<RoaringTreemap>>>,
+) -> Result<Report, RunError> {
+    let started = Instant::now();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let limiter = (opts.goods_per_sec > 0).then(|| Arc::new(RateLimiter::new(opts.goods_per_sec)));
+    let progress = Arc::new(std::sync::Mutex::new(Progress { phase, ..Default::default() }));
+    let workers = (0..opts.concurrency.max(1)).map(|_| {
+        let rx = rx.clone();
+        let limiter = limiter.clone();
+        let seen = seen.clone();
+        let progress = progress.clone();
+        async move {
+            let mut report = Report::default();
+            loop {
+                let next = rx.lock().await.recv().await;
+                let batch = match next {
+                    None => break,
+                    Some(Err(e)) => return Err(RunError::Source(e)),
+                    Some(Ok(b)) => b,
+                };
+                if let Some(l) = &limiter {
+                    l.acquire(batch.len()).await;
+                }
+                let part = handler.process(&batch, mode, run).await?;
+                if let Some(seen) = &seen {
+                    seen.lock().unwrap().extend(batch.iter().copied());
+                }
+                if let Some(cb) = &opts.progress {
+                    let snapshot = {
+                        let mut p = progress.lock().unwrap();
+                        p.checked += part.checked;
+                        p.drifted += part.drifted_goods;
+                        p.repaired += part.repairs.len() as u64;
+                        p.clone()
+                    };
+                    cb(&snapshot);
+                }
+                report.merge(part);
+            }
+            Ok::<Report, RunError>(report)
+        }
+    });
+    let mut report = Report { dry_run: mode.dry_run, ..Default::default() };
+    for part in futures::future::join_all(workers).await {
+        report.merge(part?);
+    }
+    report.halted = report.halted.or_else(|| run.halted());
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}

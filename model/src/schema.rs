@@ -1,0 +1,122 @@
+//! DDL of the truth schema (contract section 2) and of the reconciler's own tables, as
+//! statements for any executor to run. Every statement is idempotent.
+
+use crate::shard::ShardLayout;
+
+/// The reconciler's audit log: one row per cell repair (and per undo), holding the
+/// before and after images so any repair can be undone.
+pub const REPAIR_LOG_TABLE: &str = "reconcile_repair_log";
+/// Trigger watermarks (recent-change scanner), one row per scanned table.
+pub const CHECKPOINT_TABLE: &str = "reconcile_checkpoint";
+
+/// Every statement needed for the configured layout, in order.
+pub fn ddl(layout: &ShardLayout) -> Vec<String> {
+    let meta = layout.meta_database();
+    let mut out = vec![
+        format!("CREATE DATABASE IF NOT EXISTS `{meta}`"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.activity (
+  activity_id  BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+  name         VARCHAR(128)    NOT NULL,
+  type         TINYINT         NOT NULL,
+  biz_code     VARCHAR(32)     NOT NULL,
+  tags         VARCHAR(255)    NOT NULL DEFAULT '',
+  status       TINYINT         NOT NULL,
+  start_time   DATETIME(3)     NOT NULL,
+  end_time     DATETIME(3)     NOT NULL,
+  priority     INT             NOT NULL DEFAULT 0,
+  updated_at   DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  KEY idx_updated_at (updated_at)
+) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{REPAIR_LOG_TABLE} (
+  id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  run_id        VARCHAR(64)     NOT NULL,
+  target        VARCHAR(64)     NOT NULL,
+  goods_id      BIGINT UNSIGNED NOT NULL,
+  activity_id   BIGINT UNSIGNED NULL,
+  qualifier     VARBINARY(255)  NOT NULL,
+  kind          VARCHAR(16)     NOT NULL,
+  before_value  MEDIUMBLOB      NULL,
+  before_ts     BIGINT          NULL,
+  after_value   MEDIUMBLOB      NULL,
+  after_ts      BIGINT          NULL,
+  trigger_kind  VARCHAR(16)     NOT NULL,
+  status        VARCHAR(16)     NOT NULL,
+  undo_of       BIGINT UNSIGNED NULL,
+  created_at    DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  KEY idx_goods (goods_id),
+  KEY idx_created_at (created_at)
+) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{CHECKPOINT_TABLE} (
+  name        VARCHAR(128)    NOT NULL PRIMARY KEY,
+  updated_at  DATETIME(3)     NOT NULL,
+  last_id     BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  changed_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
+) ENGINE=InnoDB"
+        ),
+    ];
+    for d in 0..layout.databases {
+        out.push(format!("CREATE DATABASE IF NOT EXISTS `{}`", layout.database(d)));
+    }
+    for s in layout.all_shards() {
+        let db = &s.database;
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.{} (
+  id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  activity_id    BIGINT UNSIGNED NOT NULL,
+  goods_id       BIGINT UNSIGNED NOT NULL,
+  activity_price BIGINT          NOT NULL,
+  limit_per_user INT             NOT NULL DEFAULT 0,
+  status         TINYINT         NOT NULL,
+  updated_at     DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  UNIQUE KEY uk_goods_activity (goods_id, activity_id),
+  KEY idx_activity (activity_id),
+  KEY idx_updated_at (updated_at)
+) ENGINE=InnoDB",
+            s.goods_table
+        ));
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS `{db}`.{} (
+  id             BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  activity_id    BIGINT UNSIGNED NOT NULL,
+  goods_id       BIGINT UNSIGNED NOT NULL,
+  sku_id         BIGINT UNSIGNED NOT NULL,
+  activity_price BIGINT          NOT NULL,
+  status         TINYINT         NOT NULL,
+  updated_at     DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+  UNIQUE KEY uk_goods_activity_sku (goods_id, activity_id, sku_id),
+  KEY idx_updated_at (updated_at)
+) ENGINE=InnoDB",
+            s.sku_table
+        ));
+    }
+    out
+}
+
+/// Statements dropping every database of the layout (tests and benchmarks clean up).
+pub fn drop_all(layout: &ShardLayout) -> Vec<String> {
+    let mut out = vec![format!("DROP DATABASE IF EXISTS `{}`", layout.meta_database())];
+    for d in 0..layout.databases {
+        out.push(format!("DROP DATABASE IF EXISTS `{}`", layout.database(d)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_table_pair_per_shard_in_the_right_database() {
+        let layout = ShardLayout { databases: 2, tables_per_database: 4, db_prefix: "p_".into() };
+        let ddl = ddl(&layout);
+        assert_eq!(ddl.iter().filter(|s| s.contains(".activity_goods_")).count(), 8);
+        assert!(ddl.iter().any(|s| s.contains("`p_act_1`.activity_sku_0007")));
+        assert!(ddl.iter().any(|s| s.contains("`p_act_0`.activity_goods_0003")));
+        assert!(ddl.iter().all(|s| s.contains("IF NOT EXISTS")));
+    }
+}
