@@ -1,0 +1,105 @@
+//! Column selection as HBase's Thrift1 handler builds it from `family[:qualifier]`
+//! strings, and the read of one row through a selection.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::cells::{Cell, Row, Window};
+use super::table::Table;
+use crate::error::Result;
+
+/// Splits a column name the way `CellUtil.parseColumn` does: no `:` means the whole
+/// family; `family:` is the *empty qualifier* (HBASE-9549), not the whole family.
+pub fn parse_column(column: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+    match column.iter().position(|&b| b == b':') {
+        None => (column.to_vec(), None),
+        Some(i) => (column[..i].to_vec(), Some(column[i + 1..].to_vec())),
+    }
+}
+
+/// Which families and qualifiers a read returns.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// `None`: every family. Per family, `None` is the whole family.
+    families: Option<BTreeMap<Vec<u8>, Option<BTreeSet<Vec<u8>>>>>,
+}
+
+impl Selection {
+    pub fn all() -> Self {
+        Selection { families: None }
+    }
+
+    /// Builds the selection like successive `Get.addFamily` / `addColumn` calls: a
+    /// column after its family narrows it, a family after a column widens it again.
+    /// Every family must exist in `table`.
+    pub fn parse(table: &Table, columns: &[Vec<u8>]) -> Result<Self> {
+        if columns.is_empty() {
+            return Ok(Self::all());
+        }
+        let mut map: BTreeMap<Vec<u8>, Option<BTreeSet<Vec<u8>>>> = BTreeMap::new();
+        for c in columns {
+            let (family, qualifier) = parse_column(c);
+            table.family(&family)?;
+            match qualifier {
+                None => {
+                    map.insert(family, None);
+                }
+                Some(q) => match map.entry(family).or_insert_with(|| Some(BTreeSet::new())) {
+                    Some(set) => {
+                        set.insert(q);
+                    }
+                    slot @ None => {
+                        *slot = Some(BTreeSet::from([q]));
+                    }
+                },
+            }
+        }
+        Ok(Selection { families: Some(map) })
+    }
+
+    /// A single column (get, getVer, getVerTs).
+    pub fn one(table: &Table, column: &[u8]) -> Result<Self> {
+        Self::parse(table, std::slice::from_ref(&column.to_vec()))
+    }
+
+    /// The visible cells of `row`, by family then qualifier, newest version first.
+    pub fn read(&self, table: &Table, row: &Row, w: Window, out: &mut Vec<Cell>) {
+        for (family, cells) in &row.families {
+            let wanted = match &self.families {
+                None => None,
+                Some(map) => match map.get(family) {
+                    None => continue,
+                    Some(q) => q.as_ref(),
+                },
+            };
+            let Ok(spec) = table.family(family) else { continue };
+            let w = Window { versions: w.versions.min(spec.max_versions as usize), ..w };
+            let mut push = |qualifier: &Vec<u8>, column: &super::cells::Column| {
+                for (ts, value) in column.visible(cells.marker, w) {
+                    out.push(Cell { family: family.clone(), qualifier: qualifier.clone(), timestamp: ts, value: value.clone() });
+                }
+            };
+            match wanted {
+                None => cells.columns.iter().for_each(|(q, c)| push(q, c)),
+                Some(set) => {
+                    for q in set {
+                        if let Some(c) = cells.columns.get(q) {
+                            push(q, c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_like_cell_util() {
+        assert_eq!(parse_column(b"a"), (b"a".to_vec(), None));
+        assert_eq!(parse_column(b"a:"), (b"a".to_vec(), Some(vec![])));
+        assert_eq!(parse_column(b"a:b:c"), (b"a".to_vec(), Some(b"b:c".to_vec())));
+    }
+}
