@@ -124,6 +124,16 @@ impl AuditLog {
         Ok(())
     }
 
+    pub async fn mark_many(&self, ids: &[u64], status: &str) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+        let sql = format!("UPDATE {} SET status = ? WHERE id IN ({})", self.table, list.join(","));
+        sqlx::query(&sql).bind(status).execute(&self.pool).await.map_err(failed)?;
+        Ok(())
+    }
+
     pub async fn mark(&self, id: u64, status: &str) -> Result<(), StoreError> {
         sqlx::query(&format!("UPDATE {} SET status = ? WHERE id = ?", self.table))
             .bind(status)

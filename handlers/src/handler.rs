@@ -33,15 +33,22 @@ pub struct Mode {
     pub trigger: TriggerKind,
     /// Recorded with every audit row of the run.
     pub run_id: String,
+    /// `sync`: project truth as it is now, without settle window, blast-radius limit or
+    /// audit rows (a bootstrap is not a repair); compare-and-set still applies.
+    pub bootstrap: bool,
 }
 
 impl Mode {
     pub fn check(run_id: String) -> Mode {
-        Mode { repair: false, dry_run: false, trigger: TriggerKind::Operator, run_id }
+        Mode { repair: false, dry_run: false, trigger: TriggerKind::Operator, run_id, bootstrap: false }
     }
 
     pub fn repair(trigger: TriggerKind, run_id: String) -> Mode {
-        Mode { repair: true, dry_run: false, trigger, run_id }
+        Mode { repair: true, dry_run: false, trigger, run_id, bootstrap: false }
+    }
+
+    pub fn sync(run_id: String) -> Mode {
+        Mode { repair: true, dry_run: false, trigger: TriggerKind::Operator, run_id, bootstrap: true }
     }
 }
 
@@ -139,9 +146,11 @@ impl Handler {
         if !mode.repair || drifted.is_empty() || mode.dry_run {
             return Ok(report);
         }
-        if let Some(reason) = self.blast_radius(checked, drifted_total, run) {
-            report.halted = Some(reason);
-            return Ok(report);
+        if !mode.bootstrap {
+            if let Some(reason) = self.blast_radius(checked, drifted_total, run) {
+                report.halted = Some(reason);
+                return Ok(report);
+            }
         }
 
         // Safety: re-read truth right before repairing.
@@ -153,7 +162,7 @@ impl Handler {
             let (before, after) = (&truth[g], &fresh[g]);
             if before.entities != after.entities {
                 hold.insert(*g, "truth changed since the check".into());
-            } else if now - after.last_change_ms < self.config.settle_ms as i64 {
+            } else if !mode.bootstrap && now - after.last_change_ms < self.config.settle_ms as i64 {
                 hold.insert(*g, format!("truth changed {} ms ago", now - after.last_change_ms));
             }
         }
@@ -212,15 +221,22 @@ impl Handler {
             return Ok(report);
         }
         self.limiter.acquire(repairs.len()).await;
-        let ids = self.audit.record_pending(&mode.run_id, target.name(), mode.trigger, &repairs, None).await?;
+        let ids: Vec<Option<u64>> = if mode.bootstrap {
+            vec![None; repairs.len()]
+        } else {
+            self.audit.record_pending(&mode.run_id, target.name(), mode.trigger, &repairs, None).await?.into_iter().map(Some).collect()
+        };
+        let audited: Vec<u64> = ids.iter().flatten().copied().collect();
         let outcomes = match target.apply(&repairs).await {
             Ok(o) => o,
             Err(e) => {
-                let _ = self.audit.record_outcomes(&ids, &[]).await;
+                let _ = self.audit.mark_many(&audited, "failed").await;
                 return Err(e);
             }
         };
-        self.audit.record_outcomes(&ids, &outcomes).await?;
+        if !audited.is_empty() {
+            self.audit.record_outcomes(&audited, &outcomes).await?;
+        }
         let mut conflicted = HashSet::new();
         for ((r, id), outcome) in repairs.iter().zip(ids).zip(outcomes) {
             match outcome {
@@ -229,7 +245,7 @@ impl Handler {
                     target: target.name().to_string(),
                     activity_id: r.activity_id,
                     kind: r.kind,
-                    repair_id: Some(id),
+                    repair_id: id,
                 }),
                 ApplyOutcome::Conflict { .. } => {
                     if conflicted.insert(r.goods_id) {

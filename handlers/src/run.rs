@@ -196,6 +196,7 @@ pub async fn run_full(
             Err(e) => return Err(RunError::Source(format!("orphan scan task failed: {e}"))),
         }
     }
+    report.sort();
     Ok(report)
 }
 
@@ -255,5 +256,6 @@ async fn drive(
     }
     report.halted = report.halted.or_else(|| run.halted());
     report.elapsed_ms = started.elapsed().as_millis() as u64;
+    report.sort();
     Ok(report)
 }

@@ -109,6 +109,16 @@ impl Report {
         }
     }
 
+    /// Orders every list by target, goods and activity, so output is stable whatever
+    /// order concurrent batches finished in.
+    pub fn sort(&mut self) {
+        self.drift.sort_by(|a, b| (&a.target, a.goods_id, a.activity_id).cmp(&(&b.target, b.goods_id, b.activity_id)));
+        self.repairs.sort_by(|a, b| (&a.target, a.goods_id, a.activity_id).cmp(&(&b.target, b.goods_id, b.activity_id)));
+        self.deferred.sort_by(|a, b| (&a.target, a.goods_id).cmp(&(&b.target, b.goods_id)));
+        self.unreachable.sort();
+        self.unknown_goods.sort_unstable();
+    }
+
     /// Count of drift entries per kind, in [`DriftKind::ALL`] order.
     pub fn drift_by_kind(&self) -> Vec<(DriftKind, usize)> {
         DriftKind::ALL.iter().map(|k| (*k, self.drift.iter().filter(|d| d.kind == *k).count())).collect()

@@ -1,0 +1,212 @@
+//! One function per command; each returns the process exit status.
+
+use std::sync::Arc;
+
+use handlers::run::{mysql_id_source, run_activity, run_full, run_goods, RunError};
+use handlers::undo::{undo, UndoError};
+use handlers::{Mode, StoreError};
+use model::config::Config;
+use model::ids::parse_id_list;
+use model::job::TriggerKind;
+use model::report::{Outcome, Report};
+
+use crate::app::{exit, run_id, App};
+use crate::cli::{Cli, Command, EmulatorArgs, Selection};
+use crate::{output, progress};
+
+pub async fn run(cli: Cli) -> i32 {
+    if let Command::HbaseEmulator(args) = &cli.command {
+        return hbase_emulator(args).await;
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let app = match App::new(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::USAGE;
+        }
+    };
+    match cli.command {
+        Command::Demo => demo(&app).await,
+        Command::Schema => match crate::schema::create(&app.pools, &app.config.layout()).await {
+            Ok(n) => {
+                println!("schema ready: {n} statements applied (idempotent)");
+                exit::CLEAN
+            }
+            Err(e) => store_failure(&StoreError::unreachable("mysql", e)),
+        },
+        Command::Sync(args) => {
+            let mode = Mode::sync(run_id("sync"));
+            let selection = Selection { goods: args.goods, activity: args.activity };
+            if args.all {
+                let opts = app.run_options(progress::reporter(args.json));
+                let r = run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &mode, &opts).await;
+                finish(r, args.json)
+            } else if selection.goods.is_none() && selection.activity.is_none() {
+                eprintln!("error: sync needs one of --goods IDS, --activity ID or --all");
+                exit::USAGE
+            } else {
+                selected(&app, &selection, &mode, args.json).await
+            }
+        }
+        Command::Check(args) => selected(&app, &args.selection, &Mode::check(run_id("check")), args.json).await,
+        Command::Repair(args) => {
+            let mut mode = Mode::repair(TriggerKind::Operator, run_id("repair"));
+            mode.dry_run = args.dry_run;
+            selected(&app, &args.selection, &mode, args.json).await
+        }
+        Command::Undo(args) => match undo(&app.handler, args.repair_id, &Mode::repair(TriggerKind::Operator, run_id("undo"))).await {
+            Ok(report) => print_report(&report, args.json),
+            Err(UndoError::Store(e)) => store_failure(&e),
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        },
+        Command::Full(args) => {
+            let mut mode = Mode::repair(TriggerKind::Full, run_id("full"));
+            mode.dry_run = args.dry_run;
+            let opts = app.run_options(progress::reporter(args.json));
+            let source = match &args.dump {
+                None => mysql_id_source(&app.handler, opts.batch_size),
+                Some(path) => match crate::dump::source(path, &app.config, opts.batch_size) {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::USAGE;
+                    }
+                },
+            };
+            finish(run_full(&app.handler, source, &mode, &opts).await, args.json)
+        }
+        Command::Serve => crate::serve::run(app).await,
+        Command::HbaseEmulator(_) => unreachable!("handled above"),
+    }
+}
+
+async fn selected(app: &App, selection: &Selection, mode: &Mode, json: bool) -> i32 {
+    let opts = app.run_options(progress::reporter(json));
+    let result = match (&selection.goods, selection.activity) {
+        (Some(ids), _) => match parse_id_list(ids) {
+            Ok(ids) => run_goods(&app.handler, &ids, mode, &opts).await,
+            Err(e) => {
+                eprintln!("error: --goods: {e}");
+                return exit::USAGE;
+            }
+        },
+        (None, Some(activity)) => run_activity(&app.handler, activity, mode, &opts).await,
+        (None, None) => {
+            eprintln!("error: give --goods IDS or --activity ID");
+            return exit::USAGE;
+        }
+    };
+    finish(result, json)
+}
+
+fn finish(result: Result<Report, RunError>, json: bool) -> i32 {
+    match result {
+        Ok(report) => print_report(&report, json),
+        Err(RunError::Store(e)) => store_failure(&e),
+        Err(e @ RunError::UnknownActivity(_)) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+        Err(RunError::Source(e)) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn print_report(report: &Report, json: bool) -> i32 {
+    if json {
+        println!("{}", output::json(report));
+    } else {
+        print!("{}", output::human(report));
+    }
+    match report.outcome() {
+        Outcome::Clean => exit::CLEAN,
+        Outcome::DriftLeft => exit::DRIFT_LEFT,
+        Outcome::Usage => exit::USAGE,
+        Outcome::Unreachable => exit::UNREACHABLE,
+    }
+}
+
+fn store_failure(e: &StoreError) -> i32 {
+    eprintln!("error: {e}");
+    exit::UNREACHABLE
+}
+
+async fn demo(app: &App) -> i32 {
+    let _emulator = match start_configured_emulator(&app.config) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::UNREACHABLE;
+        }
+    };
+    match crate::demo::run(app, true).await {
+        Ok(outcome) if outcome.recheck.drift.is_empty() && outcome.recheck.unreachable.is_empty() => exit::CLEAN,
+        Ok(_) => exit::DRIFT_LEFT,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<RunError>() {
+                Some(RunError::Store(_)) => exit::UNREACHABLE,
+                _ => exit::UNREACHABLE,
+            }
+        }
+    }
+}
+
+/// Starts the in-process HBase emulator when `[hbase_emulator]` is configured; when its
+/// address is already taken, the server already listening there is used.
+pub fn start_configured_emulator(config: &Config) -> anyhow::Result<Option<Arc<hbase_emulator::EmulatorHandle>>> {
+    let Some(e) = &config.hbase_emulator else { return Ok(None) };
+    let opts = hbase_emulator::EmulatorOptions { workers: e.workers, ..Default::default() };
+    match hbase_emulator::start(&e.listen, opts) {
+        Ok(handle) => {
+            tracing::info!(listen = %handle.local_addr(), "hbase emulator started in-process");
+            Ok(Some(Arc::new(handle)))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::info!(listen = %e.listen, "hbase emulator address in use, using the server already listening there");
+            Ok(None)
+        }
+        Err(err) => Err(anyhow::anyhow!("starting the hbase emulator on {}: {err}", e.listen)),
+    }
+}
+
+async fn hbase_emulator(args: &EmulatorArgs) -> i32 {
+    let opts = hbase_emulator::EmulatorOptions {
+        workers: args.workers,
+        transport: if args.framed { hbase_emulator::Transport::Framed } else { hbase_emulator::Transport::Buffered },
+        protocol: if args.compact { hbase_emulator::Protocol::Compact } else { hbase_emulator::Protocol::Binary },
+    };
+    let handle = match hbase_emulator::start(&args.listen, opts) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return exit::USAGE;
+        }
+    };
+    println!("hbase thrift1 emulator listening on {}", handle.local_addr());
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    tokio::task::spawn_blocking(move || handle.shutdown()).await.ok();
+    exit::CLEAN
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_shutdown() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
