@@ -209,10 +209,11 @@ impl HbaseSyncHandler for Handler {
     }
 
     fn handle_scanner_open_with_scan(&self, table_name: Text, scan: TScan, _attributes: Attrs) -> thrift::Result<ScannerID> {
-        if scan.filter_string.is_some() {
+        // Empty / zero values are what the Rust client's `TScan::default()` sends.
+        if scan.filter_string.as_ref().is_some_and(|f| !f.is_empty()) {
             return unsupported("TScan.filterString");
         }
-        if scan.batch_size.is_some() {
+        if scan.batch_size.is_some_and(|b| b > 0) {
             return unsupported("TScan.batchSize");
         }
         let mut spec = ScanSpec::new(

@@ -34,11 +34,12 @@ impl FamilySpec {
             return Err(Error::IllegalArgument("column name is empty".into()));
         }
         let family = super::select::parse_column(&name).0;
-        let compression = d.compression.clone().unwrap_or_else(|| "NONE".into());
+        // Empty counts as absent: the Rust client's `Default` sends empty strings.
+        let compression = d.compression.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "NONE".into());
         if !COMPRESSIONS.contains(&compression.to_lowercase().as_str()) {
             return Err(Error::illegal(format!("Unsupported compression algorithm name: {compression}")));
         }
-        let bloom = d.bloom_filter_type.clone().unwrap_or_else(|| "NONE".into());
+        let bloom = d.bloom_filter_type.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| "NONE".into());
         if !BLOOMS.contains(&bloom.as_str()) {
             return Err(Error::illegal(format!("No enum constant org.apache.hadoop.hbase.regionserver.BloomType.{bloom}")));
         }
