@@ -94,28 +94,46 @@ fn section<T: DeserializeOwned + Default>(table: &mut toml::Table, key: &str, pr
     }
 }
 
-/// Deserializes one value, recording unknown keys and the first type error with their
-/// full key paths under `prefix`.
-fn parse_value<T: DeserializeOwned>(value: toml::Value, prefix: &str, problems: &mut Vec<String>) -> Option<T> {
-    let mut unknown = Vec::new();
-    let result = {
-        let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-        let de = serde_ignored::Deserializer::new(value, &mut record);
-        serde_path_to_error::deserialize::<_, T>(de)
-    };
-    for path in unknown {
-        problems.push(format!("unknown key `{prefix}.{path}`"));
-    }
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let path = e.path().to_string();
-            let at = if path == "." { prefix.to_string() } else { format!("{prefix}.{path}") };
-            let message = e.inner().to_string().replace('\n', " ");
-            problems.push(format!("`{at}`: {}", message.trim()));
-            None
+/// Deserializes one value, recording unknown keys and type errors with their full key
+/// paths under `prefix`. After a type error the offending key is set aside and parsing
+/// runs again, so one pass reports every problem of the section, not just the first.
+fn parse_value<T: DeserializeOwned>(mut value: toml::Value, prefix: &str, problems: &mut Vec<String>) -> Option<T> {
+    let mut failed = false;
+    for _ in 0..32 {
+        let mut unknown = Vec::new();
+        let result = {
+            let mut record = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+            let de = serde_ignored::Deserializer::new(value.clone(), &mut record);
+            serde_path_to_error::deserialize::<_, T>(de)
+        };
+        let error = match result {
+            Ok(v) => {
+                for path in unknown {
+                    problems.push(format!("unknown key `{prefix}.{path}`"));
+                }
+                return (!failed).then_some(v);
+            }
+            Err(e) => e,
+        };
+        failed = true;
+        let path = error.path().to_string();
+        let at = if path == "." { prefix.to_string() } else { format!("{prefix}.{path}") };
+        let message = error.inner().to_string().replace('\n', " ");
+        problems.push(format!("`{at}`: {}", message.trim()));
+        // Set the offending top-level key aside and look for more problems.
+        let first = path.split(['.', '[']).next().unwrap_or_default().to_string();
+        let removed = !first.is_empty() && value.as_table_mut().is_some_and(|t| t.remove(&first).is_some());
+        match removed {
+            true => {}
+            false => {
+                for path in unknown {
+                    problems.push(format!("unknown key `{prefix}.{path}`"));
+                }
+                return None;
+            }
         }
     }
+    None
 }
 
 #[cfg(test)]

@@ -1,0 +1,217 @@
+//! Test harness: every test gets its own databases (random `db_prefix`), its own Redis
+//! key prefixes and its own in-process HBase emulator on port 0, against the real MariaDB
+//! and Redis servers. Addresses come from `RECONCILER_TEST_MYSQL_URL` and
+//! `RECONCILER_TEST_REDIS_URL`, defaulting to loopback. Raw clients (redis, thrift) let
+//! tests tamper with and verify targets independently of the code under test.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hbase_thrift::hbase::{BatchMutation, HbaseSyncClient, Mutation, THbaseSyncClient};
+use model::config::Config;
+use model::{hbase_row_key, Entity, GoodsId};
+use rand::Rng;
+use reconciler::app::App;
+use reconciler::seed::{self, DataSet};
+use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
+use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TIoChannel, TTcpChannel};
+
+pub fn mysql_url() -> String {
+    std::env::var("RECONCILER_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("RECONCILER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestEnv {
+    pub prefix: String,
+    pub app: App,
+    pub emulator: hbase_emulator::EmulatorHandle,
+    pub config_path: PathBuf,
+    pub toml: String,
+}
+
+impl TestEnv {
+    /// Targets: `redis-a`, `redis-b` (same server, own key prefixes) and `hbase-a`.
+    pub async fn new() -> TestEnv {
+        Self::with_repair("settle_ms = 3000\nmax_drift_ratio = 0.5\nmax_repairs_per_sec = 100000").await
+    }
+
+    pub async fn with_repair(repair: &str) -> TestEnv {
+        let prefix = format!("t{:08x}_", rand::thread_rng().gen::<u32>());
+        let emulator = hbase_emulator::start("127.0.0.1:0", Default::default()).expect("emulator");
+        let toml = format!(
+            r#"
+[mysql]
+url = "{mysql}"
+databases = 2
+tables_per_database = 4
+db_prefix = "{prefix}"
+
+[repair]
+{repair}
+
+[full]
+batch_size = 50
+
+[[targets]]
+name = "redis-a"
+kind = "redis"
+url = "{redis}/0"
+key_prefix = "{prefix}a:"
+
+[[targets]]
+name = "redis-b"
+kind = "redis"
+url = "{redis}/0"
+key_prefix = "{prefix}b:"
+
+[[targets]]
+name = "hbase-a"
+kind = "hbase"
+address = "{hbase}"
+table = "{prefix}goods"
+"#,
+            mysql = mysql_url(),
+            redis = redis_url(),
+            hbase = emulator.local_addr(),
+        );
+        let config = Config::parse(&toml, "test.toml", &|_| None).expect("test config");
+        let config_path = std::env::temp_dir().join(format!("{prefix}reconciler.toml"));
+        std::fs::write(&config_path, &toml).unwrap();
+        let app = App::new(config).expect("app");
+        reconciler::schema::create(&app.pools, &app.config.layout()).await.expect("schema");
+        for t in &app.config.targets {
+            if let model::config::TargetConfig::Hbase(h) = t {
+                let h = h.clone();
+                tokio::task::spawn_blocking(move || reconciler::hbase_admin::ensure_table(&h)).await.unwrap().unwrap();
+            }
+        }
+        TestEnv { prefix, app, emulator, config_path, toml }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.app.config
+    }
+
+    /// Seeds truth dated `age_ms` ago.
+    pub async fn seed(&self, set: &DataSet, age_ms: u64) {
+        seed::insert(&self.app.pools, &self.config().layout(), set, age_ms).await.expect("seed");
+    }
+
+    /// Runs SQL against the truth server (tests play the pricing system's writers).
+    pub async fn sql(&self, sql: &str) {
+        sqlx::raw_sql(sql).execute(self.app.pools.meta_pool()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    pub fn db(&self, name: &str) -> String {
+        format!("`{}{name}`", self.prefix)
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(format!("{}/0", redis_url())).unwrap().get_connection().unwrap()
+    }
+
+    pub fn redis_key(&self, target: &str, goods: GoodsId) -> String {
+        let letter = if target == "redis-a" { "a" } else { "b" };
+        format!("{}{letter}:{goods}", self.prefix)
+    }
+
+    /// The hash of one goods on a redis target, read raw.
+    pub fn redis_hash(&self, target: &str, goods: GoodsId) -> BTreeMap<String, Vec<u8>> {
+        redis::cmd("HGETALL").arg(self.redis_key(target, goods)).query(&mut self.redis()).unwrap()
+    }
+
+    pub fn hbase_table(&self) -> String {
+        format!("{}goods", self.prefix)
+    }
+
+    pub fn thrift(&self) -> HbaseSyncClient<TBinaryInputProtocol<TBufferedReadTransport<thrift::transport::ReadHalf<TTcpChannel>>>, TBinaryOutputProtocol<TBufferedWriteTransport<thrift::transport::WriteHalf<TTcpChannel>>>> {
+        let mut channel = TTcpChannel::new();
+        channel.open(self.emulator.local_addr().to_string()).unwrap();
+        let (r, w) = channel.split().unwrap();
+        HbaseSyncClient::new(
+            TBinaryInputProtocol::new(TBufferedReadTransport::new(r), true),
+            TBinaryOutputProtocol::new(TBufferedWriteTransport::new(w), true),
+        )
+    }
+
+    /// The row of one goods on the hbase target, read raw: qualifier -> (value, ts).
+    pub fn hbase_row(&self, goods: GoodsId) -> BTreeMap<String, (Vec<u8>, i64)> {
+        let rows = self.thrift().get_row(self.hbase_table().into_bytes(), hbase_row_key(goods).into_bytes(), BTreeMap::new()).unwrap();
+        let mut out = BTreeMap::new();
+        for r in rows {
+            for (col, cell) in r.columns.unwrap_or_default() {
+                let col = String::from_utf8(col).unwrap();
+                let q = col.strip_prefix("a:").unwrap().to_string();
+                out.insert(q, (cell.value.unwrap(), cell.timestamp.unwrap()));
+            }
+        }
+        out
+    }
+
+    /// Writes one cell raw at `ts` (None: delete the column at or below `ts`).
+    pub fn hbase_write(&self, goods: GoodsId, qualifier: &str, value: Option<&[u8]>, ts: i64) {
+        let column = format!("a:{qualifier}").into_bytes();
+        let mut client = self.thrift();
+        let table = self.hbase_table().into_bytes();
+        let row = hbase_row_key(goods).into_bytes();
+        match value {
+            Some(v) => {
+                let m = Mutation { is_delete: Some(false), column: Some(column), value: Some(v.to_vec()), write_to_w_a_l: Some(true) };
+                client.mutate_rows_ts(table, vec![BatchMutation { row: Some(row), mutations: Some(vec![m]) }], ts, BTreeMap::new()).unwrap();
+            }
+            None => client.delete_all_ts(table, row, column, ts, BTreeMap::new()).unwrap(),
+        }
+    }
+
+    /// Truth of one goods, through the reader under test.
+    pub async fn truth(&self, goods: GoodsId) -> model::GoodsTruth {
+        self.app.handler.truth().read(&[goods]).await.unwrap().remove(&goods).unwrap()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let layout = self.app.config.layout();
+        let url = mysql_url();
+        let prefix = self.prefix.clone();
+        let _ = std::fs::remove_file(&self.config_path);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::mysql::MySqlPool::connect(&url).await {
+                    for s in model::schema::drop_all(&layout) {
+                        let _ = sqlx::raw_sql(&s).execute(&pool).await;
+                    }
+                }
+            });
+            if let Ok(mut c) = redis::Client::open(format!("{}/0", redis_url())).and_then(|c| c.get_connection()) {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut c).unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut c);
+                }
+            }
+        })
+        .join()
+        .ok();
+    }
+}
+
+/// A small data set: activities 7001.. and goods `first..first+n`.
+pub fn data(first: GoodsId, n: u64) -> DataSet {
+    seed::generate(7, 6, first, n)
+}
+
+pub fn decode(bytes: &[u8]) -> Entity {
+    Entity::decode(bytes).expect("decodes")
+}
+
+/// Goods of the set that project at least one entity on every target after sync.
+pub async fn projected_goods(env: &TestEnv, set: &DataSet) -> Vec<GoodsId> {
+    let mut ids: Vec<GoodsId> = set.goods.iter().map(|g| g.goods_id).collect();
+    ids.dedup();
+    let truth = env.app.handler.truth().read(&ids).await.unwrap();
+    ids.into_iter().filter(|g| !truth[g].entities.is_empty()).collect()
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the reconciler against the real MariaDB and Redis servers and the
+//! project's HBase Thrift1 server, one test binary (`cargo test --test it`).
+
+mod cli;
+mod common;
+mod reconcile;
+mod safety;
