@@ -80,7 +80,9 @@ async fn cells_of(t: &HbaseStore, goods: u64) -> BTreeMap<String, (String, i64)>
     read[0]
         .cells
         .iter()
-        .map(|(q, c)| (String::from_utf8(q.clone()).unwrap(), (String::from_utf8(c.value.clone()).unwrap(), c.timestamp.unwrap())))
+        .map(|(q, c)| {
+            (String::from_utf8(q.clone()).unwrap(), (String::from_utf8(c.value.clone()).unwrap(), c.timestamp.unwrap()))
+        })
         .collect()
 }
 
@@ -121,10 +123,13 @@ async fn applies_every_repair_kind() {
         repair(2, "20", DriftKind::Orphan, Some(cell("orphan", 100)), CellWrite::Delete),
     ];
     let out = t.apply(&repairs).await.unwrap();
-    let ts: Vec<_> = out.iter().map(|o| match o {
-        ApplyOutcome::Applied { timestamp } => *timestamp,
-        other => panic!("not applied: {other:?}"),
-    }).collect();
+    let ts: Vec<_> = out
+        .iter()
+        .map(|o| match o {
+            ApplyOutcome::Applied { timestamp } => *timestamp,
+            other => panic!("not applied: {other:?}"),
+        })
+        .collect();
     assert_eq!(ts, vec![Some(150), Some(200), Some(200), Some(100), Some(100)]);
     let mut want = one("9", "new9", 150);
     want.extend(one("10", "fresh", 200));
@@ -185,11 +190,15 @@ async fn a_put_converges_when_ver_went_backwards() {
     let s = emu.store();
     // truth rows were deleted and re-created: the new entity's ver is below the cell's ts
     put(s, 1, "a", "10", "from the old row", 500);
-    let out = t.apply(&[repair(1, "10", DriftKind::Stale, Some(cell("from the old row", 500)), put_w("recreated", 300))]).await.unwrap();
+    let out = t
+        .apply(&[repair(1, "10", DriftKind::Stale, Some(cell("from the old row", 500)), put_w("recreated", 300))])
+        .await
+        .unwrap();
     assert_eq!(out[0], ApplyOutcome::Applied { timestamp: Some(500) });
     assert_eq!(cells_of(&t, 1).await, one("10", "recreated", 500));
     // the same with ver equal to the seen ts
-    let out = t.apply(&[repair(1, "10", DriftKind::Stale, Some(cell("recreated", 500)), put_w("again", 500))]).await.unwrap();
+    let out =
+        t.apply(&[repair(1, "10", DriftKind::Stale, Some(cell("recreated", 500)), put_w("again", 500))]).await.unwrap();
     assert_eq!(out[0], ApplyOutcome::Applied { timestamp: Some(500) });
     assert_eq!(cells_of(&t, 1).await, one("10", "again", 500));
     emu.shutdown();

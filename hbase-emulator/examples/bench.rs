@@ -15,7 +15,10 @@ const ROWS: usize = 50_000;
 const BATCH: usize = 500;
 const CELLS_PER_ROW: usize = 3;
 
-type Client = HbaseSyncClient<TBinaryInputProtocol<TBufferedReadTransport<TcpStream>>, TBinaryOutputProtocol<TBufferedWriteTransport<TcpStream>>>;
+type Client = HbaseSyncClient<
+    TBinaryInputProtocol<TBufferedReadTransport<TcpStream>>,
+    TBinaryOutputProtocol<TBufferedWriteTransport<TcpStream>>,
+>;
 
 fn connect(addr: SocketAddr) -> Client {
     let s = TcpStream::connect(addr).unwrap();
@@ -63,7 +66,8 @@ fn measure(addr: SocketAddr, clients: usize, work: fn(&mut Client, std::ops::Ran
 fn write(c: &mut Client, rows: std::ops::Range<usize>) {
     let batch = rows
         .map(|i| {
-            let muts = (0..CELLS_PER_ROW).map(|q| Mutation::new(false, format!("a:{q}").into_bytes(), value(i, q), true));
+            let muts =
+                (0..CELLS_PER_ROW).map(|q| Mutation::new(false, format!("a:{q}").into_bytes(), value(i, q), true));
             BatchMutation::new(key(i), muts.collect::<Vec<_>>())
         })
         .collect();

@@ -69,10 +69,7 @@ impl<P: TInputProtocol> Lenient<P> {
     }
 
     fn missing(&self) -> Option<(i16, TType)> {
-        OPTIONAL_ARGS
-            .iter()
-            .find(|(m, id, _)| *m == self.method && !self.seen.contains(id))
-            .map(|&(_, id, t)| (id, t))
+        OPTIONAL_ARGS.iter().find(|(m, id, _)| *m == self.method && !self.seen.contains(id)).map(|&(_, id, t)| (id, t))
     }
 }
 

@@ -117,9 +117,12 @@ fn start_worker(
 fn serve(processor: &Processor, stream: TcpStream, opts: &EmulatorOptions) -> thrift::Result<()> {
     let read = stream.try_clone()?;
     match opts.transport {
-        Transport::Buffered => {
-            with_protocol(processor, TBufferedReadTransport::new(read), TBufferedWriteTransport::new(stream), opts.protocol)
-        }
+        Transport::Buffered => with_protocol(
+            processor,
+            TBufferedReadTransport::new(read),
+            TBufferedWriteTransport::new(stream),
+            opts.protocol,
+        ),
         Transport::Framed => {
             with_protocol(processor, TFramedReadTransport::new(read), TFramedWriteTransport::new(stream), opts.protocol)
         }
@@ -129,8 +132,12 @@ fn serve(processor: &Processor, stream: TcpStream, opts: &EmulatorOptions) -> th
 fn with_protocol<R: Read, W: Write>(processor: &Processor, r: R, w: W, protocol: Protocol) -> thrift::Result<()> {
     match protocol {
         // Lenient reads accept old non-strict clients as HBase's server does.
-        Protocol::Binary => run(processor, Lenient::new(TBinaryInputProtocol::new(r, false)), TBinaryOutputProtocol::new(w, true)),
-        Protocol::Compact => run(processor, Lenient::new(TCompactInputProtocol::new(r)), TCompactOutputProtocol::new(w)),
+        Protocol::Binary => {
+            run(processor, Lenient::new(TBinaryInputProtocol::new(r, false)), TBinaryOutputProtocol::new(w, true))
+        }
+        Protocol::Compact => {
+            run(processor, Lenient::new(TCompactInputProtocol::new(r)), TCompactOutputProtocol::new(w))
+        }
     }
 }
 

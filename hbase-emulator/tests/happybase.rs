@@ -16,14 +16,20 @@ fn python() -> &'static Path {
     static VENV: OnceLock<std::path::PathBuf> = OnceLock::new();
     VENV.get_or_init(|| {
         let out = Command::new("bash").arg("scripts/python-venv.sh").current_dir(workspace()).output().unwrap();
-        assert!(out.status.success(), "python-venv.sh failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "python-venv.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         workspace().join(".venv/bin/python")
     })
 }
 
 fn run(transport: Transport, protocol: Protocol, names: (&str, &str)) {
     let py = python();
-    let emu = hbase_emulator::start("127.0.0.1:0", EmulatorOptions { transport, protocol, ..Default::default() }).unwrap();
+    let emu =
+        hbase_emulator::start("127.0.0.1:0", EmulatorOptions { transport, protocol, ..Default::default() }).unwrap();
     let out = Command::new(py)
         .arg("hbase-emulator/tests/happybase_scenario.py")
         .arg(emu.local_addr().port().to_string())

@@ -22,7 +22,8 @@ fn one(col: &str, v: &str, ts: i64) -> BTreeMap<String, (String, i64)> {
 }
 
 fn scenario(transport: Transport, protocol: Protocol) {
-    let emu = hbase_emulator::start("127.0.0.1:0", EmulatorOptions { transport, protocol, ..Default::default() }).unwrap();
+    let emu =
+        hbase_emulator::start("127.0.0.1:0", EmulatorOptions { transport, protocol, ..Default::default() }).unwrap();
     let c = &mut connect(emu.local_addr(), transport, protocol);
     let t = "scenario";
     let none = BTreeMap::new;
@@ -102,7 +103,9 @@ fn scenario(transport: Transport, protocol: Protocol) {
     assert!(is_illegal_argument(c.scanner_get(id)), "closed scanner");
 
     // checkAndPut and atomicIncrement
-    let mut cp = |expect: &str, value: &str| c.check_and_put(b(t), b("cp"), b("a:c"), b(expect), put_m("a:c", value), none()).unwrap();
+    let mut cp = |expect: &str, value: &str| {
+        c.check_and_put(b(t), b("cp"), b("a:c"), b(expect), put_m("a:c", value), none()).unwrap()
+    };
     assert!(cp("", "1"));
     assert!(!cp("", "x"));
     assert!(cp("1", "2"));

@@ -24,7 +24,8 @@ pub fn row_results(rows: Vec<(Vec<u8>, Vec<Cell>)>, sorted: bool) -> Vec<TRowRes
     rows.into_iter()
         .map(|(row, cells)| {
             if sorted {
-                let cols = cells.into_iter().map(|c| TColumn { column_name: Some(column_name(&c)), cell: Some(tcell(c)) });
+                let cols =
+                    cells.into_iter().map(|c| TColumn { column_name: Some(column_name(&c)), cell: Some(tcell(c)) });
                 TRowResult { row: Some(row), columns: None, sorted_columns: Some(cols.collect()) }
             } else {
                 let cols: BTreeMap<_, _> = cells.into_iter().map(|c| (column_name(&c), tcell(c))).collect();

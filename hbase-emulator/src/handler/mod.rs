@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hbase_thrift::hbase::{
-    BatchMutation, Bytes, ColumnDescriptor, HbaseSyncHandler, Mutation, ScannerID, TAccessControlEntity, TAppend, TCell,
-    TIncrement, TRegionInfo, TRowResult, TScan, TThriftServerType, Text,
+    BatchMutation, Bytes, ColumnDescriptor, HbaseSyncHandler, Mutation, ScannerID, TAccessControlEntity, TAppend,
+    TCell, TIncrement, TRegionInfo, TRowResult, TScan, TThriftServerType, Text,
 };
 
 use crate::error::{Error, Result};
@@ -103,7 +103,10 @@ impl HbaseSyncHandler for Handler {
 
     fn handle_get_column_descriptors(&self, table_name: Text) -> thrift::Result<BTreeMap<Text, ColumnDescriptor>> {
         let t = self.store.table(&table_name)?;
-        Ok(t.families.iter().map(|(f, spec)| (spec.to_thrift(f).name.clone().unwrap_or_default(), spec.to_thrift(f))).collect())
+        Ok(t.families
+            .iter()
+            .map(|(f, spec)| (spec.to_thrift(f).name.clone().unwrap_or_default(), spec.to_thrift(f)))
+            .collect())
     }
 
     fn handle_get_table_regions(&self, _table_name: Text) -> thrift::Result<Vec<TRegionInfo>> {
@@ -123,11 +126,26 @@ impl HbaseSyncHandler for Handler {
         self.cells(&table_name, &row, &column, LATEST, 1)
     }
 
-    fn handle_get_ver(&self, table_name: Text, row: Text, column: Text, num_versions: i32, _attributes: Attrs) -> thrift::Result<Vec<TCell>> {
+    fn handle_get_ver(
+        &self,
+        table_name: Text,
+        row: Text,
+        column: Text,
+        num_versions: i32,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TCell>> {
         self.cells(&table_name, &row, &column, LATEST, num_versions)
     }
 
-    fn handle_get_ver_ts(&self, table_name: Text, row: Text, column: Text, timestamp: i64, num_versions: i32, _attributes: Attrs) -> thrift::Result<Vec<TCell>> {
+    fn handle_get_ver_ts(
+        &self,
+        table_name: Text,
+        row: Text,
+        column: Text,
+        timestamp: i64,
+        num_versions: i32,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TCell>> {
         self.cells(&table_name, &row, &column, timestamp, num_versions)
     }
 
@@ -135,47 +153,114 @@ impl HbaseSyncHandler for Handler {
         self.rows(&table_name, vec![row], vec![], LATEST)
     }
 
-    fn handle_get_row_with_columns(&self, table_name: Text, row: Text, columns: Vec<Text>, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_row_with_columns(
+        &self,
+        table_name: Text,
+        row: Text,
+        columns: Vec<Text>,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, vec![row], columns, LATEST)
     }
 
-    fn handle_get_row_ts(&self, table_name: Text, row: Text, timestamp: i64, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_row_ts(
+        &self,
+        table_name: Text,
+        row: Text,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, vec![row], vec![], timestamp)
     }
 
-    fn handle_get_row_with_columns_ts(&self, table_name: Text, row: Text, columns: Vec<Text>, timestamp: i64, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_row_with_columns_ts(
+        &self,
+        table_name: Text,
+        row: Text,
+        columns: Vec<Text>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, vec![row], columns, timestamp)
     }
 
-    fn handle_get_rows(&self, table_name: Text, rows: Vec<Text>, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_rows(
+        &self,
+        table_name: Text,
+        rows: Vec<Text>,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, rows, vec![], LATEST)
     }
 
-    fn handle_get_rows_with_columns(&self, table_name: Text, rows: Vec<Text>, columns: Vec<Text>, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_rows_with_columns(
+        &self,
+        table_name: Text,
+        rows: Vec<Text>,
+        columns: Vec<Text>,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, rows, columns, LATEST)
     }
 
-    fn handle_get_rows_ts(&self, table_name: Text, rows: Vec<Text>, timestamp: i64, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_rows_ts(
+        &self,
+        table_name: Text,
+        rows: Vec<Text>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, rows, vec![], timestamp)
     }
 
-    fn handle_get_rows_with_columns_ts(&self, table_name: Text, rows: Vec<Text>, columns: Vec<Text>, timestamp: i64, _attributes: Attrs) -> thrift::Result<Vec<TRowResult>> {
+    fn handle_get_rows_with_columns_ts(
+        &self,
+        table_name: Text,
+        rows: Vec<Text>,
+        columns: Vec<Text>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<Vec<TRowResult>> {
         self.rows(&table_name, rows, columns, timestamp)
     }
 
-    fn handle_mutate_row(&self, table_name: Text, row: Text, mutations: Vec<Mutation>, _attributes: Attrs) -> thrift::Result<()> {
+    fn handle_mutate_row(
+        &self,
+        table_name: Text,
+        row: Text,
+        mutations: Vec<Mutation>,
+        _attributes: Attrs,
+    ) -> thrift::Result<()> {
         self.mutate_row(&table_name, row, &mutations, LATEST)
     }
 
-    fn handle_mutate_row_ts(&self, table_name: Text, row: Text, mutations: Vec<Mutation>, timestamp: i64, _attributes: Attrs) -> thrift::Result<()> {
+    fn handle_mutate_row_ts(
+        &self,
+        table_name: Text,
+        row: Text,
+        mutations: Vec<Mutation>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<()> {
         self.mutate_row(&table_name, row, &mutations, timestamp)
     }
 
-    fn handle_mutate_rows(&self, table_name: Text, row_batches: Vec<BatchMutation>, _attributes: Attrs) -> thrift::Result<()> {
+    fn handle_mutate_rows(
+        &self,
+        table_name: Text,
+        row_batches: Vec<BatchMutation>,
+        _attributes: Attrs,
+    ) -> thrift::Result<()> {
         self.mutate_rows(&table_name, row_batches, LATEST)
     }
 
-    fn handle_mutate_rows_ts(&self, table_name: Text, row_batches: Vec<BatchMutation>, timestamp: i64, _attributes: Attrs) -> thrift::Result<()> {
+    fn handle_mutate_rows_ts(
+        &self,
+        table_name: Text,
+        row_batches: Vec<BatchMutation>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<()> {
         self.mutate_rows(&table_name, row_batches, timestamp)
     }
 
@@ -188,7 +273,14 @@ impl HbaseSyncHandler for Handler {
         self.delete_column(&table_name, row, &column, LATEST)
     }
 
-    fn handle_delete_all_ts(&self, table_name: Text, row: Text, column: Text, timestamp: i64, _attributes: Attrs) -> thrift::Result<()> {
+    fn handle_delete_all_ts(
+        &self,
+        table_name: Text,
+        row: Text,
+        column: Text,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<()> {
         self.delete_column(&table_name, row, &column, timestamp)
     }
 
@@ -204,11 +296,22 @@ impl HbaseSyncHandler for Handler {
         unsupported("incrementRows")
     }
 
-    fn handle_delete_all_row_ts(&self, table_name: Text, row: Text, timestamp: i64, _attributes: Attrs) -> thrift::Result<()> {
+    fn handle_delete_all_row_ts(
+        &self,
+        table_name: Text,
+        row: Text,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<()> {
         self.delete(&table_name, row, DeleteTarget::Row, timestamp)
     }
 
-    fn handle_scanner_open_with_scan(&self, table_name: Text, scan: TScan, _attributes: Attrs) -> thrift::Result<ScannerID> {
+    fn handle_scanner_open_with_scan(
+        &self,
+        table_name: Text,
+        scan: TScan,
+        _attributes: Attrs,
+    ) -> thrift::Result<ScannerID> {
         // Empty / zero values are what the Rust client's `TScan::default()` sends.
         if scan.filter_string.as_ref().is_some_and(|f| !f.is_empty()) {
             return unsupported("TScan.filterString");
@@ -227,25 +330,59 @@ impl HbaseSyncHandler for Handler {
         self.open(&table_name, spec)
     }
 
-    fn handle_scanner_open(&self, table_name: Text, start_row: Text, columns: Vec<Text>, _attributes: Attrs) -> thrift::Result<ScannerID> {
+    fn handle_scanner_open(
+        &self,
+        table_name: Text,
+        start_row: Text,
+        columns: Vec<Text>,
+        _attributes: Attrs,
+    ) -> thrift::Result<ScannerID> {
         self.open(&table_name, ScanSpec::new(start_row, vec![], columns, LATEST))
     }
 
-    fn handle_scanner_open_with_stop(&self, table_name: Text, start_row: Text, stop_row: Text, columns: Vec<Text>, _attributes: Attrs) -> thrift::Result<ScannerID> {
+    fn handle_scanner_open_with_stop(
+        &self,
+        table_name: Text,
+        start_row: Text,
+        stop_row: Text,
+        columns: Vec<Text>,
+        _attributes: Attrs,
+    ) -> thrift::Result<ScannerID> {
         self.open(&table_name, ScanSpec::new(start_row, stop_row, columns, LATEST))
     }
 
-    fn handle_scanner_open_with_prefix(&self, table_name: Text, start_and_prefix: Text, columns: Vec<Text>, _attributes: Attrs) -> thrift::Result<ScannerID> {
+    fn handle_scanner_open_with_prefix(
+        &self,
+        table_name: Text,
+        start_and_prefix: Text,
+        columns: Vec<Text>,
+        _attributes: Attrs,
+    ) -> thrift::Result<ScannerID> {
         let mut spec = ScanSpec::new(start_and_prefix.clone(), vec![], columns, LATEST);
         spec.prefix = Some(start_and_prefix);
         self.open(&table_name, spec)
     }
 
-    fn handle_scanner_open_ts(&self, table_name: Text, start_row: Text, columns: Vec<Text>, timestamp: i64, _attributes: Attrs) -> thrift::Result<ScannerID> {
+    fn handle_scanner_open_ts(
+        &self,
+        table_name: Text,
+        start_row: Text,
+        columns: Vec<Text>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<ScannerID> {
         self.open(&table_name, ScanSpec::new(start_row, vec![], columns, timestamp))
     }
 
-    fn handle_scanner_open_with_stop_ts(&self, table_name: Text, start_row: Text, stop_row: Text, columns: Vec<Text>, timestamp: i64, _attributes: Attrs) -> thrift::Result<ScannerID> {
+    fn handle_scanner_open_with_stop_ts(
+        &self,
+        table_name: Text,
+        start_row: Text,
+        stop_row: Text,
+        columns: Vec<Text>,
+        timestamp: i64,
+        _attributes: Attrs,
+    ) -> thrift::Result<ScannerID> {
         self.open(&table_name, ScanSpec::new(start_row, stop_row, columns, timestamp))
     }
 
@@ -270,9 +407,18 @@ impl HbaseSyncHandler for Handler {
         unsupported("append")
     }
 
-    fn handle_check_and_put(&self, table_name: Text, row: Text, column: Text, value: Text, mput: Mutation, _attributes: Attrs) -> thrift::Result<bool> {
+    fn handle_check_and_put(
+        &self,
+        table_name: Text,
+        row: Text,
+        column: Text,
+        value: Text,
+        mput: Mutation,
+        _attributes: Attrs,
+    ) -> thrift::Result<bool> {
         check_put(&row, 0)?;
-        let aioobe = || Error::Internal("java.lang.ArrayIndexOutOfBoundsException: Index 1 out of bounds for length 1".into());
+        let aioobe =
+            || Error::Internal("java.lang.ArrayIndexOutOfBoundsException: Index 1 out of bounds for length 1".into());
         let put_column = mput.column.clone().ok_or_else(|| Error::illegal("mutation without a column"))?;
         let (family, qualifier) = parse_column(&put_column);
         let put = Op::Put { family, qualifier: qualifier.ok_or_else(aioobe)?, value: mput.value.unwrap_or_default() };

@@ -75,7 +75,12 @@ impl Selection {
             let w = Window { versions: w.versions.min(spec.max_versions as usize), ..w };
             let mut push = |qualifier: &Vec<u8>, column: &super::cells::Column| {
                 for (ts, value) in column.visible(cells.marker, w) {
-                    out.push(Cell { family: family.clone(), qualifier: qualifier.clone(), timestamp: ts, value: value.clone() });
+                    out.push(Cell {
+                        family: family.clone(),
+                        qualifier: qualifier.clone(),
+                        timestamp: ts,
+                        value: value.clone(),
+                    });
                 }
             };
             match wanted {

@@ -41,7 +41,9 @@ impl FamilySpec {
         }
         let bloom = d.bloom_filter_type.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| "NONE".into());
         if !BLOOMS.contains(&bloom.as_str()) {
-            return Err(Error::illegal(format!("No enum constant org.apache.hadoop.hbase.regionserver.BloomType.{bloom}")));
+            return Err(Error::illegal(format!(
+                "No enum constant org.apache.hadoop.hbase.regionserver.BloomType.{bloom}"
+            )));
         }
         let max_versions = d.max_versions.unwrap_or(3);
         if max_versions < 1 {

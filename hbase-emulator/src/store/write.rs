@@ -13,8 +13,13 @@ use crate::error::{Error, Result};
 /// What a delete masks (every version at or below its timestamp).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeleteTarget {
-    Column { family: Vec<u8>, qualifier: Vec<u8> },
-    Family { family: Vec<u8> },
+    Column {
+        family: Vec<u8>,
+        qualifier: Vec<u8>,
+    },
+    Family {
+        family: Vec<u8>,
+    },
     /// Every family of the table.
     Row,
 }
@@ -28,9 +33,8 @@ pub enum Op {
 impl Op {
     fn family(&self) -> Option<&[u8]> {
         match self {
-            Op::Put { family, .. } | Op::Delete(DeleteTarget::Column { family, .. } | DeleteTarget::Family { family }) => {
-                Some(family)
-            }
+            Op::Put { family, .. }
+            | Op::Delete(DeleteTarget::Column { family, .. } | DeleteTarget::Family { family }) => Some(family),
             Op::Delete(DeleteTarget::Row) => None,
         }
     }
@@ -63,7 +67,9 @@ fn apply<'a>(t: &Table, rows: &mut BTreeMap<Vec<u8>, Row>, key: &[u8], ops: impl
                 let max = t.families[family].max_versions as usize;
                 row.family_mut(family).column_mut(qualifier).put(ts, value.clone(), max);
             }
-            Op::Delete(DeleteTarget::Column { family, qualifier }) => row.family_mut(family).column_mut(qualifier).delete(ts),
+            Op::Delete(DeleteTarget::Column { family, qualifier }) => {
+                row.family_mut(family).column_mut(qualifier).delete(ts)
+            }
             Op::Delete(DeleteTarget::Family { family }) => row.family_mut(family).delete(ts),
             Op::Delete(DeleteTarget::Row) => {
                 for family in t.families.keys() {
@@ -145,7 +151,14 @@ impl Store {
 
     /// Puts `put` at now if the checked column's newest value equals `expected`; an
     /// empty `expected` matches an absent or empty cell, as HBase's checkAndMutate does.
-    pub fn check_and_put(&self, table: &[u8], row: &[u8], check: (&[u8], &[u8]), expected: &[u8], put: &Op) -> Result<bool> {
+    pub fn check_and_put(
+        &self,
+        table: &[u8],
+        row: &[u8],
+        check: (&[u8], &[u8]),
+        expected: &[u8],
+        put: &Op,
+    ) -> Result<bool> {
         let t = self.enabled_table(table)?;
         t.family(check.0)?;
         check_families(&t, [put])?;

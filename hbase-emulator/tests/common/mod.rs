@@ -24,11 +24,15 @@ pub fn connect(addr: SocketAddr, transport: Transport, protocol: Protocol) -> Cl
     stream.set_nodelay(true).unwrap();
     let read = stream.try_clone().unwrap();
     let (r, w): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match transport {
-        Transport::Buffered => (Box::new(TBufferedReadTransport::new(read)), Box::new(TBufferedWriteTransport::new(stream))),
+        Transport::Buffered => {
+            (Box::new(TBufferedReadTransport::new(read)), Box::new(TBufferedWriteTransport::new(stream)))
+        }
         Transport::Framed => (Box::new(TFramedReadTransport::new(read)), Box::new(TFramedWriteTransport::new(stream))),
     };
     let (i, o): (Box<dyn TInputProtocol + Send>, Box<dyn TOutputProtocol + Send>) = match protocol {
-        Protocol::Binary => (Box::new(TBinaryInputProtocol::new(r, true)), Box::new(TBinaryOutputProtocol::new(w, true))),
+        Protocol::Binary => {
+            (Box::new(TBinaryInputProtocol::new(r, true)), Box::new(TBinaryOutputProtocol::new(w, true)))
+        }
         Protocol::Compact => (Box::new(TCompactInputProtocol::new(r)), Box::new(TCompactOutputProtocol::new(w))),
     };
     HbaseSyncClient::new(i, o)
@@ -70,7 +74,13 @@ pub fn cells_of(rows: Vec<TRowResult>) -> BTreeMap<String, (String, i64)> {
 }
 
 /// The row's columns, optionally restricted and bounded by `ts` (exclusive).
-pub fn row(c: &mut Client, table: &str, row: &str, columns: &[&str], ts: Option<i64>) -> BTreeMap<String, (String, i64)> {
+pub fn row(
+    c: &mut Client,
+    table: &str,
+    row: &str,
+    columns: &[&str],
+    ts: Option<i64>,
+) -> BTreeMap<String, (String, i64)> {
     let cols = columns.iter().map(|s| b(s)).collect();
     let rows = match ts {
         Some(ts) => c.get_row_with_columns_ts(b(table), b(row), cols, ts, BTreeMap::new()),
@@ -79,7 +89,14 @@ pub fn row(c: &mut Client, table: &str, row: &str, columns: &[&str], ts: Option<
     cells_of(rows.expect("get row"))
 }
 
-pub fn values(c: &mut Client, table: &str, row: &str, column: &str, versions: i32, ts: Option<i64>) -> Vec<(String, i64)> {
+pub fn values(
+    c: &mut Client,
+    table: &str,
+    row: &str,
+    column: &str,
+    versions: i32,
+    ts: Option<i64>,
+) -> Vec<(String, i64)> {
     let cells = match ts {
         Some(ts) => c.get_ver_ts(b(table), b(row), b(column), ts, versions, BTreeMap::new()),
         None => c.get_ver(b(table), b(row), b(column), versions, BTreeMap::new()),

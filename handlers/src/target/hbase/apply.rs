@@ -73,7 +73,11 @@ pub async fn apply(store: &HbaseStore, repairs: &[CellRepair]) -> Result<Vec<App
             match verify(&after, repairs, &p) {
                 Verdict::Done(o) => outcomes[p.index] = Some(o),
                 Verdict::Hidden(_) if round == 0 => {
-                    tracing::debug!(goods_id = repairs[p.index].goods_id, ts = p.ts, "repair put hidden by a delete marker, rewriting");
+                    tracing::debug!(
+                        goods_id = repairs[p.index].goods_id,
+                        ts = p.ts,
+                        "repair put hidden by a delete marker, rewriting"
+                    );
                     let ts = now_ms().max(p.ts + 1);
                     hidden.push(Pending { ts, ..p });
                 }

@@ -86,7 +86,18 @@ impl Target for HbaseStore {
     async fn scan(&self, cursor: Option<Vec<u8>>, limit: usize) -> Result<ScanPage, StoreError> {
         let limit = limit.clamp(1, i32::MAX as usize) as i32;
         let table = self.table.clone().into_bytes();
-        let scan = TScan::new(cursor.unwrap_or_default(), None, None, vec![self.family.clone().into_bytes()], limit, None, None, None, None, None);
+        let scan = TScan::new(
+            cursor.unwrap_or_default(),
+            None,
+            None,
+            vec![self.family.clone().into_bytes()],
+            limit,
+            None,
+            None,
+            None,
+            None,
+            None,
+        );
         let rows = self
             .pool
             .call(move |c| {

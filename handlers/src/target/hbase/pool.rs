@@ -114,7 +114,8 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Client, StoreError> {
-        let unreachable = |e: &dyn std::fmt::Display| StoreError::unreachable(&self.name, format!("{}: {e}", self.address));
+        let unreachable =
+            |e: &dyn std::fmt::Display| StoreError::unreachable(&self.name, format!("{}: {e}", self.address));
         let addrs: Vec<_> = self.address.to_socket_addrs().map_err(|e| unreachable(&e))?.collect();
         let mut last = None;
         let stream = addrs.iter().find_map(|a| match TcpStream::connect_timeout(a, self.timeout) {
@@ -144,7 +145,10 @@ impl Pool {
                 (Box::new(TFramedReadTransport::new(read)), Box::new(TFramedWriteTransport::new(stream)))
             }
         };
-        Ok(HbaseSyncClient::new(Box::new(TBinaryInputProtocol::new(r, true)), Box::new(TBinaryOutputProtocol::new(w, true))))
+        Ok(HbaseSyncClient::new(
+            Box::new(TBinaryInputProtocol::new(r, true)),
+            Box::new(TBinaryOutputProtocol::new(w, true)),
+        ))
     }
 }
 
