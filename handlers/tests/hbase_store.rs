@@ -292,3 +292,63 @@ async fn a_stopped_server_is_unreachable_and_a_server_error_is_failed() {
     let never_connected = HbaseStore::new(&cfg_missing).unwrap();
     assert!(matches!(never_connected.read(&[1]).await, Err(StoreError::Unreachable { .. })));
 }
+
+#[tokio::test]
+async fn a_restarted_server_is_reconnected_to() {
+    let (emu, t) = setup();
+    put(emu.store(), 1, "a", "1", "v", 5);
+    assert_eq!(cells_of(&t, 1).await, one("1", "v", 5));
+    let (addr, store) = (emu.local_addr(), emu.store().clone());
+    emu.shutdown();
+    let again = hbase_emulator::start_with_store(&addr.to_string(), EmulatorOptions::default(), store).unwrap();
+    // the pooled connection is dead; the call reconnects instead of failing
+    assert_eq!(cells_of(&t, 1).await, one("1", "v", 5));
+    again.shutdown();
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_times_out_as_unreachable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // accepts and holds connections, never answers
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let t = HbaseStore::new(&HbaseTarget {
+        name: "hbase-silent".into(),
+        address: addr.to_string(),
+        table: "activity_goods".into(),
+        family: "a".into(),
+        pool_size: 1,
+        timeout_ms: 300,
+        transport: ThriftTransport::Buffered,
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = t.read(&[1]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_through_a_small_pool_all_succeed() {
+    let (emu, t) = setup();
+    for g in 0..40u64 {
+        put(emu.store(), g, "a", "1", &g.to_string(), 5);
+    }
+    let t = Arc::new(t);
+    let calls: Vec<_> = (0..40u64)
+        .map(|g| {
+            let t = t.clone();
+            tokio::spawn(async move { t.read(&[g]).await.unwrap().remove(0) })
+        })
+        .collect();
+    for (g, call) in calls.into_iter().enumerate() {
+        let seen = call.await.unwrap();
+        assert_eq!(seen.cells[b"1".as_slice()], cell(&g.to_string(), 5));
+    }
+    emu.shutdown();
+}
