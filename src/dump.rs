@@ -1,4 +1,5 @@
-//! Goods ids from a Hive-exported Parquet dump, as a full run's id source.
+//! Goods ids from a Hive-exported Parquet dump (file or directory of part files), as a
+//! full run's id source: read on a blocking thread, streamed in batches.
 
 use std::path::Path;
 
@@ -6,7 +7,19 @@ use handlers::run::IdBatch;
 use model::config::Config;
 use tokio::sync::mpsc;
 
+/// Opens the dump (failing early on a missing path or an empty directory) and streams its
+/// ids; a broken file or column mid-way ends the stream with an error naming it.
 pub fn source(path: &Path, config: &Config, batch_size: usize) -> Result<mpsc::Receiver<IdBatch>, String> {
-    let _ = (path, config, batch_size);
-    Err("--dump is not wired yet".into())
+    let column = &config.triggers.full.goods_id_column;
+    let mut raw = triggers::dump::spawn_dump_reader(path, column, batch_size, 4).map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        while let Some(batch) = raw.recv().await {
+            let failed = batch.is_err();
+            if tx.send(batch.map_err(|e| e.to_string())).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    Ok(rx)
 }
