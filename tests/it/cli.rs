@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use crate::common::{data, TestEnv};
+use crate::common::{data, projected_goods, TestEnv};
 
 fn reconciler(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reconciler")).args(args).env("RECONCILER_LOG", "warn").output().expect("runs")
@@ -25,7 +25,10 @@ fn json(o: &Output) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_repair_exit_codes_and_json() {
     let env = TestEnv::new().await;
-    env.seed(&data(7000, 10), 3_600_000).await;
+    let set = data(7000, 10);
+    env.seed(&set, 3_600_000).await;
+    let g = projected_goods(&env, &set).await[0];
+    let gs = g.to_string();
     let cfg = env.config_path.to_str().unwrap();
     let ids = "7000,7001,7002,7003,7004,7005,7006,7007,7008,7009";
     let o = reconciler(&["--config", cfg, "sync", "--goods", ids, "--json"]);
@@ -34,8 +37,8 @@ async fn check_repair_exit_codes_and_json() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(json(&o)["checked"], 10);
 
-    let field = env.redis_hash("redis-b", 7003).into_keys().next().unwrap();
-    let _: () = redis::cmd("HDEL").arg(env.redis_key("redis-b", 7003)).arg(&field).query(&mut env.redis()).unwrap();
+    let field = env.redis_hash("redis-b", g).into_keys().next().unwrap();
+    let _: () = redis::cmd("HDEL").arg(env.redis_key("redis-b", g)).arg(&field).query(&mut env.redis()).unwrap();
     let o = reconciler(&["--config", cfg, "check", "--goods", ids, "--json"]);
     assert_eq!(code(&o), 1, "drift found and left");
     let report = json(&o);
@@ -44,28 +47,30 @@ async fn check_repair_exit_codes_and_json() {
     }
     assert_eq!(report["drift"][0]["kind"], "missing");
     assert_eq!(report["drift"][0]["target"], "redis-b");
-    assert_eq!(report["drift"][0]["goods_id"], 7003);
-    let o = reconciler(&["--config", cfg, "repair", "--goods", "7003", "--dry-run", "--json"]);
+    assert_eq!(report["drift"][0]["goods_id"], g);
+    let o = reconciler(&["--config", cfg, "repair", "--goods", &gs, "--dry-run", "--json"]);
     assert_eq!(code(&o), 1);
     assert!(json(&o)["repairs"].as_array().unwrap().is_empty());
-    let o = reconciler(&["--config", cfg, "repair", "--goods", "7003", "--json"]);
+    let o = reconciler(&["--config", cfg, "repair", "--goods", &gs, "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let id = json(&o)["repairs"][0]["repair_id"].as_u64().unwrap();
-    assert!(env.redis_hash("redis-b", 7003).contains_key(&field));
+    assert!(env.redis_hash("redis-b", g).contains_key(&field));
     let o = reconciler(&["--config", cfg, "undo", &id.to_string(), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(!env.redis_hash("redis-b", 7003).contains_key(&field), "undo removed the repaired field again");
+    assert!(!env.redis_hash("redis-b", g).contains_key(&field), "undo removed the repaired field again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_target_exits_3_and_the_others_are_checked() {
     let env = TestEnv::new().await;
-    env.seed(&data(8000, 5), 3_600_000).await;
+    let set = data(8000, 5);
+    env.seed(&set, 3_600_000).await;
+    let g = projected_goods(&env, &set).await[0];
     let ok_cfg = env.config_path.to_str().unwrap();
     let o = reconciler(&["--config", ok_cfg, "sync", "--goods", "8000,8001,8002,8003,8004"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let field = env.redis_hash("redis-a", 8001).into_keys().next().unwrap();
-    let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", 8001)).arg(&field).arg("x").query(&mut env.redis()).unwrap();
+    let field = env.redis_hash("redis-a", g).into_keys().next().unwrap();
+    let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", g)).arg(&field).arg("x").query(&mut env.redis()).unwrap();
 
     let down = env.toml.replace(&format!("{}/0\"\nkey_prefix = \"{}b:\"", crate::common::redis_url(), env.prefix), &format!("redis://127.0.0.1:1/0\"\nkey_prefix = \"{}b:\"", env.prefix));
     assert_ne!(down, env.toml);
