@@ -16,11 +16,14 @@ pub fn parse_column(column: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
     }
 }
 
+/// Qualifiers wanted per family; `None` is the whole family.
+type Families = BTreeMap<Vec<u8>, Option<BTreeSet<Vec<u8>>>>;
+
 /// Which families and qualifiers a read returns.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// `None`: every family. Per family, `None` is the whole family.
-    families: Option<BTreeMap<Vec<u8>, Option<BTreeSet<Vec<u8>>>>>,
+    /// `None`: every family.
+    families: Option<Families>,
 }
 
 impl Selection {
@@ -35,7 +38,7 @@ impl Selection {
         if columns.is_empty() {
             return Ok(Self::all());
         }
-        let mut map: BTreeMap<Vec<u8>, Option<BTreeSet<Vec<u8>>>> = BTreeMap::new();
+        let mut map = Families::new();
         for c in columns {
             let (family, qualifier) = parse_column(c);
             table.family(&family)?;
