@@ -17,6 +17,9 @@ use crate::target::ApplyOutcome;
 pub struct AuditLog {
     pool: MySqlPool,
     table: String,
+    /// Whether one multi-row INSERT gets consecutive ids (`innodb_autoinc_lock_mode` 0
+    /// or 1; MariaDB's default is 1). Asked once; with mode 2 rows go in one by one.
+    consecutive_ids: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// One audited repair as stored.
@@ -44,7 +47,24 @@ fn failed(e: sqlx::Error) -> StoreError {
 
 impl AuditLog {
     pub fn new(pool: MySqlPool, meta_database: &str) -> AuditLog {
-        AuditLog { pool, table: format!("`{meta_database}`.{REPAIR_LOG_TABLE}") }
+        AuditLog {
+            pool,
+            table: format!("`{meta_database}`.{REPAIR_LOG_TABLE}"),
+            consecutive_ids: Default::default(),
+        }
+    }
+
+    async fn consecutive_ids(&self) -> Result<bool, StoreError> {
+        self.consecutive_ids
+            .get_or_try_init(|| async {
+                let mode: i64 = sqlx::query_scalar("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(failed)?;
+                Ok(mode < 2)
+            })
+            .await
+            .copied()
     }
 
     /// Records repairs as `pending` in one statement; returns their ids in order.
@@ -58,6 +78,13 @@ impl AuditLog {
     ) -> Result<Vec<u64>, StoreError> {
         if repairs.is_empty() {
             return Ok(Vec::new());
+        }
+        if repairs.len() > 1 && !self.consecutive_ids().await? {
+            let mut ids = Vec::with_capacity(repairs.len());
+            for r in repairs {
+                ids.extend(Box::pin(self.record_pending(run_id, target, trigger, std::slice::from_ref(r), undo_of)).await?);
+            }
+            return Ok(ids);
         }
         let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
             "INSERT INTO {} (run_id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, trigger_kind, status, undo_of) ",
@@ -82,11 +109,8 @@ impl AuditLog {
                 .push_bind("pending")
                 .push_bind(undo_of);
         });
-        let mut tx = self.pool.begin().await.map_err(failed)?;
-        let done = qb.build().execute(&mut *tx).await.map_err(failed)?;
-        tx.commit().await.map_err(failed)?;
-        // A single multi-row INSERT gets consecutive ids (innodb_autoinc_lock_mode 0 or
-        // 1, MariaDB's default is 1; `reconciler schema` checks it).
+        let done = qb.build().execute(&self.pool).await.map_err(failed)?;
+        // One multi-row INSERT got consecutive ids (checked above).
         let first = done.last_insert_id();
         Ok((0..repairs.len() as u64).map(|i| first + i).collect())
     }
