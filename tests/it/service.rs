@@ -1,0 +1,213 @@
+//! `reconciler serve` as a process: handler workers on a real Kafka broker, the admin
+//! HTTP endpoints, and a clean SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use model::job::{Job, TriggerKind};
+use model::GoodsId;
+use rand::Rng;
+use triggers::JobPublisher;
+
+use crate::common::{data, projected_goods, TestEnv};
+
+pub fn brokers() -> String {
+    std::env::var("RECONCILER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `reconciler serve`, killed on drop if still alive.
+pub struct Service {
+    pub child: Child,
+    pub admin: String,
+    pub config_path: std::path::PathBuf,
+}
+
+impl Service {
+    /// Starts serve on `env`'s stores with `extra` TOML appended (bus, triggers, ...).
+    pub fn start(env: &TestEnv, extra: &str) -> Service {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let toml = format!("{}\n[admin]\nlisten = \"{admin}\"\ntoken = \"sekret\"\n{extra}", env.toml);
+        let config_path = std::env::temp_dir().join(format!("{}serve-{}.toml", env.prefix, rand::thread_rng().gen::<u32>()));
+        std::fs::write(&config_path, toml).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+            .args(["--config", config_path.to_str().unwrap(), "serve"])
+            .env("RECONCILER_LOG", "info,sqlx=warn,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let service = Service { child, admin, config_path };
+        service.wait_healthy();
+        service
+    }
+
+    fn wait_healthy(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok((200, _)) = http(&self.admin, "GET", "/healthz", None, None) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("serve did not become healthy on {}", self.admin);
+    }
+
+    /// Sends SIGTERM and waits for the exit status and stderr.
+    pub fn terminate(mut self) -> (i32, String) {
+        let pid = self.child.id() as i32;
+        unsafe_kill(pid, 15);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                return (status.code().unwrap_or(-1), err);
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "serve did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
+fn unsafe_kill(pid: i32, signal: i32) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
+
+/// Minimal HTTP/1.1 client: (status, body).
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.unwrap_or("");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Polls until `check` holds or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}
+
+pub fn kafka_section(env: &TestEnv) -> String {
+    format!(
+        "[bus]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{}\"\ngroup = \"{p}handlers\"\njobs_topic = \"{p}jobs\"\ndead_letter_topic = \"{p}dlq\"\ntrigger_group = \"{p}dts\"\npartitions = 2\n[handler]\nworkers = 2\nbatch_size = 50\nbatch_wait_ms = 20\n",
+        brokers(),
+        p = env.prefix
+    )
+}
+
+async fn corrupt(env: &TestEnv, goods: &[GoodsId]) -> Vec<String> {
+    let mut r = env.redis();
+    let mut fields = Vec::new();
+    for g in goods {
+        let field = env.redis_hash("redis-a", *g).into_keys().next().unwrap();
+        let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", *g)).arg(&field).arg("{corrupt").query(&mut r).unwrap();
+        fields.push(field);
+    }
+    fields
+}
+
+fn healed(env: &TestEnv, goods: &[GoodsId], fields: &[String]) -> bool {
+    goods.iter().zip(fields).all(|(g, f)| env.redis_hash("redis-a", *g).get(f).is_some_and(|v| v != b"{corrupt"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
+    let env = TestEnv::new().await;
+    let set = data(11_000, 30);
+    env.seed(&set, 3_600_000).await;
+    let goods = projected_goods(&env, &set).await;
+    let ids: Vec<GoodsId> = (11_000..11_030).collect();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
+    let victims = &goods[..5];
+    let fields = corrupt(&env, victims).await;
+
+    let service = Service::start(&env, &kafka_section(&env));
+    let publisher = triggers::bus::kafka::publisher::KafkaPublisher::new(&brokers(), &format!("{}jobs", env.prefix)).unwrap();
+    let now = handlers::handler::now_ms();
+    let jobs: Vec<Job> = victims
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut j = Job::new(*g, TriggerKind::Scanner, format!("t-{i}"));
+            j.origin_ms = now;
+            // The last one is due a little later: workers hold it until then.
+            if i == victims.len() - 1 {
+                j.not_before_ms = now + 1500;
+            }
+            j
+        })
+        .collect();
+    publisher.publish(&jobs).await.unwrap();
+    assert!(eventually(Duration::from_secs(30), || healed(&env, victims, &fields)).await, "every job's goods repaired");
+
+    let (status, metrics) = http(&service.admin, "GET", "/metrics", None, None).unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("reconciler_repairs_total{target=\"redis-a\",kind=\"corrupt\",trigger=\"scanner\"} 5"), "{metrics}");
+    assert!(metrics.contains("reconciler_jobs_total{trigger=\"scanner\",outcome=\"done\"} 5"), "{metrics}");
+    assert!(metrics.contains("reconciler_change_to_repair_ms_count{trigger=\"scanner\"} 5"), "{metrics}");
+
+    let (code, stderr) = service.terminate();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("draining"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_repair_is_the_on_call_path() {
+    let env = TestEnv::new().await;
+    let set = data(12_000, 20);
+    env.seed(&set, 3_600_000).await;
+    let goods = projected_goods(&env, &set).await;
+    let ids: Vec<GoodsId> = (12_000..12_020).collect();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
+    let fields = corrupt(&env, &goods[..2]).await;
+    let service = Service::start(&env, "");
+
+    let body = format!("{{\"goods_ids\": [{}, {}]}}", goods[0], goods[1]);
+    let (status, _) = http(&service.admin, "POST", "/repair", Some(&body), None).unwrap();
+    assert_eq!(status, 401, "token required");
+    let (status, _) = http(&service.admin, "POST", "/repair", Some(&body), Some("wrong")).unwrap();
+    assert_eq!(status, 401);
+    let (status, report) = http(&service.admin, "POST", "/repair", Some(&body), Some("sekret")).unwrap();
+    assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["checked"], 2);
+    assert_eq!(report["repairs"].as_array().unwrap().len(), 2, "{report}");
+    assert!(healed(&env, &goods[..2], &fields));
+
+    let (status, body) = http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 424242}"), Some("sekret")).unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("activity 424242 does not exist"));
+    let (status, _) = http(&service.admin, "POST", "/repair", Some("{\"goods\": 1}"), Some("sekret")).unwrap();
+    assert_eq!(status, 400);
+    let (status, body) = http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 7001}"), Some("sekret")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (code, stderr) = service.terminate();
+    assert_eq!(code, 0, "{stderr}");
+}
