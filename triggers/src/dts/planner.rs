@@ -1,0 +1,120 @@
+//! From a changed goods and its commit time to one check job per stage, with dedup.
+//!
+//! Stage `i` of a change committed at `c` is due at `c + stage_i`, rounded *up* to a
+//! multiple of the stage's window (a tenth of the stage, between 100 ms and 60 s): the
+//! check never happens before the stage delay, and at most one window later. Every change
+//! of one goods whose due time rounds to the same instant yields the same job (same
+//! `not_before_ms`, same job id), so it is published once. The memory of what was
+//! published only grows by confirmed publishes and is pruned once due times are past.
+
+use std::collections::HashMap;
+
+use model::job::{Job, TriggerKind};
+use model::GoodsId;
+
+#[derive(Debug)]
+pub struct StagePlanner {
+    stages_ms: Vec<u64>,
+    /// (goods, stage) -> last published due time.
+    published: HashMap<(GoodsId, u32), i64>,
+    /// Prune the map when it grows past this many entries.
+    prune_at: usize,
+}
+
+impl StagePlanner {
+    pub fn new(stages_ms: Vec<u64>) -> StagePlanner {
+        StagePlanner { stages_ms, published: HashMap::new(), prune_at: 100_000 }
+    }
+
+    pub fn stages_ms(&self) -> &[u64] {
+        &self.stages_ms
+    }
+
+    /// Dedup window of a stage.
+    pub fn window_ms(stage_ms: u64) -> i64 {
+        (stage_ms / 10).clamp(100, 60_000) as i64
+    }
+
+    /// Due time of stage `stage_ms` for a change committed at `commit_ms`.
+    pub fn due_ms(commit_ms: i64, stage_ms: u64) -> i64 {
+        let raw = commit_ms + stage_ms as i64;
+        let w = Self::window_ms(stage_ms);
+        raw.div_euclid(w) * w + if raw.rem_euclid(w) == 0 { 0 } else { w }
+    }
+
+    /// Jobs not yet published for `goods` changed at `commit_ms`. Nothing is remembered
+    /// until [`confirm`](Self::confirm): a failed publish must be retried in full.
+    pub fn plan(&self, goods: &[GoodsId], commit_ms: i64) -> Vec<Job> {
+        let mut jobs = Vec::with_capacity(goods.len() * self.stages_ms.len());
+        for &goods_id in goods {
+            for (i, &stage_ms) in self.stages_ms.iter().enumerate() {
+                let stage = i as u32;
+                let due = Self::due_ms(commit_ms, stage_ms);
+                if self.published.get(&(goods_id, stage)) == Some(&due) {
+                    continue;
+                }
+                let mut job = Job::new(goods_id, TriggerKind::Dts, format!("dts-{goods_id}-{stage}-{due}"));
+                job.stage = stage;
+                job.not_before_ms = due;
+                job.origin_ms = commit_ms;
+                jobs.push(job);
+            }
+        }
+        jobs
+    }
+
+    /// Remembers jobs the bus acknowledged. `now_ms` drives pruning of past due times.
+    pub fn confirm(&mut self, jobs: &[Job], now_ms: i64) {
+        for job in jobs {
+            self.published.insert((job.goods_id, job.stage), job.not_before_ms);
+        }
+        if self.published.len() > self.prune_at {
+            self.published.retain(|_, due| *due >= now_ms);
+            if self.published.len() > self.prune_at / 2 {
+                self.published.clear();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_job_per_stage_due_after_the_stage_delay() {
+        let planner = StagePlanner::new(vec![3000, 30000, 300000]);
+        let jobs = planner.plan(&[1001], 1_781_700_000_123);
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(jobs.iter().map(|j| j.stage).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(jobs[0].not_before_ms, 1_781_700_003_300); // window 300 ms
+        assert_eq!(jobs[1].not_before_ms, 1_781_700_033_000); // window 3 s
+        assert_eq!(jobs[2].not_before_ms, 1_781_700_330_000); // window 30 s
+        for (job, stage) in jobs.iter().zip([3000, 30000, 300000]) {
+            assert!(job.not_before_ms >= job.origin_ms + stage);
+            assert!(job.not_before_ms < job.origin_ms + stage + StagePlanner::window_ms(stage as u64));
+            assert_eq!(job.origin_ms, 1_781_700_000_123);
+            assert_eq!(job.trigger, TriggerKind::Dts);
+        }
+        assert_eq!(StagePlanner::due_ms(1000, 3000), 4000, "exact multiples are not pushed a window later");
+    }
+
+    #[test]
+    fn same_goods_in_one_window_is_published_once() {
+        let mut planner = StagePlanner::new(vec![3000]);
+        let first = planner.plan(&[7, 8], 10_000);
+        assert_eq!(first.len(), 2);
+        assert_eq!(planner.plan(&[7], 10_050)[0].job_id, first[0].job_id, "not confirmed yet: planned again");
+        planner.confirm(&first, 10_000);
+        assert!(planner.plan(&[7, 8], 10_150).is_empty(), "same 300 ms window");
+        assert_eq!(planner.plan(&[7], 10_250).len(), 1, "next window");
+    }
+
+    #[test]
+    fn job_ids_are_stable_across_restarts() {
+        let a = StagePlanner::new(vec![3000]).plan(&[7], 10_000);
+        let b = StagePlanner::new(vec![3000]).plan(&[7], 10_100);
+        assert_eq!(a[0].job_id, b[0].job_id);
+        assert_eq!(a[0].job_id, "dts-7-0-13200");
+    }
+}

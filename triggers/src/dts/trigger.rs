@@ -1,0 +1,193 @@
+//! The DTS-delay trigger runtime: one consumer group over every configured change topic.
+//!
+//! `step` takes one record and spawns its processing (bounded by `max_in_flight`), so a
+//! slow fan-out does not hold back other partitions; offsets are committed per partition
+//! in order of the records, whatever order they finish in. Processing a record retries
+//! retryable failures (broker or database outage) with back-off until it succeeds, and
+//! only then acks: an event is never dropped because a store was down. A record that can
+//! not be parsed, or whose fan-out fails for good, is dead-lettered with the reason
+//! (topic, partition, offset, what was wrong) and acked, and consumption goes on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use model::config::{DtsConfig, EventFormat, KafkaConfig};
+use model::job::Job;
+use model::GoodsId;
+use tokio::task::JoinSet;
+
+use super::event::{LogicalTable, Parsed};
+use super::fanout::ActivityGoodsPager;
+use super::planner::StagePlanner;
+use crate::bus::kafka::{DeadLetterPublisher, KafkaSource, RawRecord, SourceOptions};
+use crate::bus::{AckHandle, JobPublisher};
+use crate::error::{Result, TriggerError};
+use crate::mysql::{now_ms, TruthPools};
+
+#[derive(Debug, Clone)]
+pub struct DtsOptions {
+    /// Records processed at once (each may fan out to many goods).
+    pub max_in_flight: usize,
+    /// Goods per fan-out page and per publish call.
+    pub page_size: u32,
+    /// Longest back-off between retries of a failing step.
+    pub max_backoff: Duration,
+    pub source: SourceOptions,
+}
+
+impl Default for DtsOptions {
+    fn default() -> Self {
+        DtsOptions { max_in_flight: 64, page_size: 1000, max_backoff: Duration::from_secs(30), source: SourceOptions::default() }
+    }
+}
+
+struct TopicState {
+    format: EventFormat,
+    planner: Mutex<StagePlanner>,
+}
+
+struct Context {
+    topics: HashMap<String, TopicState>,
+    publisher: Arc<dyn JobPublisher>,
+    dead_letters: DeadLetterPublisher,
+    pools: TruthPools,
+    options: DtsOptions,
+}
+
+pub struct DtsTrigger {
+    source: KafkaSource,
+    ctx: Arc<Context>,
+    tasks: JoinSet<()>,
+}
+
+impl DtsTrigger {
+    /// Joins `kafka.trigger_group` on every topic of `dts`. Jobs go to `publisher`, dead
+    /// letters to `kafka.dead_letter_topic`; `pools` serve the activity fan-out.
+    pub fn new(kafka: &KafkaConfig, dts: &[DtsConfig], publisher: Arc<dyn JobPublisher>, pools: TruthPools, options: DtsOptions) -> Result<DtsTrigger> {
+        if dts.is_empty() {
+            return Err(TriggerError::Config("no [[triggers.dts]] topic configured".into()));
+        }
+        let topics: HashMap<String, TopicState> = dts
+            .iter()
+            .map(|d| (d.topic.clone(), TopicState { format: d.format, planner: Mutex::new(StagePlanner::new(d.stages_ms.clone())) }))
+            .collect();
+        let names: Vec<&str> = topics.keys().map(String::as_str).collect();
+        let source = KafkaSource::subscribe(&kafka.brokers, &kafka.trigger_group, &names, options.source.clone())?;
+        let dead_letters = DeadLetterPublisher::new(&kafka.brokers, &kafka.dead_letter_topic)?;
+        let ctx = Arc::new(Context { topics, publisher, dead_letters, pools, options });
+        Ok(DtsTrigger { source, ctx, tasks: JoinSet::new() })
+    }
+
+    /// Takes one record and starts its processing; waits first while `max_in_flight`
+    /// records are being processed. `false` once the source is closed.
+    pub async fn step(&mut self) -> bool {
+        while self.tasks.try_join_next().is_some() {}
+        while self.tasks.len() >= self.ctx.options.max_in_flight.max(1) {
+            self.tasks.join_next().await;
+        }
+        let Some((record, ack)) = self.source.next().await else { return false };
+        self.tasks.spawn(process(self.ctx.clone(), record, ack));
+        true
+    }
+
+    /// Drives [`step`](Self::step) until `shutdown` resolves, then shuts down cleanly.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                more = self.step() => if !more { break },
+            }
+        }
+        self.shutdown().await
+    }
+
+    /// Finishes the records being processed, commits and leaves the group.
+    pub async fn shutdown(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+        self.source.shutdown().await
+    }
+}
+
+async fn process(ctx: Arc<Context>, record: RawRecord, ack: AckHandle) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match process_once(&ctx, &record).await {
+            Ok(()) => break,
+            Err(Failure::Permanent(reason)) => {
+                let reason = format!("topic {} partition {} offset {}: {reason}", record.topic, record.partition, record.offset);
+                match ctx.dead_letters.send(&record, &reason).await {
+                    Ok(()) => break,
+                    Err(e) => tracing::warn!(error = %e, "dead letter not published, retrying"),
+                }
+            }
+            Err(Failure::Retry(e)) => {
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "change event processing failed, retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(ctx.options.max_backoff);
+    }
+    ack.ack();
+}
+
+enum Failure {
+    Permanent(String),
+    Retry(TriggerError),
+}
+
+impl From<TriggerError> for Failure {
+    fn from(e: TriggerError) -> Self {
+        if e.is_retryable() || matches!(e, TriggerError::Kafka(_)) {
+            Failure::Retry(e)
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> {
+    let Some(topic) = ctx.topics.get(&*record.topic) else {
+        return Err(Failure::Permanent("topic has no configured format".into()));
+    };
+    let payload = record.payload.as_deref().unwrap_or_default();
+    let event = match super::parse(topic.format, payload) {
+        Ok(Parsed::Change(event)) => event,
+        Ok(Parsed::Skip(why)) => {
+            tracing::debug!(topic = %record.topic, offset = record.offset, why, "skipping message");
+            return Ok(());
+        }
+        Err(e) => return Err(Failure::Permanent(format!("unparseable {} message: {e}", format_name(topic.format)))),
+    };
+    let commit_ms = event.commit_ms.or(record.timestamp_ms).unwrap_or_else(now_ms);
+    match event.table {
+        LogicalTable::ActivityGoods | LogicalTable::ActivitySku => publish_goods(ctx, topic, &event.ids, commit_ms).await?,
+        LogicalTable::Activity => {
+            for &activity_id in &event.ids {
+                let mut pager = ActivityGoodsPager::new(&ctx.pools, activity_id, ctx.options.page_size);
+                while let Some(goods) = pager.next_page().await? {
+                    publish_goods(ctx, topic, &goods, commit_ms).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn publish_goods(ctx: &Context, topic: &TopicState, goods: &[GoodsId], commit_ms: i64) -> Result<()> {
+    let jobs: Vec<Job> = topic.planner.lock().expect("planner lock").plan(goods, commit_ms);
+    for chunk in jobs.chunks(ctx.options.page_size.max(1) as usize) {
+        ctx.publisher.publish(chunk).await?;
+        topic.planner.lock().expect("planner lock").confirm(chunk, now_ms());
+    }
+    Ok(())
+}
+
+fn format_name(format: EventFormat) -> &'static str {
+    match format {
+        EventFormat::Canal => "canal",
+        EventFormat::Debezium => "debezium",
+        EventFormat::Maxwell => "maxwell",
+    }
+}
