@@ -1,0 +1,128 @@
+//! The raw read floor: the full run's reads with nothing else. Same id source (keyset
+//! page per shard), same batch size and worker count; per batch the same SQL text (one
+//! SELECT per shard table, then the activity SELECT for the activity ids found), one
+//! `HGETALL` pipeline per Redis target and one `getRowsWithColumns` on HBase (the
+//! targets' own `read`), truth and targets read concurrently; then the orphan scan's
+//! paging of every target. No projection, no JSON decode, no diff, no repair: rows stay
+//! raw driver rows (only the activity id column is read, to build the activity query).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use futures::future::try_join_all;
+use handlers::run::mysql_id_source;
+use handlers::Handler;
+use model::{GoodsId, ShardLayout};
+use sqlx::Row;
+use tokio::sync::Mutex;
+
+fn ms(column: &str) -> String {
+    format!("CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000 AS SIGNED)")
+}
+
+fn id_list(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Reads of one batch; returns rows + cells read (to keep the work observable).
+async fn read_batch(handler: &Handler, layout: &ShardLayout, pools: &handlers::truth::MysqlPools, ids: &[GoodsId]) -> Result<u64> {
+    let truth = async {
+        let groups = layout.group_by_shard(ids);
+        let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
+            let shard = layout.shard(s);
+            let pool = pools.shard_pool(shard.database_index);
+            let g = format!(
+                "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} WHERE goods_id IN ({})",
+                ms("updated_at"),
+                shard.database,
+                shard.goods_table,
+                id_list(ids)
+            );
+            let k = format!(
+                "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} WHERE goods_id IN ({})",
+                ms("updated_at"),
+                shard.database,
+                shard.sku_table,
+                id_list(ids)
+            );
+            tokio::try_join!(sqlx::raw_sql(&g).fetch_all(pool), sqlx::raw_sql(&k).fetch_all(pool))
+        }))
+        .await?;
+        let mut aids: Vec<u64> = Vec::new();
+        let mut n = 0u64;
+        for (g, k) in &per_shard {
+            n += (g.len() + k.len()) as u64;
+            for r in g {
+                aids.push(r.try_get(0)?);
+            }
+        }
+        aids.sort_unstable();
+        aids.dedup();
+        if !aids.is_empty() {
+            let sql = format!(
+                "SELECT activity_id, type, biz_code, tags, status, {}, {}, priority, {} FROM `{}`.activity WHERE activity_id IN ({})",
+                ms("start_time"),
+                ms("end_time"),
+                ms("updated_at"),
+                layout.meta_database(),
+                id_list(&aids)
+            );
+            n += sqlx::raw_sql(&sql).fetch_all(pools.meta_pool()).await?.len() as u64;
+        }
+        Ok::<u64, anyhow::Error>(n)
+    };
+    let targets = try_join_all(handler.targets().iter().map(|t| t.read(ids)));
+    let (rows, observed) = tokio::join!(truth, targets);
+    let cells: usize = observed.map_err(|e| anyhow!("{e}"))?.iter().flatten().map(|g| g.cells.len()).sum();
+    Ok(rows? + cells as u64)
+}
+
+pub struct Floor {
+    pub elapsed: Duration,
+    pub goods: u64,
+    pub items: u64,
+}
+
+pub async fn run(handler: &Arc<Handler>, pools: &handlers::truth::MysqlPools, batch: usize, workers: usize) -> Result<Floor> {
+    let started = Instant::now();
+    let layout = handler.truth().layout().clone();
+    let rx = Arc::new(Mutex::new(mysql_id_source(handler, batch)));
+    let tasks = (0..workers.max(1)).map(|_| {
+        let (rx, handler, layout, pools) = (rx.clone(), handler.clone(), layout.clone(), pools.clone());
+        tokio::spawn(async move {
+            let (mut goods, mut items) = (0u64, 0u64);
+            loop {
+                let next = rx.lock().await.recv().await;
+                let ids = match next {
+                    None => break,
+                    Some(Err(e)) => return Err(anyhow!(e)),
+                    Some(Ok(ids)) => ids,
+                };
+                items += read_batch(&handler, &layout, &pools, &ids).await?;
+                goods += ids.len() as u64;
+            }
+            Ok((goods, items))
+        })
+    });
+    let mut floor = Floor { elapsed: Duration::ZERO, goods: 0, items: 0 };
+    for r in futures::future::join_all(tasks).await {
+        let (g, i) = r??;
+        floor.goods += g;
+        floor.items += i;
+    }
+    // The orphan scan's paging, target by target as in `run_full`.
+    for t in handler.targets() {
+        let mut cursor = None;
+        loop {
+            let page = t.scan(cursor.take(), batch).await.map_err(|e| anyhow!("{e}"))?;
+            floor.items += page.goods.len() as u64;
+            match page.next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+    }
+    floor.elapsed = started.elapsed();
+    Ok(floor)
+}

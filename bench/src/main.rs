@@ -1,0 +1,255 @@
+//! `bench`: the reconciler's benchmark suite, one command.
+//!
+//! Phases, in one run: seed N goods (truth in the MariaDB shards, projection in two
+//! Redis targets and one HBase target); full reconciliation clean; the raw read floor;
+//! the naive baseline on a sample; drift injection and a full reconciliation that
+//! repairs it (accuracy against what was injected); a check that must come back clean;
+//! peak RSS of `reconciler full` as a child process at N and (with `--scale4`) at 4N;
+//! the incremental phase. Prints a table and writes BENCHMARKS.md.
+
+mod data;
+mod drift;
+mod env;
+mod floor;
+mod hb;
+mod incremental;
+mod naive;
+mod report;
+mod rss;
+mod seed;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use handlers::run::{mysql_id_source, run_full};
+use handlers::Mode;
+use model::job::TriggerKind;
+use model::report::Report;
+use reconciler::app::App;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark of the reconciler: full reconciliation vs raw read floor and naive baseline, RSS, accuracy")]
+struct Args {
+    /// Goods to seed (N).
+    #[arg(long, default_value_t = 1_000_000)]
+    goods: u64,
+    /// Share of goods given injected drift.
+    #[arg(long, default_value_t = 0.01)]
+    drift: f64,
+    /// Also seed up to 4N and measure the peak RSS (and rate) of a full run there.
+    #[arg(long)]
+    scale4: bool,
+    /// Goods in the naive baseline's sample.
+    #[arg(long, default_value_t = 20_000)]
+    naive_sample: u64,
+    /// Check batch size (`full.batch_size` of the bench config).
+    #[arg(long, default_value_t = model::config::FullConfig::default().batch_size)]
+    batch_size: usize,
+    /// Workers (`full.concurrency` of the bench config).
+    #[arg(long, default_value_t = model::config::FullConfig::default().concurrency)]
+    concurrency: usize,
+    /// InnoDB buffer pool to set before seeding, GB.
+    #[arg(long, default_value_t = 6)]
+    buffer_pool_gb: u64,
+    /// Reuse the data already seeded by a previous run with the same --goods (skips
+    /// seeding; drift left by an interrupted run is repaired by the first full run).
+    #[arg(long)]
+    reuse: bool,
+    /// Keep the bench databases and keys at the end (default: dropped).
+    #[arg(long)]
+    keep: bool,
+    /// Where to write the markdown report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    out: PathBuf,
+    /// Skip `cargo build --release --bin reconciler`.
+    #[arg(long)]
+    no_build: bool,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BENCH_LOG").unwrap_or_else(|_| "warn,sqlx=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(args))
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("bench: {}", msg.as_ref());
+}
+
+fn full_mode(repair: bool) -> Mode {
+    let id = reconciler::app::run_id("bench-full");
+    if repair {
+        Mode::repair(TriggerKind::Full, id)
+    } else {
+        Mode::check(id)
+    }
+}
+
+async fn timed_full(app: &App, repair: bool) -> Result<(Report, f64)> {
+    let opts = app.run_options(None);
+    let started = Instant::now();
+    let report = run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &full_mode(repair), &opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("full run: {e}"))?;
+    Ok((report, started.elapsed().as_secs_f64()))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let root = std::env::current_dir()?;
+    if !args.no_build {
+        say("building the release reconciler binary");
+        env::build_reconciler(&root)?;
+    }
+    let settings = env::Settings { batch_size: args.batch_size, concurrency: args.concurrency };
+    let (config_path, config) = env::write_config(&root, &settings)?;
+    let mut fig = report::Figures {
+        command: std::iter::once("cargo run --release -p bench --".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" "),
+        goods: args.goods,
+        drift_rate: args.drift,
+        ..Default::default()
+    };
+    let app = App::new(config.clone())?;
+    let layout = config.layout();
+    let meta_pool = app.pools.meta_pool().clone();
+    let machine = env::machine(&meta_pool).await;
+
+    let _emulator = env::Emulator::start(&root)?;
+    say(format!("hbase emulator pid {} on {}", _emulator.pid(), env::HBASE_LISTEN));
+    let htarget = env::hbase_target(&config);
+    reconciler::hbase_admin::ensure_table(&htarget)?;
+
+    // The HBase emulator holds data in memory only, so a fresh emulator means reseeding.
+    if args.reuse {
+        say("--reuse ignored: the HBase emulator starts empty, so the data set is seeded again");
+    }
+    say(format!("preparing servers (buffer pool {} GB), dropping earlier bench data", args.buffer_pool_gb));
+    env::clean_up(&meta_pool).await?;
+    env::prepare_servers(&meta_pool, args.buffer_pool_gb).await?;
+    reconciler::schema::create(&app.pools, &layout).await.context("schema")?;
+
+    let clock = data::Clock::now_minus_hour();
+    let act_rows = data::activities(clock);
+    let acts = Arc::new(data::activity_map(&act_rows));
+    let mut redis = Vec::new();
+    for url in [env::REDIS_A, env::REDIS_B] {
+        redis.push(redis::Client::open(url)?.get_multiplexed_async_connection().await?);
+    }
+    let hbase = Arc::new(Mutex::new(hb::connect(&htarget.address)?));
+    let seeder = seed::Seeder {
+        pools: app.pools.clone(),
+        layout: layout.clone(),
+        clock,
+        acts: acts.clone(),
+        redis: redis.clone(),
+        hbase: hbase.clone(),
+        hbase_table: htarget.table.clone(),
+        hbase_family: htarget.family.clone(),
+    };
+
+    // 1. Seed.
+    say(format!("seeding {} goods", args.goods));
+    seeder.activities(&act_rows).await?;
+    let stats = seeder.goods(1, args.goods, true).await?;
+    fig.seed.push(format!(
+        "{} activities (types 1-4, 6 business codes, 6 tag sets, 2% offline and 2% draft); {} goods, {} activity_goods rows, {} activity_sku rows (1-5 activities per goods, 0-3 SKUs per entity, ~5% / ~10% removed); {} entities projected into each target; D = 2, T = 4",
+        data::ACTIVITIES, args.goods, stats.goods_rows, stats.sku_rows, stats.entities
+    ));
+    fig.seed.push(format!(
+        "seeding (truth + 3 targets, in parallel): {:.1} s, {:.0} goods/s",
+        stats.seconds,
+        args.goods as f64 / stats.seconds
+    ));
+    say(format!("seeded in {:.1} s", stats.seconds));
+
+    // 2. Full reconciliation, clean.
+    let (clean, secs) = timed_full(&app, true).await?;
+    fig.full_clean = Some(args.goods as f64 / secs);
+    say(format!("full clean: {:.1} s, {:.0} goods/s, drift {}", secs, args.goods as f64 / secs, clean.drift.len()));
+    if !clean.drift.is_empty() {
+        fig.notes.push(format!("the clean run reported {} drift entries (expected none)", clean.drift.len()));
+    }
+
+    // 3. Raw read floor.
+    let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency).await?;
+    fig.floor = Some(f.goods as f64 / f.elapsed.as_secs_f64());
+    say(format!("raw read floor: {:.1} s, {:.0} goods/s ({} rows and cells)", f.elapsed.as_secs_f64(), fig.floor.unwrap(), f.items));
+
+    // 4. Naive baseline on a sample spread over the id range.
+    let n = args.naive_sample.min(args.goods).max(1);
+    let step = (args.goods / n).max(1);
+    let sample: Vec<u64> = (0..n).map(|i| 1 + i * step).collect();
+    let (elapsed, count, naive_drift) = naive::run(&app.handler, sample, args.concurrency).await?;
+    fig.naive = Some((count as f64 / elapsed.as_secs_f64(), count));
+    say(format!("naive: {count} goods in {:.1} s, {:.0} goods/s (drift {naive_drift})", elapsed.as_secs_f64(), fig.naive.unwrap().0));
+
+    // 5. Drift, full reconciliation with repairs, accuracy, clean re-check.
+    let count = ((args.goods as f64) * args.drift).round() as u64;
+    let injector = drift::Injector {
+        clock,
+        acts: &acts,
+        redis: redis.clone(),
+        hbase: hbase.clone(),
+        hbase_table: htarget.table.clone(),
+        hbase_family: htarget.family.clone(),
+    };
+    let injected = injector.inject(args.goods, count, 0xD21F7).await?;
+    fig.injected = injected.len() as u64;
+    say(format!("injected {} drifts", injected.len()));
+    let (drifted, secs) = timed_full(&app, true).await?;
+    fig.full_drift = Some(args.goods as f64 / secs);
+    say(format!(
+        "full with drift: {:.1} s, {:.0} goods/s, drift {}, repairs {}, deferred {}",
+        secs,
+        args.goods as f64 / secs,
+        drifted.drift.len(),
+        drifted.repairs.len(),
+        drifted.deferred.len()
+    ));
+    fig.accuracy = Some(drift::accuracy(&injected, &drifted));
+    let (recheck, secs) = timed_full(&app, false).await?;
+    fig.full_recheck = Some(args.goods as f64 / secs);
+    fig.recheck_drift = Some(recheck.drift.len() as u64);
+    say(format!("check after repair: {:.1} s, drift {}", secs, recheck.drift.len()));
+
+    // 6. Peak RSS of the release binary's full run at N (and 4N).
+    let binary = env::reconciler_binary(&root);
+    let c = rss::full(&binary, &config_path)?;
+    say(format!("child full at N: {:.1} s, max RSS {} kB, exit {}, checked {}", c.elapsed.as_secs_f64(), c.max_rss_kb, c.exit, c.checked));
+    fig.rss_n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
+    fig.notes.push(format!("child `reconciler full` at N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
+    if args.scale4 {
+        say(format!("seeding goods {}..={}", args.goods + 1, args.goods * 4));
+        let more = seeder.goods(args.goods + 1, args.goods * 4, true).await?;
+        fig.seed.push(format!("--scale4: {} more goods seeded in {:.1} s", args.goods * 3, more.seconds));
+        let c = rss::full(&binary, &config_path)?;
+        say(format!("child full at 4N: {:.1} s, max RSS {} kB, exit {}, checked {}", c.elapsed.as_secs_f64(), c.max_rss_kb, c.exit, c.checked));
+        fig.rss_4n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
+        fig.notes.push(format!("child `reconciler full` at 4N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
+    }
+
+    if let Some(kb) = env::vm_hwm_kb(_emulator.pid()) {
+        fig.notes.push(format!("the HBase emulator (separate process, not in the reconciler's RSS) peaked at {:.0} MB", kb as f64 / 1024.0));
+    }
+
+    // 7. Incremental.
+    fig.incremental = incremental::run().await?;
+
+    println!("{}", fig.table());
+    println!("{}", fig.accuracy_table());
+    std::fs::write(&args.out, fig.markdown(&machine))?;
+    say(format!("wrote {}", args.out.display()));
+    if !args.keep {
+        env::clean_up(&meta_pool).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The figures of one benchmark run: printed as a table and written to BENCHMARKS.md
+//! (machine, versions, command, figures, accuracy), with the targets of the issue.
+
+use std::fmt::Write as _;
+
+use crate::drift::Accuracy;
+
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub command: String,
+    pub goods: u64,
+    pub drift_rate: f64,
+    pub seed: Vec<String>,
+    pub full_clean: Option<f64>,
+    pub full_drift: Option<f64>,
+    pub full_recheck: Option<f64>,
+    pub floor: Option<f64>,
+    pub naive: Option<(f64, u64)>,
+    pub rss_n: Option<(u64, f64)>,
+    pub rss_4n: Option<(u64, f64)>,
+    pub injected: u64,
+    pub accuracy: Option<Accuracy>,
+    pub recheck_drift: Option<u64>,
+    pub incremental: Option<String>,
+    pub notes: Vec<String>,
+}
+
+fn rate(v: Option<f64>) -> String {
+    v.map_or("not measured".into(), |v| format!("{v:.0} goods/s"))
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(a? / b?)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+impl Figures {
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let floor_ratio = ratio(self.full_drift, self.floor);
+        let naive_ratio = ratio(self.full_drift, self.naive.map(|n| n.0));
+        let _ = writeln!(t, "| figure | value | target |");
+        let _ = writeln!(t, "|---|---|---|");
+        let _ = writeln!(t, "| goods (N) | {} | |", self.goods);
+        let _ = writeln!(t, "| full reconciliation, clean | {} | |", rate(self.full_clean));
+        let _ = writeln!(
+            t,
+            "| full reconciliation, {:.1}% drift | {} | ≥ 20000 goods/s: {} |",
+            self.drift_rate * 100.0,
+            rate(self.full_drift),
+            verdict(self.full_drift.is_some_and(|v| v >= 20_000.0))
+        );
+        let _ = writeln!(t, "| full check after repair (clean) | {} | |", rate(self.full_recheck));
+        let _ = writeln!(t, "| raw read floor | {} | |", rate(self.floor));
+        let _ = writeln!(
+            t,
+            "| full (drift) / floor | {} | ≥ 0.7: {} |",
+            floor_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+            verdict(floor_ratio.is_some_and(|r| r >= 0.7))
+        );
+        let _ = writeln!(
+            t,
+            "| naive baseline (one goods at a time) | {} | |",
+            self.naive.map_or("not measured".into(), |(v, n)| format!("{v:.0} goods/s (sample of {n})"))
+        );
+        let _ = writeln!(
+            t,
+            "| full (drift) / naive | {} | ≥ 10: {} |",
+            naive_ratio.map_or("-".into(), |r| format!("{r:.1}")),
+            verdict(naive_ratio.is_some_and(|r| r >= 10.0))
+        );
+        let rss = |v: Option<(u64, f64)>| {
+            v.map_or("not measured".into(), |(kb, gps)| format!("{:.1} MB ({gps:.0} goods/s)", kb as f64 / 1024.0))
+        };
+        let _ = writeln!(t, "| peak RSS, `reconciler full` at N | {} | |", rss(self.rss_n));
+        let _ = writeln!(
+            t,
+            "| peak RSS, `reconciler full` at 4N | {} | ≤ 256 MB: {} |",
+            rss(self.rss_4n),
+            if self.rss_4n.is_none() { "not measured" } else { verdict(self.rss_4n.is_some_and(|(kb, _)| kb <= 256 * 1024)) }
+        );
+        let _ = writeln!(
+            t,
+            "| incremental (Kafka, Canal events) | {} | ≥ 2000 events/s, p99 ≤ stage delay + 1 s |",
+            self.incremental.as_deref().unwrap_or("not measured yet")
+        );
+        if let Some(a) = &self.accuracy {
+            let _ = writeln!(
+                t,
+                "| accuracy | {} injected; missed {}, unrepaired {}, not injected but reported {}, deferred {}{} | all found and repaired, nothing else: {} |",
+                self.injected,
+                a.missed,
+                a.unrepaired,
+                a.unexpected,
+                a.deferred,
+                a.halted.as_ref().map_or(String::new(), |h| format!(", halted: {h}")),
+                verdict(a.perfect() && self.recheck_drift == Some(0))
+            );
+        }
+        if let Some(d) = self.recheck_drift {
+            let _ = writeln!(t, "| drift reported by the check after repair | {d} | 0 |");
+        }
+        t
+    }
+
+    pub fn accuracy_table(&self) -> String {
+        let mut t = String::new();
+        let Some(a) = &self.accuracy else { return t };
+        let _ = writeln!(t, "| target | kind | injected | found | repaired |");
+        let _ = writeln!(t, "|---|---|---|---|---|");
+        for ((target, kind), [i, f, r]) in &a.rows {
+            let _ = writeln!(t, "| {target} | {} | {i} | {f} | {r} |", kind.as_str());
+        }
+        t
+    }
+
+    pub fn markdown(&self, machine: &[(String, String)]) -> String {
+        let mut m = String::new();
+        let _ = writeln!(m, "# Benchmarks\n");
+        let _ = writeln!(
+            m,
+            "Written by the benchmark (`bench/`, see README \"Benchmarks\"); rerun it to refresh. \
+             Every figure below was measured in one run on this machine, with MariaDB, Redis, the \
+             HBase Thrift1 emulator and the reconciler sharing its cores.\n"
+        );
+        let _ = writeln!(m, "## Command\n\n    {}\n", self.command);
+        let _ = writeln!(m, "## Machine\n");
+        for (k, v) in machine {
+            let _ = writeln!(m, "- {k}: {v}");
+        }
+        let _ = writeln!(m, "\n## Data set\n");
+        for s in &self.seed {
+            let _ = writeln!(m, "- {s}");
+        }
+        let _ = writeln!(m, "\n## Figures\n\n{}", self.table());
+        let _ = writeln!(m, "## Detection accuracy ({} drifts injected)\n\n{}", self.injected, self.accuracy_table());
+        if !self.notes.is_empty() {
+            let _ = writeln!(m, "## Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(m, "- {n}");
+            }
+        }
+        m
+    }
+}

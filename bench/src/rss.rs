@@ -1,0 +1,57 @@
+//! A full run of the release binary as a child process (`reconciler --config <bench>
+//! full --json`), with its peak RSS from `wait4`'s rusage (`ru_maxrss`, kB) and its
+//! JSON report.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub struct ChildRun {
+    pub elapsed: Duration,
+    pub max_rss_kb: u64,
+    pub exit: i32,
+    pub checked: u64,
+    pub drift: u64,
+}
+
+pub fn full(binary: &Path, config: &Path) -> Result<ChildRun> {
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .args(["full", "--json"])
+        .env("RECONCILER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting reconciler full")?;
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if waited != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let elapsed = started.elapsed();
+    let out = reader.join().map_err(|_| anyhow::anyhow!("stdout reader panicked"))??;
+    let exit = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    // The child is reaped; make sure std does not wait for it again.
+    std::mem::forget(child);
+    let json: serde_json::Value = serde_json::from_str(out.trim()).with_context(|| format!("report of reconciler full (exit {exit})"))?;
+    Ok(ChildRun {
+        elapsed,
+        max_rss_kb: usage.ru_maxrss as u64,
+        exit,
+        checked: json["checked"].as_u64().unwrap_or(0),
+        drift: json["drift"].as_array().map_or(0, |d| d.len() as u64),
+    })
+}
