@@ -6,7 +6,11 @@
 #
 # Idempotent: installs Tansu with cargo when it is not on PATH (waiting for an install
 # already under way instead of starting a second one), starts it only when nothing
-# listens on the port yet, and waits until it answers. Env: KAFKA_PORT (9092),
+# listens on the port yet, and waits until it answers.
+#
+# Known Tansu 0.6 limit (memory storage): a fetch from an offset inside a multi-record
+# batch returns nothing, so a group restarting from a committed offset in the middle of a
+# producer batch stalls. Tests that restart groups produce one record per batch. Env: KAFKA_PORT (9092),
 # KAFKA_LOG_DIR (/tmp/reconciler-kafka), TANSU_PG_URL.
 set -euo pipefail
 
@@ -51,9 +55,15 @@ if ! command -v tansu >/dev/null 2>&1; then
 fi
 
 if [ "$mode" = postgres ]; then
-  pg_url="${TANSU_PG_URL:-postgres://postgres@127.0.0.1:5432/tansu}"
+  pg_url="${TANSU_PG_URL:-postgres://postgres@127.0.0.1:5432/tansu?sslmode=disable}"
   if ! psql -h 127.0.0.1 -U postgres -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='tansu'" | grep -q 1; then
     psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE tansu"
+  fi
+  # Tansu's crates ship only SQLite DDL; its PostgreSQL schema (etc/initdb.d in the Tansu
+  # repository) must be loaded into the database once.
+  if [ "$(psql -h 127.0.0.1 -U postgres -d tansu -tAc "SELECT to_regclass('public.cluster') IS NOT NULL")" != t ]; then
+    echo "kafka.sh: database tansu has no Tansu schema; load Tansu's etc/initdb.d/*.sql into it first" >&2
+    exit 1
   fi
   storage="$pg_url"
 else

@@ -84,7 +84,17 @@ pub struct TrackingContext {
     tracker: Arc<SharedTracker>,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => tracing::error!(fac, "librdkafka: {log_message}"),
+            Warning => tracing::warn!(fac, "librdkafka: {log_message}"),
+            Notice | Info => tracing::info!(fac, "librdkafka: {log_message}"),
+            Debug => tracing::debug!(fac, "librdkafka: {log_message}"),
+        }
+    }
+}
 
 impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -124,7 +134,13 @@ impl KafkaSource {
         let store_slot = slot.clone();
         let tracker = Arc::new(SharedTracker::new(Box::new(move |topic, partition, next| {
             let Some(consumer) = store_slot.get().and_then(Weak::upgrade) else { return };
-            if let Err(e) = consumer.store_offset(topic, partition, next) {
+            // `store_offset` stores offset + 1 (it takes a message offset); a list stores
+            // exactly the next offset to read.
+            let mut list = TopicPartitionList::new();
+            let stored = list
+                .add_partition_offset(topic, partition, rdkafka::Offset::Offset(next))
+                .and_then(|()| consumer.store_offsets(&list));
+            if let Err(e) = stored {
                 tracing::debug!(topic, partition, next, error = %e, "offset not stored (partition no longer owned)");
             }
         })));

@@ -1,0 +1,178 @@
+//! Shared test fixtures: the real broker (started through `scripts/kafka.sh` when not
+//! reachable), the real MariaDB with a random database prefix, and job collectors.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use model::job::Job;
+use model::ShardLayout;
+use rand::Rng;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use triggers::bus::kafka::{KafkaSource, RawRecord, SourceOptions};
+use triggers::mysql::TruthPools;
+
+pub fn brokers() -> String {
+    std::env::var("RECONCILER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn suffix() -> String {
+    format!("{:08x}", rand::thread_rng().gen::<u32>())
+}
+
+/// Makes sure a broker answers, starting one with `scripts/kafka.sh` if needed.
+pub fn ensure_broker() -> String {
+    let brokers = brokers();
+    let addr = brokers.split(',').next().unwrap().to_string();
+    if TcpStream::connect_timeout(&addr.parse().expect("broker address"), Duration::from_secs(1)).is_ok() {
+        return brokers;
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
+    let status = std::process::Command::new("bash").arg(&script).status().expect("run scripts/kafka.sh");
+    assert!(status.success(), "no broker at {brokers} and scripts/kafka.sh failed");
+    brokers
+}
+
+pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
+    triggers::bus::kafka::ensure_topics(brokers, topics, partitions).await.expect("create topics");
+}
+
+pub fn producer(brokers: &str) -> FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", brokers).set("acks", "all").create().expect("producer")
+}
+
+pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    producer
+        .send(FutureRecord::to(topic).key(key).payload(payload), Timeout::After(Duration::from_secs(30)))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce");
+}
+
+/// Reads a topic from the start in a fresh group until `want` records arrived or the
+/// deadline passed; acks everything.
+pub async fn read_records(brokers: &str, topic: &str, want: usize, deadline: Duration) -> Vec<RawRecord> {
+    let group = format!("reader-{}", suffix());
+    let mut source = KafkaSource::subscribe(brokers, &group, &[topic], SourceOptions::default()).expect("reader");
+    let mut out = Vec::new();
+    let end = tokio::time::Instant::now() + deadline;
+    while out.len() < want {
+        match tokio::time::timeout_at(end, source.next()).await {
+            Ok(Some((record, ack))) => {
+                ack.ack();
+                out.push(record);
+            }
+            _ => break,
+        }
+    }
+    source.shutdown().await;
+    out
+}
+
+/// Reads jobs from a topic (see [`read_records`]).
+pub async fn read_jobs(brokers: &str, topic: &str, want: usize, deadline: Duration) -> Vec<Job> {
+    read_records(brokers, topic, want, deadline)
+        .await
+        .into_iter()
+        .map(|r| Job::decode(r.payload.as_deref().unwrap_or_default()).expect("job"))
+        .collect()
+}
+
+pub fn by_goods(jobs: &[Job]) -> HashMap<u64, Vec<Job>> {
+    let mut map: HashMap<u64, Vec<Job>> = HashMap::new();
+    for job in jobs {
+        map.entry(job.goods_id).or_default().push(job.clone());
+    }
+    map
+}
+
+/// A throwaway truth schema on the local MariaDB: D=2, T=2, random prefix; dropped by
+/// [`Truth::drop_all`].
+pub struct Truth {
+    pub pool: MySqlPool,
+    pub layout: ShardLayout,
+}
+
+impl Truth {
+    pub async fn create() -> Truth {
+        let url = std::env::var("RECONCILER_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let pool = MySqlPoolOptions::new().max_connections(8).connect(&url).await.expect("mariadb at 127.0.0.1:3306");
+        let layout = ShardLayout { databases: 2, tables_per_database: 2, db_prefix: format!("t{}_", suffix()) };
+        let meta = layout.meta_database();
+        exec(&pool, &format!("CREATE DATABASE `{meta}`")).await;
+        exec(&pool, &format!(
+            "CREATE TABLE `{meta}`.activity (
+               activity_id BIGINT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, type TINYINT NOT NULL,
+               biz_code VARCHAR(32) NOT NULL, tags VARCHAR(255) NOT NULL DEFAULT '', status TINYINT NOT NULL,
+               start_time DATETIME(3) NOT NULL, end_time DATETIME(3) NOT NULL, priority INT NOT NULL DEFAULT 0,
+               updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+               KEY idx_updated_at (updated_at))")).await;
+        for d in 0..layout.databases {
+            exec(&pool, &format!("CREATE DATABASE `{}`", layout.database(d))).await;
+        }
+        for s in layout.all_shards() {
+            exec(&pool, &format!(
+                "CREATE TABLE `{}`.`{}` (
+                   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, activity_id BIGINT UNSIGNED NOT NULL,
+                   goods_id BIGINT UNSIGNED NOT NULL, activity_price BIGINT NOT NULL, limit_per_user INT NOT NULL DEFAULT 0,
+                   status TINYINT NOT NULL,
+                   updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+                   UNIQUE KEY uk_goods_activity (goods_id, activity_id), KEY idx_activity (activity_id), KEY idx_updated_at (updated_at))",
+                s.database, s.goods_table)).await;
+            exec(&pool, &format!(
+                "CREATE TABLE `{}`.`{}` (
+                   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, activity_id BIGINT UNSIGNED NOT NULL,
+                   goods_id BIGINT UNSIGNED NOT NULL, sku_id BIGINT UNSIGNED NOT NULL, activity_price BIGINT NOT NULL,
+                   status TINYINT NOT NULL,
+                   updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+                   UNIQUE KEY uk_goods_activity_sku (goods_id, activity_id, sku_id), KEY idx_updated_at (updated_at))",
+                s.database, s.sku_table)).await;
+        }
+        Truth { pool, layout }
+    }
+
+    pub fn pools(&self) -> TruthPools {
+        TruthPools::from_pool(self.pool.clone(), self.layout.clone())
+    }
+
+    pub async fn insert_activity(&self, activity_id: u64, updated_at: &str) {
+        exec(&self.pool, &format!(
+            "INSERT INTO `{}`.activity (activity_id, name, type, biz_code, status, start_time, end_time, updated_at)
+             VALUES ({activity_id}, 'a', 2, 'main', 1, '2026-01-01', '2027-01-01', {updated_at})",
+            self.layout.meta_database())).await;
+    }
+
+    /// Inserts an `activity_goods` row in the goods' shard; `updated_at` is SQL.
+    pub async fn insert_goods(&self, activity_id: u64, goods_id: u64, updated_at: &str) {
+        let s = self.layout.route(goods_id);
+        exec(&self.pool, &format!(
+            "INSERT INTO `{}`.`{}` (activity_id, goods_id, activity_price, status, updated_at) VALUES ({activity_id}, {goods_id}, 100, 1, {updated_at})",
+            s.database, s.goods_table)).await;
+    }
+
+    pub async fn insert_sku(&self, activity_id: u64, goods_id: u64, sku_id: u64, updated_at: &str) {
+        let s = self.layout.route(goods_id);
+        exec(&self.pool, &format!(
+            "INSERT INTO `{}`.`{}` (activity_id, goods_id, sku_id, activity_price, status, updated_at) VALUES ({activity_id}, {goods_id}, {sku_id}, 90, 1, {updated_at})",
+            s.database, s.sku_table)).await;
+    }
+
+    pub async fn drop_all(&self) {
+        exec(&self.pool, &format!("DROP DATABASE IF EXISTS `{}`", self.layout.meta_database())).await;
+        for d in 0..self.layout.databases {
+            exec(&self.pool, &format!("DROP DATABASE IF EXISTS `{}`", self.layout.database(d))).await;
+        }
+    }
+}
+
+pub async fn exec(pool: &MySqlPool, sql: &str) {
+    sqlx::query(sql).execute(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+pub type Shared<T> = Arc<std::sync::Mutex<T>>;
