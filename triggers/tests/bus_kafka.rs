@@ -124,3 +124,36 @@ async fn two_consumers_of_one_group_share_the_partitions() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_caller_does_not_get_the_consumer_thrown_out_of_its_group() {
+    use triggers::bus::kafka::KafkaSource;
+    let brokers = ensure_broker();
+    let s = suffix();
+    let (topic, group) = (format!("jobs-{s}"), format!("handlers-{s}"));
+    create_topics(&brokers, &[&topic], 1).await;
+    let publisher = KafkaPublisher::new(&brokers, &topic).unwrap();
+    for job in jobs(1..21) {
+        publisher.publish(&[job]).await.unwrap();
+    }
+    let options = SourceOptions {
+        buffer: 2,
+        extra: vec![("session.timeout.ms".into(), "6000".into()), ("max.poll.interval.ms".into(), "7000".into())],
+        ..SourceOptions::default()
+    };
+    let mut source = KafkaSource::subscribe(&brokers, &group, &[&topic], options).unwrap();
+    let (first, ack) = tokio::time::timeout(Duration::from_secs(30), source.next()).await.unwrap().unwrap();
+    assert_eq!(first.offset, 0);
+    // The caller is stuck on one job for twice max.poll.interval.ms, taking nothing.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    ack.ack();
+    let mut offsets = vec![first.offset];
+    while offsets.len() < 20 {
+        let (record, ack) = tokio::time::timeout(Duration::from_secs(30), source.next()).await.unwrap().unwrap();
+        offsets.push(record.offset);
+        ack.ack();
+    }
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>(), "no redelivery: the consumer kept its partition");
+    assert_eq!(source.revocations(), 0, "the consumer was never thrown out of its group");
+    source.shutdown().await;
+}

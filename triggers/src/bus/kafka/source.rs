@@ -12,6 +12,7 @@
 //! the committed offsets.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ impl Default for SourceOptions {
 /// Forgets revoked partitions in the tracker so stale acks can not store offsets there.
 pub struct TrackingContext {
     tracker: Arc<SharedTracker>,
+    /// Partitions taken away from this consumer so far, for health checks and tests.
+    revocations: Arc<AtomicU64>,
 }
 
 impl ClientContext for TrackingContext {
@@ -100,6 +103,7 @@ impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             for elem in list.elements() {
+                self.revocations.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition revoked");
                 self.tracker.revoke(elem.topic(), elem.partition());
             }
@@ -122,6 +126,7 @@ pub struct KafkaSource {
     rx: mpsc::Receiver<Item>,
     consumer: Arc<Consumer_>,
     tracker: Arc<SharedTracker>,
+    revocations: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -155,13 +160,15 @@ impl KafkaSource {
         for (k, v) in &options.extra {
             config.set(k, v);
         }
-        let consumer: Arc<Consumer_> = Arc::new(config.create_with_context(TrackingContext { tracker: tracker.clone() })?);
+        let revocations = Arc::new(AtomicU64::new(0));
+        let context = TrackingContext { tracker: tracker.clone(), revocations: revocations.clone() };
+        let consumer: Arc<Consumer_> = Arc::new(config.create_with_context(context)?);
         let _ = slot.set(Arc::downgrade(&consumer));
         consumer.subscribe(topics)?;
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx));
-        Ok(KafkaSource { rx, consumer, tracker, stop, task: Some(task) })
+        Ok(KafkaSource { rx, consumer, tracker, revocations, stop, task: Some(task) })
     }
 
     /// The next record and its ack handle; `None` after [`shutdown`](Self::shutdown).
@@ -172,6 +179,12 @@ impl KafkaSource {
     /// Records handed out and not yet committable.
     pub fn in_flight(&self) -> usize {
         self.tracker.in_flight()
+    }
+
+    /// Partitions revoked from this consumer since it started (rebalances, or being
+    /// thrown out of the group).
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(Ordering::Relaxed)
     }
 
     /// Stops polling, commits what was acked so far and leaves the group. Records handed
