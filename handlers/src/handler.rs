@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::join_all;
 use model::config::RepairConfig;
-use model::diff::diff_goods;
+use model::diff::{diff_goods_encoded, Encoded};
 use model::job::TriggerKind;
 use model::repair_plan::{plan_repairs, CellRepair};
 use model::report::{DeferredEntry, DriftEntry, RepairEntry, Report};
@@ -102,12 +102,27 @@ impl Handler {
     /// Checks (and per `mode` repairs) one batch. `Err` only when truth cannot be read;
     /// an unreachable target is reported in the report and the others are still handled.
     pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &RunState) -> Result<Report, StoreError> {
+        // Sources may repeat a goods (dumps, several jobs): check each once.
+        let mut unique = HashSet::with_capacity(ids.len());
+        let deduped: Vec<GoodsId>;
+        let ids = if ids.iter().all(|g| unique.insert(*g)) {
+            ids
+        } else {
+            let mut seen = HashSet::with_capacity(ids.len());
+            deduped = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
+            &deduped[..]
+        };
         let mut report = Report { checked: ids.len() as u64, dry_run: mode.dry_run, ..Default::default() };
         if ids.is_empty() {
             return Ok(report);
         }
-        let truth = self.truth.read(ids).await?;
-        let reads = join_all(self.targets.iter().map(|t| t.read(ids))).await;
+        // Truth and every target are read concurrently: none depends on another.
+        let (truth, reads) = tokio::join!(self.truth.read(ids), join_all(self.targets.iter().map(|t| t.read(ids))));
+        let truth = truth?;
+        // Each goods' canonical encodings, once for all targets.
+        let encoded: HashMap<GoodsId, Encoded> =
+            truth.iter().filter(|(_, t)| !t.entities.is_empty()).map(|(&g, t)| (g, Encoded::of(t))).collect();
+        let no_entities = Encoded::default();
 
         let mut drifted: BTreeSet<GoodsId> = BTreeSet::new();
         let mut plans: Vec<Vec<CellRepair>> = vec![Vec::new(); self.targets.len()];
@@ -122,7 +137,7 @@ impl Handler {
             };
             for (&goods, held) in ids.iter().zip(&observed) {
                 let t = &truth[&goods];
-                let drift = diff_goods(goods, t, held);
+                let drift = diff_goods_encoded(goods, t, encoded.get(&goods).unwrap_or(&no_entities), held);
                 if drift.is_empty() {
                     continue;
                 }

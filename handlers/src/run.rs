@@ -60,7 +60,7 @@ pub async fn run_goods(handler: &Arc<Handler>, ids: &[GoodsId], mode: &Mode, opt
             }
         }
     });
-    let run = RunState::default();
+    let run = Arc::new(RunState::default());
     Ok(drive(handler, rx, mode, opts, &run, "goods", None).await?)
 }
 
@@ -95,7 +95,7 @@ pub async fn run_activity(handler: &Arc<Handler>, activity: ActivityId, mode: &M
             }
         }
     });
-    let run = RunState::default();
+    let run = Arc::new(RunState::default());
     let report = drive(handler, rx, mode, opts, &run, "activity", None).await?;
     if !exists && found.load(Ordering::Relaxed) == 0 {
         return Err(RunError::UnknownActivity(activity));
@@ -140,7 +140,7 @@ pub async fn run_full(
     mode: &Mode,
     opts: &RunOptions,
 ) -> Result<Report, RunError> {
-    let run = RunState::default();
+    let run = Arc::new(RunState::default());
     let seen = Arc::new(std::sync::Mutex::new(RoaringTreemap::new()));
     let mut report = drive(handler, source, mode, opts, &run, "full", Some(seen.clone())).await?;
 
@@ -206,7 +206,7 @@ async fn drive(
     rx: mpsc::Receiver<IdBatch>,
     mode: &Mode,
     opts: &RunOptions,
-    run: &RunState,
+    run: &Arc<RunState>,
     phase: &'static str,
     seen: Option<Arc<std::sync::Mutex<RoaringTreemap>>>,
 ) -> Result<Report, RunError> {
@@ -214,12 +214,17 @@ async fn drive(
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let limiter = (opts.goods_per_sec > 0).then(|| Arc::new(RateLimiter::new(opts.goods_per_sec)));
     let progress = Arc::new(std::sync::Mutex::new(Progress { phase, ..Default::default() }));
-    let workers = (0..opts.concurrency.max(1)).map(|_| {
+    // Workers are tasks of their own, so decoding and diffing use every runtime thread.
+    // A JoinSet aborts the workers if this run is dropped (e.g. a caller's timeout).
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..opts.concurrency.max(1) {
         let rx = rx.clone();
         let limiter = limiter.clone();
         let seen = seen.clone();
         let progress = progress.clone();
-        async move {
+        let (handler, mode, opts, run) = (handler.clone(), mode.clone(), opts.clone(), run.clone());
+        workers.spawn(async move {
+            let (mode, run) = (&mode, &*run);
             let mut report = Report::default();
             loop {
                 let next = rx.lock().await.recv().await;
@@ -248,11 +253,11 @@ async fn drive(
                 report.merge(part);
             }
             Ok::<Report, RunError>(report)
-        }
-    });
+        });
+    }
     let mut report = Report { dry_run: mode.dry_run, ..Default::default() };
-    for part in futures::future::join_all(workers).await {
-        report.merge(part?);
+    while let Some(part) = workers.join_next().await {
+        report.merge(part.map_err(|e| RunError::Source(format!("worker task failed: {e}")))??);
     }
     report.halted = report.halted.or_else(|| run.halted());
     report.elapsed_ms = started.elapsed().as_millis() as u64;

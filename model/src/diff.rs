@@ -79,6 +79,28 @@ pub fn parse_qualifier(q: &[u8]) -> Option<ActivityId> {
 /// Compares one goods' truth with one target's cells. Drift comes out in activity-id
 /// order: truth's entities first, then the target's extras.
 pub fn diff_goods(goods_id: GoodsId, truth: &GoodsTruth, observed: &ObservedGoods) -> Vec<Drift> {
+    diff_goods_encoded(goods_id, truth, &Encoded::of(truth), observed)
+}
+
+/// The canonical encoding and qualifier of each of a goods' entities, computed once per
+/// goods and shared by the diffs against every target.
+#[derive(Debug, Clone, Default)]
+pub struct Encoded {
+    /// `(qualifier, canonical JSON)` per entity, in activity-id order.
+    cells: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Encoded {
+    pub fn of(truth: &GoodsTruth) -> Encoded {
+        Encoded { cells: truth.entities.iter().map(|(&aid, e)| (qualifier(aid), e.encode())).collect() }
+    }
+}
+
+/// [`diff_goods`] with the entities' encodings computed beforehand (`Encoded::of` of the
+/// same truth). A value byte-equal to the canonical encoding is equal without decoding
+/// (decode(encode(e)) == e); any other value is decoded and compared field by field.
+pub fn diff_goods_encoded(goods_id: GoodsId, truth: &GoodsTruth, encoded: &Encoded, observed: &ObservedGoods) -> Vec<Drift> {
+    debug_assert_eq!(encoded.cells.len(), truth.entities.len());
     if truth.entities.is_empty() {
         if observed.cells.is_empty() {
             return Vec::new();
@@ -86,9 +108,10 @@ pub fn diff_goods(goods_id: GoodsId, truth: &GoodsTruth, observed: &ObservedGood
         return vec![Drift { goods_id, kind: DriftKind::Orphan, activity_id: None, fields: Vec::new() }];
     }
     let mut drift = Vec::new();
-    for (&aid, entity) in &truth.entities {
-        let found = match observed.cells.get(&qualifier(aid)) {
+    for ((&aid, entity), (q, canonical)) in truth.entities.iter().zip(&encoded.cells) {
+        let found = match observed.cells.get(q) {
             None => Some((DriftKind::Missing, Vec::new())),
+            Some(cell) if cell.value == *canonical => None,
             Some(cell) => match Entity::decode(&cell.value) {
                 Err(_) => Some((DriftKind::Corrupt, Vec::new())),
                 Ok(held) => {
@@ -102,6 +125,9 @@ pub fn diff_goods(goods_id: GoodsId, truth: &GoodsTruth, observed: &ObservedGood
         }
     }
     for q in observed.cells.keys() {
+        if encoded.cells.iter().any(|(eq, _)| eq == q) {
+            continue;
+        }
         let aid = parse_qualifier(q);
         if aid.is_some_and(|aid| truth.entities.contains_key(&aid)) {
             continue;
@@ -134,6 +160,18 @@ mod tests {
         let pretty = serde_json::to_vec_pretty(&sample()).unwrap();
         assert!(diff_goods(1, &truth_of(vec![sample()]), &held(vec![("7001", pretty)])).is_empty());
         assert!(diff_goods(1, &truth_of(vec![]), &held(vec![])).is_empty());
+    }
+
+    #[test]
+    fn encoded_fast_path_agrees_with_decoding() {
+        let t = truth_of(vec![sample()]);
+        let mut old = sample();
+        old.price = 300;
+        for cells in [vec![("7001", sample().encode())], vec![("7001", old.encode())], vec![("7001", b"{".to_vec())], vec![]] {
+            let h = held(cells);
+            assert_eq!(diff_goods_encoded(1, &t, &Encoded::of(&t), &h), diff_goods(1, &t, &h));
+        }
+        assert!(diff_goods_encoded(1, &t, &Encoded::of(&t), &held(vec![("7001", sample().encode())])).is_empty());
     }
 
     #[test]
