@@ -25,6 +25,7 @@ fn kafka(brokers: &str, s: &str) -> KafkaConfig {
         dead_letter_topic: format!("dlq-{s}"),
         trigger_group: format!("dts-{s}"),
         partitions: 2,
+        ..KafkaConfig::default()
     }
 }
 

@@ -7,6 +7,7 @@
 //! leaves the job unacknowledged (Kafka: redelivered after a restart or rebalance).
 
 pub mod ack;
+pub mod build;
 pub mod embedded;
 pub mod kafka;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use model::job::Job;
 
 pub use ack::AckHandle;
+pub use build::Bus;
 
 use crate::error::Result;
 

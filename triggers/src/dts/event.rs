@@ -16,7 +16,7 @@ impl LogicalTable {
     /// `activity_goods_0005` -> `ActivityGoods`; `None` for tables the reconciler does
     /// not watch (their events are skipped).
     pub fn from_physical(name: &str) -> Option<LogicalTable> {
-        fn sharded<'a>(name: &'a str, base: &str) -> bool {
+        fn sharded(name: &str, base: &str) -> bool {
             name.strip_prefix(base)
                 .and_then(|rest| rest.strip_prefix('_'))
                 .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))

@@ -66,11 +66,14 @@ impl OffsetTracker {
     }
 }
 
+/// Stores a commit position `(topic, partition, next offset)` on the consumer.
+pub type StoreFn = Box<dyn Fn(&str, i32, i64) + Send + Sync>;
+
 /// The tracker shared by the poll loop, ack handles and the rebalance callback, plus what
 /// to do with a commit position (store it on the consumer for the next auto commit).
 pub struct SharedTracker {
     tracker: Mutex<OffsetTracker>,
-    store: Box<dyn Fn(&str, i32, i64) + Send + Sync>,
+    store: StoreFn,
 }
 
 impl std::fmt::Debug for SharedTracker {
@@ -80,7 +83,7 @@ impl std::fmt::Debug for SharedTracker {
 }
 
 impl SharedTracker {
-    pub fn new(store: Box<dyn Fn(&str, i32, i64) + Send + Sync>) -> SharedTracker {
+    pub fn new(store: StoreFn) -> SharedTracker {
         SharedTracker { tracker: Mutex::new(OffsetTracker::default()), store }
     }
 

@@ -74,6 +74,15 @@ pub struct SourceOptions {
     pub extra: Vec<(String, String)>,
 }
 
+impl SourceOptions {
+    /// Defaults plus the service's Kafka settings (`kafka.session_timeout_ms`).
+    pub fn for_kafka(kafka: &model::config::KafkaConfig) -> SourceOptions {
+        let mut options = SourceOptions::default();
+        options.extra.push(("session.timeout.ms".into(), kafka.session_timeout_ms.to_string()));
+        options
+    }
+}
+
 impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions { buffer: 256, auto_offset_reset: "earliest".into(), commit_interval_ms: 1000, extra: Vec::new() }
