@@ -7,6 +7,18 @@
 //! Runtime shape (as in Quickwit's sources): every long-running piece exposes a one-step
 //! method (`step`, `pass`, `wait_due`) that the `serve` runtime drives in a loop, so
 //! shutdown, back-off and metrics stay in one place.
+//!
+//! What `serve` wires together:
+//! - [`bus::Bus::connect`] (or [`bus::embedded::channel`] / [`bus::kafka::KafkaPublisher`] +
+//!   [`bus::kafka::KafkaJobConsumer`]): one [`JobPublisher`] for every trigger, one
+//!   [`JobConsumer`] per handler worker; the handler acks each [`Delivery`] when its check
+//!   (and repair) is done.
+//! - [`dts::DtsTrigger`]: `new(&kafka, &triggers.dts, publisher, pools, options)`, then
+//!   `run(shutdown)`.
+//! - [`scanner::Scanner`]: `new(pools, publisher, triggers.scanner)`, then `run(shutdown)`.
+//! - [`schedule::FullTrigger`]: `wait_due()` yields a [`schedule::FireGuard`]; run the full
+//!   reconciliation, then `release()` it. Goods ids of a dump come from
+//!   [`dump::DumpReader`] / [`dump::spawn_dump_reader`].
 
 pub mod bus;
 pub mod dts;

@@ -58,12 +58,10 @@ pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
-/// `TIMESTAMPDIFF` against the epoch keeps DATETIME to epoch-ms conversion independent of
-/// the session time zone (truth times are UTC DATETIMEs).
-pub const EPOCH_MS_OF: &str = "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {}) DIV 1000 AS SIGNED)";
-
+/// SQL expression for a DATETIME column as epoch ms. `TIMESTAMPDIFF` against the epoch
+/// keeps the conversion independent of the session time zone (truth times are UTC).
 pub fn epoch_ms_of(column: &str) -> String {
-    EPOCH_MS_OF.replace("{}", column)
+    format!("CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000 AS SIGNED)")
 }
 
 /// SQL expression turning a bound epoch-ms parameter into a DATETIME(3).

@@ -133,7 +133,9 @@ type Item = (RawRecord, AckHandle);
 
 pub struct KafkaSource {
     rx: mpsc::Receiver<Item>,
-    consumer: Arc<Consumer_>,
+    /// `None` once shut down. Dropping the last handle closes the consumer, which blocks
+    /// while it leaves the group, so shutdown drops it on a blocking thread.
+    consumer: Option<Arc<Consumer_>>,
     tracker: Arc<SharedTracker>,
     revocations: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
@@ -177,7 +179,7 @@ impl KafkaSource {
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx));
-        Ok(KafkaSource { rx, consumer, tracker, revocations, stop, task: Some(task) })
+        Ok(KafkaSource { rx, consumer: Some(consumer), tracker, revocations, stop, task: Some(task) })
     }
 
     /// The next record and its ack handle; `None` after [`shutdown`](Self::shutdown).
@@ -203,12 +205,13 @@ impl KafkaSource {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        let consumer = self.consumer.clone();
+        let Some(consumer) = self.consumer.take() else { return };
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "final commit skipped");
             }
             consumer.unsubscribe();
+            drop(consumer);
         })
         .await;
     }
