@@ -67,6 +67,8 @@ async fn change_events_of_every_format_become_staged_jobs() {
     let p = producer(&brokers);
     // Canal: goods update, sku insert, goods delete, DDL, garbage, activity offline.
     produce(&p, &t_canal, "1001", canal("UPDATE", "activity_goods_0001", 1001, T0).as_bytes()).await;
+    // The same goods again within both stage windows: no new jobs.
+    produce(&p, &t_canal, "1001", canal("UPDATE", "activity_goods_0001", 1001, T0 + 50).as_bytes()).await;
     produce(&p, &t_canal, "1002", canal("INSERT", "activity_sku_0002", 1002, T0 + 1000).as_bytes()).await;
     produce(&p, &t_canal, "1003", canal("DELETE", "activity_goods_0003", 1003, T0 + 2000).as_bytes()).await;
     produce(&p, &t_canal, "ddl", br#"{"data":null,"database":"act_0","es":1,"isDdl":true,"sql":"ALTER TABLE activity_goods_0001 ADD x INT","table":"activity_goods_0001","ts":2,"type":"ALTER"}"#).await;
@@ -101,6 +103,10 @@ async fn change_events_of_every_format_become_staged_jobs() {
         (1101, T0 + 4000), (1102, T0 + 4000), (1103, T0 + 4000), (1201, 1_781_700_005_000),
     ].into();
     let jobs = read_jobs(&brokers, &cfg.jobs_topic, expected_commit.len() * 2, Duration::from_secs(60)).await;
+    assert_eq!(jobs.len(), expected_commit.len() * 2);
+    // Nothing more comes: the repeated change of 1001 was deduplicated.
+    let all = read_jobs(&brokers, &cfg.jobs_topic, expected_commit.len() * 2 + 1, Duration::from_secs(8)).await;
+    assert_eq!(all.len(), expected_commit.len() * 2, "one job per goods and stage");
     let got = unique(jobs);
     assert_eq!(got.keys().copied().collect::<BTreeSet<_>>(), expected_commit.keys().copied().collect(), "goods with jobs");
     for (goods, commit) in &expected_commit {
@@ -119,7 +125,7 @@ async fn change_events_of_every_format_become_staged_jobs() {
     assert_eq!(dead.len(), 1, "exactly the garbage message is dead-lettered");
     assert_eq!(dead[0].payload.as_deref(), Some(&b"{garbage"[..]));
     let reason = String::from_utf8_lossy(dead[0].header(REASON_HEADER).unwrap()).into_owned();
-    assert!(reason.contains(&t_canal) && reason.contains("partition 0") && reason.contains("offset 4") && reason.contains("not JSON"), "{reason}");
+    assert!(reason.contains(&t_canal) && reason.contains("partition 0") && reason.contains("offset 5") && reason.contains("not JSON"), "{reason}");
 
     stop.send(()).unwrap();
     handle.await.unwrap();

@@ -4,8 +4,8 @@
 //! multiple of the stage's window (a tenth of the stage, between 100 ms and 60 s): the
 //! check never happens before the stage delay, and at most one window later. Every change
 //! of one goods whose due time rounds to the same instant yields the same job (same
-//! `not_before_ms`, same job id), so it is published once. The memory of what was
-//! published only grows by confirmed publishes and is pruned once due times are past.
+//! `not_before_ms`, same job id), so it is published once. Planned jobs are reserved at
+//! once and released if their publish fails; the memory is pruned once due times are past.
 
 use std::collections::HashMap;
 
@@ -42,15 +42,24 @@ impl StagePlanner {
         raw.div_euclid(w) * w + if raw.rem_euclid(w) == 0 { 0 } else { w }
     }
 
-    /// Jobs not yet published for `goods` changed at `commit_ms`. Nothing is remembered
-    /// until [`confirm`](Self::confirm): a failed publish must be retried in full.
-    pub fn plan(&self, goods: &[GoodsId], commit_ms: i64) -> Vec<Job> {
+    /// Jobs not yet published (nor being published) for `goods` changed at `commit_ms`,
+    /// reserved at once so concurrent events of the same goods do not publish twice. When
+    /// the publish fails, [`release`](Self::release) the jobs before retrying. A change
+    /// skipped because of another event's reservation is safe: that event is acked only
+    /// once its jobs (the same goods, stage and due time) are published.
+    pub fn plan(&mut self, goods: &[GoodsId], commit_ms: i64, now_ms: i64) -> Vec<Job> {
+        if self.published.len() > self.prune_at {
+            self.published.retain(|_, due| *due >= now_ms);
+            if self.published.len() > self.prune_at / 2 {
+                self.published.clear();
+            }
+        }
         let mut jobs = Vec::with_capacity(goods.len() * self.stages_ms.len());
         for &goods_id in goods {
             for (i, &stage_ms) in self.stages_ms.iter().enumerate() {
                 let stage = i as u32;
                 let due = Self::due_ms(commit_ms, stage_ms);
-                if self.published.get(&(goods_id, stage)) == Some(&due) {
+                if self.published.insert((goods_id, stage), due) == Some(due) {
                     continue;
                 }
                 let mut job = Job::new(goods_id, TriggerKind::Dts, format!("dts-{goods_id}-{stage}-{due}"));
@@ -63,15 +72,12 @@ impl StagePlanner {
         jobs
     }
 
-    /// Remembers jobs the bus acknowledged. `now_ms` drives pruning of past due times.
-    pub fn confirm(&mut self, jobs: &[Job], now_ms: i64) {
+    /// Forgets the reservations of jobs whose publish failed, so they are planned again.
+    pub fn release(&mut self, jobs: &[Job]) {
         for job in jobs {
-            self.published.insert((job.goods_id, job.stage), job.not_before_ms);
-        }
-        if self.published.len() > self.prune_at {
-            self.published.retain(|_, due| *due >= now_ms);
-            if self.published.len() > self.prune_at / 2 {
-                self.published.clear();
+            let key = (job.goods_id, job.stage);
+            if self.published.get(&key) == Some(&job.not_before_ms) {
+                self.published.remove(&key);
             }
         }
     }
@@ -83,8 +89,8 @@ mod tests {
 
     #[test]
     fn one_job_per_stage_due_after_the_stage_delay() {
-        let planner = StagePlanner::new(vec![3000, 30000, 300000]);
-        let jobs = planner.plan(&[1001], 1_781_700_000_123);
+        let mut planner = StagePlanner::new(vec![3000, 30000, 300000]);
+        let jobs = planner.plan(&[1001], 1_781_700_000_123, 0);
         assert_eq!(jobs.len(), 3);
         assert_eq!(jobs.iter().map(|j| j.stage).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(jobs[0].not_before_ms, 1_781_700_003_300); // window 300 ms
@@ -102,18 +108,25 @@ mod tests {
     #[test]
     fn same_goods_in_one_window_is_published_once() {
         let mut planner = StagePlanner::new(vec![3000]);
-        let first = planner.plan(&[7, 8], 10_000);
+        let first = planner.plan(&[7, 8], 10_000, 0);
         assert_eq!(first.len(), 2);
-        assert_eq!(planner.plan(&[7], 10_050)[0].job_id, first[0].job_id, "not confirmed yet: planned again");
-        planner.confirm(&first, 10_000);
-        assert!(planner.plan(&[7, 8], 10_150).is_empty(), "same 300 ms window");
-        assert_eq!(planner.plan(&[7], 10_250).len(), 1, "next window");
+        assert!(planner.plan(&[7, 8], 10_150, 0).is_empty(), "same 300 ms window");
+        assert_eq!(planner.plan(&[7], 10_250, 0).len(), 1, "next window");
+    }
+
+    #[test]
+    fn a_failed_publish_is_planned_again() {
+        let mut planner = StagePlanner::new(vec![3000]);
+        let first = planner.plan(&[7], 10_000, 0);
+        assert!(planner.plan(&[7], 10_050, 0).is_empty(), "reserved while in flight");
+        planner.release(&first);
+        assert_eq!(planner.plan(&[7], 10_050, 0)[0].job_id, first[0].job_id);
     }
 
     #[test]
     fn job_ids_are_stable_across_restarts() {
-        let a = StagePlanner::new(vec![3000]).plan(&[7], 10_000);
-        let b = StagePlanner::new(vec![3000]).plan(&[7], 10_100);
+        let a = StagePlanner::new(vec![3000]).plan(&[7], 10_000, 0);
+        let b = StagePlanner::new(vec![3000]).plan(&[7], 10_100, 0);
         assert_eq!(a[0].job_id, b[0].job_id);
         assert_eq!(a[0].job_id, "dts-7-0-13200");
     }

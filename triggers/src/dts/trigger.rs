@@ -176,10 +176,13 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
 }
 
 async fn publish_goods(ctx: &Context, topic: &TopicState, goods: &[GoodsId], commit_ms: i64) -> Result<()> {
-    let jobs: Vec<Job> = topic.planner.lock().expect("planner lock").plan(goods, commit_ms);
-    for chunk in jobs.chunks(ctx.options.page_size.max(1) as usize) {
-        ctx.publisher.publish(chunk).await?;
-        topic.planner.lock().expect("planner lock").confirm(chunk, now_ms());
+    let jobs: Vec<Job> = topic.planner.lock().expect("planner lock").plan(goods, commit_ms, now_ms());
+    for (i, chunk) in jobs.chunks(ctx.options.page_size.max(1) as usize).enumerate() {
+        if let Err(e) = ctx.publisher.publish(chunk).await {
+            let unpublished = &jobs[i * ctx.options.page_size.max(1) as usize..];
+            topic.planner.lock().expect("planner lock").release(unpublished);
+            return Err(e);
+        }
     }
     Ok(())
 }
