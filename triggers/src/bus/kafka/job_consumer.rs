@@ -2,6 +2,8 @@
 //! record that is not a valid job is dead-lettered with the decode error and acked, so
 //! one bad producer can not stall a partition.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use model::job::Job;
 
@@ -41,7 +43,14 @@ impl JobConsumer for KafkaJobConsumer {
                         "topic {} partition {} offset {}: {e}",
                         record.topic, record.partition, record.offset
                     );
-                    self.dead_letters.send(&record, &reason).await?;
+                    // Until the dead letter is out the record stays unacked: retry rather than
+                    // stall the partition's commits behind it.
+                    let mut backoff = Duration::from_millis(100);
+                    while let Err(e) = self.dead_letters.send(&record, &reason).await {
+                        tracing::warn!(error = %e, "dead letter not published, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
                     ack.ack();
                 }
             }
