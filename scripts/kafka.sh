@@ -10,7 +10,8 @@
 #
 # Known Tansu 0.6 limit (memory storage): a fetch from an offset inside a multi-record
 # batch returns nothing, so a group restarting from a committed offset in the middle of a
-# producer batch stalls. Tests that restart groups produce one record per batch. Env: KAFKA_PORT (9092),
+# producer batch stalls. Tests that restart groups produce one record per batch
+# (librdkafka producer setting batch.num.messages=1). Env: KAFKA_PORT (9092),
 # KAFKA_LOG_DIR (/tmp/reconciler-kafka), TANSU_PG_URL.
 set -euo pipefail
 

@@ -21,7 +21,18 @@ pub struct KafkaPublisher {
 
 impl KafkaPublisher {
     pub fn new(brokers: &str, topic: &str) -> Result<KafkaPublisher> {
-        Ok(KafkaPublisher { producer: super::producer_config(brokers).create()?, topic: topic.to_string() })
+        Self::with_config(brokers, topic, &[])
+    }
+
+    /// With extra librdkafka producer settings. `batch.num.messages = 1` makes every job
+    /// its own record batch, which Tansu 0.6 needs for consumers that resume from a
+    /// committed offset inside a batch (see `scripts/kafka.sh`); Kafka does not.
+    pub fn with_config(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Result<KafkaPublisher> {
+        let mut config = super::producer_config(brokers);
+        for (k, v) in extra {
+            config.set(*k, *v);
+        }
+        Ok(KafkaPublisher { producer: config.create()?, topic: topic.to_string() })
     }
 
     pub fn topic(&self) -> &str {
