@@ -24,12 +24,18 @@ impl TriggerError {
         match self {
             TriggerError::Kafka(e) => !matches!(
                 e,
-                rdkafka::error::KafkaError::ClientConfig(..) | rdkafka::error::KafkaError::ClientCreation(_)
+                rdkafka::error::KafkaError::ClientConfig(..)
+                    | rdkafka::error::KafkaError::ClientCreation(_)
             ),
-            TriggerError::Mysql(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
-            ) || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001") || db.code().as_deref() == Some("HY000")),
+            TriggerError::Mysql(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001") || db.code().as_deref() == Some("HY000"))
+            }
             TriggerError::BusClosed | TriggerError::Config(_) | TriggerError::Dump(_) => false,
         }
     }

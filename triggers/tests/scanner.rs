@@ -29,13 +29,22 @@ impl JobPublisher for Capture {
 impl Capture {
     fn take_goods(&self) -> BTreeSet<u64> {
         let jobs = std::mem::take(&mut *self.0.lock().unwrap());
-        assert!(jobs.iter().all(|j| j.trigger == TriggerKind::Scanner && j.origin_ms > 0));
+        assert!(jobs
+            .iter()
+            .all(|j| j.trigger == TriggerKind::Scanner && j.origin_ms > 0));
         jobs.into_iter().map(|j| j.goods_id).collect()
     }
 }
 
 fn config() -> ScannerConfig {
-    ScannerConfig { enabled: true, interval_ms: 1000, rows_per_sec: 1000, settle_ms: 1000, initial_lookback_ms: 3_600_000, page_size: 2 }
+    ScannerConfig {
+        enabled: true,
+        interval_ms: 1000,
+        rows_per_sec: 1000,
+        settle_ms: 1000,
+        initial_lookback_ms: 3_600_000,
+        page_size: 2,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,32 +61,61 @@ async fn rows_changed_without_events_become_jobs_and_the_watermark_survives_rest
     truth.insert_goods(8002, 4011, &ago(7200)).await;
 
     let capture = Arc::new(Capture::default());
-    let scanner = Scanner::new(truth.pools(), capture.clone(), config()).await.unwrap();
+    let scanner = Scanner::new(truth.pools(), capture.clone(), config())
+        .await
+        .unwrap();
     let stats = scanner.pass().await.unwrap();
-    assert_eq!(stats.rows, 5, "4 shard rows and 1 activity row in the window");
-    assert_eq!(capture.take_goods(), BTreeSet::from([4001, 4002, 4003, 4005, 4010, 4011]));
+    assert_eq!(
+        stats.rows, 5,
+        "4 shard rows and 1 activity row in the window"
+    );
+    assert_eq!(
+        capture.take_goods(),
+        BTreeSet::from([4001, 4002, 4003, 4005, 4010, 4011])
+    );
 
     scanner.pass().await.unwrap();
-    assert!(capture.take_goods().is_empty(), "nothing changed since the watermark");
+    assert!(
+        capture.take_goods().is_empty(),
+        "nothing changed since the watermark"
+    );
 
     // A change with no event, and one too fresh to be judged yet (inside settle_ms).
     let route = truth.layout.route(4002);
-    exec(&truth.pool, &format!("UPDATE `{}`.`{}` SET activity_price = 1, updated_at = {} WHERE goods_id = 4002", route.database, route.goods_table, ago(3))).await;
+    exec(
+        &truth.pool,
+        &format!(
+            "UPDATE `{}`.`{}` SET activity_price = 1, updated_at = {} WHERE goods_id = 4002",
+            route.database,
+            route.goods_table,
+            ago(3)
+        ),
+    )
+    .await;
     truth.insert_goods(8001, 4020, "NOW(3)").await;
     drop(scanner);
 
     // A new scanner (a restart) resumes from the persisted watermarks.
-    let restarted = Scanner::new(truth.pools(), capture.clone(), config()).await.unwrap();
+    let restarted = Scanner::new(truth.pools(), capture.clone(), config())
+        .await
+        .unwrap();
     restarted.pass().await.unwrap();
-    assert_eq!(capture.take_goods(), BTreeSet::from([4002]), "only the change after the watermark; 4020 is still settling");
+    assert_eq!(
+        capture.take_goods(),
+        BTreeSet::from([4002]),
+        "only the change after the watermark; 4020 is still settling"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     restarted.pass().await.unwrap();
     assert_eq!(capture.take_goods(), BTreeSet::from([4020]));
 
-    let (count,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM `{}`.reconcile_checkpoint WHERE name LIKE 'scanner:%'", truth.layout.meta_database()))
-        .fetch_one(&truth.pool)
-        .await
-        .unwrap();
+    let (count,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM `{}`.reconcile_checkpoint WHERE name LIKE 'scanner:%'",
+        truth.layout.meta_database()
+    ))
+    .fetch_one(&truth.pool)
+    .await
+    .unwrap();
     assert!(count >= 4, "watermarks persisted per table: {count}");
     truth.drop_all().await;
 }

@@ -26,12 +26,27 @@ impl Bus {
         match bus.kind {
             BusKind::Embedded => {
                 let (publisher, consumer) = embedded::channel(bus.queue_capacity);
-                Ok(Bus { publisher: Arc::new(publisher), kind: bus.kind, kafka: kafka.clone(), embedded: Some(consumer) })
+                Ok(Bus {
+                    publisher: Arc::new(publisher),
+                    kind: bus.kind,
+                    kafka: kafka.clone(),
+                    embedded: Some(consumer),
+                })
             }
             BusKind::Kafka => {
-                ensure_topics(&kafka.brokers, &[&kafka.jobs_topic, &kafka.dead_letter_topic], kafka.partitions).await?;
+                ensure_topics(
+                    &kafka.brokers,
+                    &[&kafka.jobs_topic, &kafka.dead_letter_topic],
+                    kafka.partitions,
+                )
+                .await?;
                 let publisher = KafkaPublisher::new(&kafka.brokers, &kafka.jobs_topic)?;
-                Ok(Bus { publisher: Arc::new(publisher), kind: bus.kind, kafka: kafka.clone(), embedded: None })
+                Ok(Bus {
+                    publisher: Arc::new(publisher),
+                    kind: bus.kind,
+                    kafka: kafka.clone(),
+                    embedded: None,
+                })
             }
         }
     }
@@ -46,7 +61,13 @@ impl Bus {
             Some(consumer) => Ok(Box::new(consumer.clone())),
             None => {
                 let k = &self.kafka;
-                Ok(Box::new(KafkaJobConsumer::new(&k.brokers, &k.group, &k.jobs_topic, &k.dead_letter_topic, SourceOptions::for_kafka(k))?))
+                Ok(Box::new(KafkaJobConsumer::new(
+                    &k.brokers,
+                    &k.group,
+                    &k.jobs_topic,
+                    &k.dead_letter_topic,
+                    SourceOptions::for_kafka(k),
+                )?))
             }
         }
     }

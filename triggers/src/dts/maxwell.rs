@@ -5,7 +5,10 @@
 
 use serde_json::Value;
 
-use super::event::{as_object, err, id_value, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp, LogicalTable, ParseError, Parsed};
+use super::event::{
+    as_object, err, id_value, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp,
+    LogicalTable, ParseError, Parsed,
+};
 
 pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
     let value = parse_json(payload)?;
@@ -18,9 +21,15 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
         Some(t) if t.starts_with("bootstrap") => return Ok(Parsed::Skip("bootstrap")),
         Some(_) => return Ok(Parsed::Skip("not a row change")),
     };
-    let Some(table) = msg.get("table").and_then(Value::as_str) else { return err("no `table`") };
-    let Some(table) = LogicalTable::from_physical(table) else { return Ok(Parsed::Skip("unwatched table")) };
-    let Some(data) = msg.get("data") else { return err("no `data`") };
+    let Some(table) = msg.get("table").and_then(Value::as_str) else {
+        return err("no `table`");
+    };
+    let Some(table) = LogicalTable::from_physical(table) else {
+        return Ok(Parsed::Skip("unwatched table"));
+    };
+    let Some(data) = msg.get("data") else {
+        return err("no `data`");
+    };
     let column = table.id_column();
     let mut ids = vec![required_id(as_object(data, "data")?, column, "data")?];
     if let Some(old) = msg.get("old").filter(|o| !o.is_null()) {
@@ -29,7 +38,12 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
         }
     }
     let commit_ms = millis(msg.get("ts")).map(|s| s * 1000);
-    Ok(Parsed::Change(ChangeEvent { table, op, commit_ms, ids }))
+    Ok(Parsed::Change(ChangeEvent {
+        table,
+        op,
+        commit_ms,
+        ids,
+    }))
 }
 
 #[cfg(test)]
@@ -48,10 +62,23 @@ mod tests {
     #[test]
     fn update_insert_delete() {
         let c = change(UPDATE);
-        assert_eq!(c, ChangeEvent { table: LogicalTable::ActivityGoods, op: ChangeOp::Update, commit_ms: Some(1781700000000), ids: vec![1005] });
-        let moved = UPDATE.replace(r#""old":{"activity_price":300}"#, r#""old":{"goods_id":1013}"#);
+        assert_eq!(
+            c,
+            ChangeEvent {
+                table: LogicalTable::ActivityGoods,
+                op: ChangeOp::Update,
+                commit_ms: Some(1781700000000),
+                ids: vec![1005]
+            }
+        );
+        let moved = UPDATE.replace(
+            r#""old":{"activity_price":300}"#,
+            r#""old":{"goods_id":1013}"#,
+        );
         assert_eq!(change(&moved).ids, vec![1005, 1013]);
-        let insert = UPDATE.replace("\"update\"", "\"insert\"").replace(r#","old":{"activity_price":300}"#, "");
+        let insert = UPDATE
+            .replace("\"update\"", "\"insert\"")
+            .replace(r#","old":{"activity_price":300}"#, "");
         assert_eq!(change(&insert).op, ChangeOp::Insert);
         let delete = insert.replace("\"insert\"", "\"delete\"");
         assert_eq!(change(&delete).op, ChangeOp::Delete);
@@ -73,11 +100,21 @@ mod tests {
         let row = UPDATE.replace("\"update\"", "\"bootstrap-insert\"");
         assert_eq!(parse(row.as_bytes()).unwrap(), Parsed::Skip("bootstrap"));
         let ddl = r#"{"type":"table-alter","database":"act_0","table":"activity_goods_0001","old":{},"def":{},"ts":1781700000000,"sql":"ALTER TABLE activity_goods_0001 ADD x INT"}"#;
-        assert_eq!(parse(ddl.as_bytes()).unwrap(), Parsed::Skip("not a row change"));
-        let heartbeat = r#"{"database":"maxwell","table":"heartbeats","type":"heartbeat","ts":1781700000}"#;
-        assert_eq!(parse(heartbeat.as_bytes()).unwrap(), Parsed::Skip("not a row change"));
+        assert_eq!(
+            parse(ddl.as_bytes()).unwrap(),
+            Parsed::Skip("not a row change")
+        );
+        let heartbeat =
+            r#"{"database":"maxwell","table":"heartbeats","type":"heartbeat","ts":1781700000}"#;
+        assert_eq!(
+            parse(heartbeat.as_bytes()).unwrap(),
+            Parsed::Skip("not a row change")
+        );
         let other = UPDATE.replace("activity_goods_0005", "orders");
-        assert_eq!(parse(other.as_bytes()).unwrap(), Parsed::Skip("unwatched table"));
+        assert_eq!(
+            parse(other.as_bytes()).unwrap(),
+            Parsed::Skip("unwatched table")
+        );
     }
 
     #[test]
@@ -87,10 +124,22 @@ mod tests {
             ("\"text\"", "not a JSON object"),
             (r#"{"table":"activity_goods_0001","data":{}}"#, "no `type`"),
             (r#"{"type":"insert","data":{"goods_id":1}}"#, "no `table`"),
-            (r#"{"type":"insert","table":"activity_goods_0001"}"#, "no `data`"),
-            (r#"{"type":"insert","table":"activity_goods_0001","data":[1]}"#, "`data` is not a JSON object"),
-            (r#"{"type":"insert","table":"activity_goods_0001","data":{"id":1}}"#, "`data` has no `goods_id`"),
-            (r#"{"type":"insert","table":"activity","data":{"activity_id":"x"}}"#, "not an unsigned 64-bit id"),
+            (
+                r#"{"type":"insert","table":"activity_goods_0001"}"#,
+                "no `data`",
+            ),
+            (
+                r#"{"type":"insert","table":"activity_goods_0001","data":[1]}"#,
+                "`data` is not a JSON object",
+            ),
+            (
+                r#"{"type":"insert","table":"activity_goods_0001","data":{"id":1}}"#,
+                "`data` has no `goods_id`",
+            ),
+            (
+                r#"{"type":"insert","table":"activity","data":{"activity_id":"x"}}"#,
+                "not an unsigned 64-bit id",
+            ),
         ] {
             let e = parse(payload.as_bytes()).unwrap_err();
             assert!(e.0.contains(needle), "{payload}: {e} lacks {needle}");

@@ -22,7 +22,11 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// Creates the checkpoint table in `meta_database` when absent.
     pub async fn open(pool: MySqlPool, meta_database: &str) -> Result<CheckpointStore> {
-        let table = format!("{}.{}", quote_ident(meta_database), quote_ident("reconcile_checkpoint"));
+        let table = format!(
+            "{}.{}",
+            quote_ident(meta_database),
+            quote_ident("reconcile_checkpoint")
+        );
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                name       VARCHAR(191)    NOT NULL PRIMARY KEY,
@@ -36,9 +40,19 @@ impl CheckpointStore {
     }
 
     pub async fn load(&self, name: &str) -> Result<Option<Watermark>> {
-        let sql = format!("SELECT {}, last_id FROM {} WHERE name = ?", epoch_ms_of("updated_at"), self.table);
-        let row: Option<(i64, u64)> = sqlx::query_as(&sql).bind(name).fetch_optional(&self.pool).await?;
-        Ok(row.map(|(updated_ms, last_id)| Watermark { updated_ms, last_id }))
+        let sql = format!(
+            "SELECT {}, last_id FROM {} WHERE name = ?",
+            epoch_ms_of("updated_at"),
+            self.table
+        );
+        let row: Option<(i64, u64)> = sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(updated_ms, last_id)| Watermark {
+            updated_ms,
+            last_id,
+        }))
     }
 
     pub async fn save(&self, name: &str, mark: Watermark) -> Result<()> {
@@ -47,7 +61,12 @@ impl CheckpointStore {
              ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at), last_id = VALUES(last_id)",
             self.table
         );
-        sqlx::query(&sql).bind(name).bind(mark.updated_ms).bind(mark.last_id).execute(&self.pool).await?;
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(mark.updated_ms)
+            .bind(mark.last_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -55,9 +74,21 @@ impl CheckpointStore {
     /// the schedule so one fire time is taken by one instance only.
     pub async fn advance(&self, name: &str, mark: Watermark) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!("SELECT {}, last_id FROM {} WHERE name = ? FOR UPDATE", epoch_ms_of("updated_at"), self.table);
-        let current: Option<(i64, u64)> = sqlx::query_as(&sql).bind(name).fetch_optional(&mut *tx).await?;
-        if current.is_some_and(|(ms, id)| Watermark { updated_ms: ms, last_id: id } >= mark) {
+        let sql = format!(
+            "SELECT {}, last_id FROM {} WHERE name = ? FOR UPDATE",
+            epoch_ms_of("updated_at"),
+            self.table
+        );
+        let current: Option<(i64, u64)> = sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if current.is_some_and(|(ms, id)| {
+            Watermark {
+                updated_ms: ms,
+                last_id: id,
+            } >= mark
+        }) {
             return Ok(false);
         }
         let sql = format!(
@@ -65,7 +96,12 @@ impl CheckpointStore {
              ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at), last_id = VALUES(last_id)",
             self.table
         );
-        sqlx::query(&sql).bind(name).bind(mark.updated_ms).bind(mark.last_id).execute(&mut *tx).await?;
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(mark.updated_ms)
+            .bind(mark.last_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -42,9 +42,20 @@ pub struct Scanner {
 
 impl Scanner {
     /// Creates the checkpoint table when absent.
-    pub async fn new(pools: TruthPools, publisher: Arc<dyn JobPublisher>, config: ScannerConfig) -> Result<Scanner> {
-        let checkpoints = CheckpointStore::open(pools.meta.clone(), &pools.layout.meta_database()).await?;
-        Ok(Scanner { pools, publisher, config, checkpoints, concurrency: 4 })
+    pub async fn new(
+        pools: TruthPools,
+        publisher: Arc<dyn JobPublisher>,
+        config: ScannerConfig,
+    ) -> Result<Scanner> {
+        let checkpoints =
+            CheckpointStore::open(pools.meta.clone(), &pools.layout.meta_database()).await?;
+        Ok(Scanner {
+            pools,
+            publisher,
+            config,
+            checkpoints,
+            concurrency: 4,
+        })
     }
 
     pub fn checkpoints(&self) -> &CheckpointStore {
@@ -58,12 +69,27 @@ impl Scanner {
             .all_shards()
             .map(|s| {
                 vec![
-                    ScanTable { database_index: Some(s.database_index), database: s.database.clone(), table: s.goods_table, kind: TableKind::Goods },
-                    ScanTable { database_index: Some(s.database_index), database: s.database, table: s.sku_table, kind: TableKind::Goods },
+                    ScanTable {
+                        database_index: Some(s.database_index),
+                        database: s.database.clone(),
+                        table: s.goods_table,
+                        kind: TableKind::Goods,
+                    },
+                    ScanTable {
+                        database_index: Some(s.database_index),
+                        database: s.database,
+                        table: s.sku_table,
+                        kind: TableKind::Goods,
+                    },
                 ]
             })
             .collect();
-        groups.push(vec![ScanTable { database_index: None, database: layout.meta_database(), table: "activity".into(), kind: TableKind::Activity }]);
+        groups.push(vec![ScanTable {
+            database_index: None,
+            database: layout.meta_database(),
+            table: "activity".into(),
+            kind: TableKind::Activity,
+        }]);
         groups
     }
 
@@ -74,7 +100,15 @@ impl Scanner {
                 let mut pacer = pacer::Pacer::new(self.config.rows_per_sec);
                 let mut stats = PassStats::default();
                 for table in tables {
-                    let s = table_scan::scan(&table, &self.pools, &self.checkpoints, self.publisher.as_ref(), &self.config, &mut pacer).await?;
+                    let s = table_scan::scan(
+                        &table,
+                        &self.pools,
+                        &self.checkpoints,
+                        self.publisher.as_ref(),
+                        &self.config,
+                        &mut pacer,
+                    )
+                    .await?;
                     stats.rows += s.rows;
                     stats.jobs += s.jobs;
                 }

@@ -55,7 +55,10 @@ pub async fn scan(
     let name = table.checkpoint_name();
     let mut mark = match checkpoints.load(&name).await? {
         Some(mark) => mark,
-        None => Watermark { updated_ms: window_end - config.initial_lookback_ms as i64, last_id: 0 },
+        None => Watermark {
+            updated_ms: window_end - config.initial_lookback_ms as i64,
+            last_id: 0,
+        },
     };
     let (key, goods) = match table.kind {
         TableKind::Goods => ("id", "goods_id"),
@@ -81,13 +84,20 @@ pub async fn scan(
             .bind(page_size)
             .fetch_all(pool)
             .await?;
-        let Some(&(last_key, _, last_ms)) = rows.last() else { break };
+        let Some(&(last_key, _, last_ms)) = rows.last() else {
+            break;
+        };
         stats.rows += rows.len() as u64;
         stats.jobs += match table.kind {
             TableKind::Goods => publish_goods_rows(table, &rows, publisher).await?,
-            TableKind::Activity => publish_activity_rows(pools, &rows, publisher, page_size).await?,
+            TableKind::Activity => {
+                publish_activity_rows(pools, &rows, publisher, page_size).await?
+            }
         };
-        mark = Watermark { updated_ms: last_ms, last_id: last_key };
+        mark = Watermark {
+            updated_ms: last_ms,
+            last_id: last_key,
+        };
         checkpoints.save(&name, mark).await?;
         pacer.consumed(rows.len() as u64).await;
         if (rows.len() as u32) < page_size {
@@ -97,13 +107,21 @@ pub async fn scan(
     Ok(stats)
 }
 
-async fn publish_goods_rows(table: &ScanTable, rows: &[(u64, u64, i64)], publisher: &dyn JobPublisher) -> Result<u64> {
+async fn publish_goods_rows(
+    table: &ScanTable,
+    rows: &[(u64, u64, i64)],
+    publisher: &dyn JobPublisher,
+) -> Result<u64> {
     let mut seen = HashSet::new();
     let jobs: Vec<Job> = rows
         .iter()
         .filter(|(_, goods_id, _)| seen.insert(*goods_id))
         .map(|&(id, goods_id, ms)| {
-            let mut job = Job::new(goods_id, TriggerKind::Scanner, format!("scan-{}-{id}-{ms}", table.table));
+            let mut job = Job::new(
+                goods_id,
+                TriggerKind::Scanner,
+                format!("scan-{}-{id}-{ms}", table.table),
+            );
             job.origin_ms = ms;
             job
         })
@@ -112,7 +130,12 @@ async fn publish_goods_rows(table: &ScanTable, rows: &[(u64, u64, i64)], publish
     Ok(jobs.len() as u64)
 }
 
-async fn publish_activity_rows(pools: &TruthPools, rows: &[(u64, u64, i64)], publisher: &dyn JobPublisher, page_size: u32) -> Result<u64> {
+async fn publish_activity_rows(
+    pools: &TruthPools,
+    rows: &[(u64, u64, i64)],
+    publisher: &dyn JobPublisher,
+    page_size: u32,
+) -> Result<u64> {
     let mut count = 0;
     for &(activity_id, _, ms) in rows {
         let mut pager = ActivityGoodsPager::new(pools, activity_id, page_size);
@@ -120,7 +143,11 @@ async fn publish_activity_rows(pools: &TruthPools, rows: &[(u64, u64, i64)], pub
             let jobs: Vec<Job> = goods
                 .into_iter()
                 .map(|goods_id| {
-                    let mut job = Job::new(goods_id, TriggerKind::Scanner, format!("scan-activity-{activity_id}-{ms}-{goods_id}"));
+                    let mut job = Job::new(
+                        goods_id,
+                        TriggerKind::Scanner,
+                        format!("scan-activity-{activity_id}-{ms}-{goods_id}"),
+                    );
                     job.origin_ms = ms;
                     job
                 })

@@ -17,7 +17,13 @@ pub struct KafkaJobConsumer {
 }
 
 impl KafkaJobConsumer {
-    pub fn new(brokers: &str, group: &str, jobs_topic: &str, dead_letter_topic: &str, options: SourceOptions) -> Result<Self> {
+    pub fn new(
+        brokers: &str,
+        group: &str,
+        jobs_topic: &str,
+        dead_letter_topic: &str,
+        options: SourceOptions,
+    ) -> Result<Self> {
         Ok(KafkaJobConsumer {
             source: KafkaSource::subscribe(brokers, group, &[jobs_topic], options)?,
             dead_letters: DeadLetterPublisher::new(brokers, dead_letter_topic)?,
@@ -34,7 +40,9 @@ impl KafkaJobConsumer {
 impl JobConsumer for KafkaJobConsumer {
     async fn next(&mut self) -> Result<Option<Delivery>> {
         loop {
-            let Some((record, ack)) = self.source.next().await else { return Ok(None) };
+            let Some((record, ack)) = self.source.next().await else {
+                return Ok(None);
+            };
             let payload = record.payload.as_deref().unwrap_or_default();
             match Job::decode(payload) {
                 Ok(job) => return Ok(Some(Delivery { job, ack })),

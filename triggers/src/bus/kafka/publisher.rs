@@ -27,12 +27,19 @@ impl KafkaPublisher {
     /// With extra librdkafka producer settings. `batch.num.messages = 1` makes every job
     /// its own record batch, which Tansu 0.6 needs for consumers that resume from a
     /// committed offset inside a batch (see `scripts/kafka.sh`); Kafka does not.
-    pub fn with_config(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Result<KafkaPublisher> {
+    pub fn with_config(
+        brokers: &str,
+        topic: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<KafkaPublisher> {
         let mut config = super::producer_config(brokers);
         for (k, v) in extra {
             config.set(*k, *v);
         }
-        Ok(KafkaPublisher { producer: config.create()?, topic: topic.to_string() })
+        Ok(KafkaPublisher {
+            producer: config.create()?,
+            topic: topic.to_string(),
+        })
     }
 
     pub fn topic(&self) -> &str {
