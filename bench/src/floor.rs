@@ -80,6 +80,8 @@ async fn read_batch(handler: &Handler, layout: &ShardLayout, pools: &handlers::t
 
 pub struct Floor {
     pub elapsed: Duration,
+    /// Of which the orphan scan's paging.
+    pub scan: Duration,
     pub goods: u64,
     pub items: u64,
 }
@@ -105,13 +107,14 @@ pub async fn run(handler: &Arc<Handler>, pools: &handlers::truth::MysqlPools, ba
             Ok((goods, items))
         })
     });
-    let mut floor = Floor { elapsed: Duration::ZERO, goods: 0, items: 0 };
+    let mut floor = Floor { elapsed: Duration::ZERO, scan: Duration::ZERO, goods: 0, items: 0 };
     for r in futures::future::join_all(tasks).await {
         let (g, i) = r??;
         floor.goods += g;
         floor.items += i;
     }
     // The orphan scan's paging, target by target as in `run_full`.
+    let scan_started = Instant::now();
     for t in handler.targets() {
         let mut cursor = None;
         loop {
@@ -123,6 +126,7 @@ pub async fn run(handler: &Arc<Handler>, pools: &handlers::truth::MysqlPools, ba
             }
         }
     }
+    floor.scan = scan_started.elapsed();
     floor.elapsed = started.elapsed();
     Ok(floor)
 }

@@ -115,7 +115,7 @@ pub struct FullConfig {
 
 impl Default for FullConfig {
     fn default() -> Self {
-        FullConfig { batch_size: 500, goods_per_sec: 0, concurrency: 4 }
+        FullConfig { batch_size: 1000, goods_per_sec: 0, concurrency: 4 }
     }
 }
 
