@@ -9,8 +9,19 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use model::config::BusKind;
+use handlers::run::{mysql_id_source, run_full, RunOptions};
+use handlers::{Handler, Mode};
+use model::config::{BusKind, Config};
+use model::job::TriggerKind;
 use tokio::sync::watch;
+use triggers::bus::kafka::job_consumer::KafkaJobConsumer;
+use triggers::bus::kafka::publisher::KafkaPublisher;
+use triggers::bus::kafka::source::SourceOptions;
+use triggers::dts::trigger::{DtsOptions, DtsTrigger};
+use triggers::mysql::TruthPools;
+use triggers::scanner::Scanner;
+use triggers::schedule::{FullSchedule, FullTrigger};
+use triggers::JobPublisher;
 
 use crate::app::{exit, App};
 use metrics::Metrics;
@@ -58,40 +69,141 @@ async fn serve(app: App) -> anyhow::Result<()> {
     });
 
     let handler = app.handler.clone();
-    let workers = match config.bus.kind {
+    let (publisher, workers): (Arc<dyn JobPublisher>, tokio::task::JoinHandle<()>) = match config.bus.kind {
         BusKind::Embedded => {
             let (publisher, consumer) = triggers::bus::embedded::channel(config.bus.queue_capacity);
-            let _publisher = Arc::new(publisher);
-            let m = metrics.clone();
-            let rx = shutdown_rx.clone();
-            tokio::spawn(async move {
+            let (m, rx) = (metrics.clone(), shutdown_rx.clone());
+            let task = tokio::spawn(async move {
                 worker::run(handler, consumer, settings, m, rx).await;
-            })
+            });
+            (Arc::new(publisher), task)
         }
         BusKind::Kafka => {
             let k = &config.kafka;
             triggers::bus::kafka::admin::ensure_topics(&k.brokers, &[&k.jobs_topic, &k.dead_letter_topic], k.partitions).await?;
-            let consumer = triggers::bus::kafka::job_consumer::KafkaJobConsumer::new(
-                &k.brokers,
-                &k.group,
-                &k.jobs_topic,
-                &k.dead_letter_topic,
-                Default::default(),
-            )?;
-            let m = metrics.clone();
-            let rx = shutdown_rx.clone();
-            tokio::spawn(async move {
+            let consumer = KafkaJobConsumer::new(&k.brokers, &k.group, &k.jobs_topic, &k.dead_letter_topic, source_options(config))?;
+            let (m, rx) = (metrics.clone(), shutdown_rx.clone());
+            let task = tokio::spawn(async move {
                 let consumer = worker::run(handler, consumer, settings, m, rx).await;
                 consumer.shutdown().await;
-            })
+            });
+            let extra: Vec<(&str, &str)> = k.producer_config.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            (Arc::new(KafkaPublisher::with_config(&k.brokers, &k.jobs_topic, &extra)?), task)
         }
     };
+
+    let pools = TruthPools::connect_lazy(&config.mysql, config.layout())?;
+    let mut trigger_tasks = Vec::new();
+    if !config.triggers.dts.is_empty() {
+        let topics: Vec<&str> = config.triggers.dts.iter().map(|d| d.topic.as_str()).collect();
+        triggers::bus::kafka::admin::ensure_topics(&config.kafka.brokers, &topics, config.kafka.partitions).await?;
+        let options = DtsOptions { source: source_options(config), ..Default::default() };
+        let dts = DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
+        tracing::info!(topics = ?topics, "dts-delay trigger started");
+        trigger_tasks.push(tokio::spawn(dts.run(stopped(shutdown_rx.clone()))));
+    }
+    if config.triggers.scanner.enabled {
+        let scanner = Scanner::new(pools.clone(), publisher.clone(), config.triggers.scanner.clone()).await?;
+        tracing::info!(interval_ms = config.triggers.scanner.interval_ms, "recent-change scanner started");
+        trigger_tasks.push(tokio::spawn(scanner.run(stopped(shutdown_rx.clone()))));
+    }
+    if let Some(cron) = &config.triggers.full.cron {
+        let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
+        tracing::info!(cron = %cron, "scheduled full reconciliation armed");
+        let (app_handler, m) = (app.handler.clone(), metrics.clone());
+        let (opts, dump, config) = (app.run_options(None), config.triggers.full.dump.clone(), app.config.clone());
+        let rx = shutdown_rx.clone();
+        trigger_tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped(rx) => {}
+                _ = scheduled_full(full, app_handler, opts, dump, config, m) => {}
+            }
+        }));
+    }
 
     crate::commands::wait_for_shutdown().await;
     tracing::info!("shutdown requested, draining in-flight work");
     let _ = shutdown_tx.send(true);
+    // Triggers first: they finish publishing and commit their sources; then the
+    // handlers finish their batches and commit theirs.
+    for t in trigger_tasks {
+        let _ = t.await;
+    }
+    drop(publisher);
     let _ = workers.await;
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn source_options(config: &Config) -> SourceOptions {
+    let session = config.kafka.session_timeout_ms;
+    let mut options = SourceOptions::for_kafka(&config.kafka);
+    options.extra.push(("heartbeat.interval.ms".into(), (session / 3).max(100).to_string()));
+    if let Some(id) = &config.kafka.instance_id {
+        options.extra.push(("group.instance.id".into(), id.clone()));
+    }
+    options
+}
+
+/// Resolves once shutdown is requested.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Fires full reconciliations on the cron schedule; only the instance holding the MySQL
+/// lock runs a given fire time.
+async fn scheduled_full(
+    mut full: FullTrigger,
+    handler: Arc<Handler>,
+    mut opts: RunOptions,
+    dump: Option<String>,
+    config: Config,
+    metrics: Arc<Metrics>,
+) {
+    let m = metrics.clone();
+    opts.progress = Some(Arc::new(move |p: &handlers::run::Progress| {
+        m.set("reconciler_full_progress_goods", &[("phase", p.phase)], p.checked as i64);
+    }));
+    loop {
+        let guard = match full.wait_due().await {
+            Ok(Some(g)) => g,
+            Ok(None) => return,
+            Err(e) => {
+                metrics.inc("reconciler_errors_total", &[("component", "schedule")], 1);
+                tracing::warn!(error = %e, "full run schedule failed, retrying in 60 s");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        };
+        tracing::info!("scheduled full reconciliation started");
+        let source = match &dump {
+            None => mysql_id_source(&handler, opts.batch_size),
+            Some(path) => match crate::dump::source(std::path::Path::new(path), &config, opts.batch_size) {
+                Ok(rx) => rx,
+                Err(e) => {
+                    metrics.inc("reconciler_errors_total", &[("component", "full")], 1);
+                    tracing::error!(error = %e, "full run dump unreadable");
+                    let _ = guard.release().await;
+                    continue;
+                }
+            },
+        };
+        let mode = Mode::repair(TriggerKind::Full, crate::app::run_id("scheduled-full"));
+        match run_full(&handler, source, &mode, &opts).await {
+            Ok(report) => {
+                metrics.record_report(TriggerKind::Full, &report);
+                tracing::info!(checked = report.checked, drift = report.drift.len(), repairs = report.repairs.len(), "scheduled full reconciliation done");
+            }
+            Err(e) => {
+                metrics.inc("reconciler_errors_total", &[("component", "full")], 1);
+                tracing::error!(error = %e, "scheduled full reconciliation failed");
+            }
+        }
+        let _ = guard.release().await;
+    }
 }

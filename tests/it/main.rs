@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod dts;
 mod reconcile;
 mod safety;
 mod service;

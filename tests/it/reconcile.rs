@@ -184,3 +184,20 @@ async fn activity_wide_repair_reaches_all_its_goods() {
     }
     assert_eq!(env.redis_hash("redis-b", outsider).values().filter(|v| v.as_slice() == b"garbage").count(), 1, "outside the activity: untouched");
 }
+
+/// Dumps and job batches may name a goods twice; that is never drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_goods_in_one_batch_are_not_drift() {
+    let env = TestEnv::new().await;
+    let set = data(2500, 10);
+    env.seed(&set, 3_600_000).await;
+    sync_all(&env).await;
+    let g = projected_goods(&env, &set).await[0];
+    let ids = vec![g, g + 1, g, g];
+    let report = run_goods(&env.app.handler, &ids, &Mode::check("t".into()), &env.app.run_options(None)).await.unwrap();
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(report.checked, 2);
+    let held = env.app.handler.targets().iter().find(|t| t.kind() == "hbase").unwrap().read(&[g, g]).await.unwrap();
+    assert_eq!(held[0], held[1]);
+    assert!(!held[1].cells.is_empty());
+}

@@ -116,7 +116,7 @@ pub async fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> b
 
 pub fn kafka_section(env: &TestEnv) -> String {
     format!(
-        "[bus]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{}\"\ngroup = \"{p}handlers\"\njobs_topic = \"{p}jobs\"\ndead_letter_topic = \"{p}dlq\"\ntrigger_group = \"{p}dts\"\npartitions = 2\n[handler]\nworkers = 2\nbatch_size = 50\nbatch_wait_ms = 20\n",
+        "[bus]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{}\"\ngroup = \"{p}handlers\"\njobs_topic = \"{p}jobs\"\ndead_letter_topic = \"{p}dlq\"\ntrigger_group = \"{p}dts\"\npartitions = 2\nproducer_config = {{ \"batch.num.messages\" = \"1\" }}\n[handler]\nworkers = 2\nbatch_size = 50\nbatch_wait_ms = 20\n",
         brokers(),
         p = env.prefix
     )

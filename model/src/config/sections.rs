@@ -249,6 +249,16 @@ pub struct KafkaConfig {
     pub trigger_group: String,
     /// Partitions for topics the service creates.
     pub partitions: i32,
+    /// Consumer session timeout: how soon the group notices a member that died without
+    /// leaving (kill -9, crash) and hands its partitions to the others.
+    pub session_timeout_ms: u64,
+    /// Extra librdkafka settings for the jobs producer (e.g. `"batch.num.messages" =
+    /// "1"` against a broker that cannot fetch from inside a record batch).
+    pub producer_config: std::collections::BTreeMap<String, String>,
+    /// Static group membership (`group.instance.id`, KIP-345): a process restarted with
+    /// the same id takes its old place at once instead of waiting for a rebalance.
+    /// Set it to something stable per process (pod or host name); absent: dynamic.
+    pub instance_id: Option<String>,
 }
 
 impl Default for KafkaConfig {
@@ -260,6 +270,9 @@ impl Default for KafkaConfig {
             dead_letter_topic: "reconcile.dlq".into(),
             trigger_group: "reconciler-dts".into(),
             partitions: 4,
+            session_timeout_ms: 10_000,
+            producer_config: Default::default(),
+            instance_id: None,
         }
     }
 }

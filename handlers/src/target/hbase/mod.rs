@@ -75,8 +75,9 @@ impl Target for HbaseStore {
 
     async fn read(&self, goods: &[GoodsId]) -> Result<Vec<ObservedGoods>, StoreError> {
         let keys: Vec<Vec<u8>> = goods.iter().map(|&g| hbase_row_key(g).into_bytes()).collect();
-        let mut rows = self.read_rows(keys.clone()).await?;
-        Ok(keys.iter().map(|k| rows.remove(k).unwrap_or_default()).collect())
+        let rows = self.read_rows(keys.clone()).await?;
+        // `get`, not `remove`: a goods named twice must read the same row twice.
+        Ok(keys.iter().map(|k| rows.get(k).cloned().unwrap_or_default()).collect())
     }
 
     async fn apply(&self, repairs: &[CellRepair]) -> Result<Vec<ApplyOutcome>, StoreError> {
