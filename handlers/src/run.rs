@@ -233,13 +233,23 @@ async fn drive(
                     Some(Err(e)) => return Err(RunError::Source(e)),
                     Some(Ok(b)) => b,
                 };
+                // A full run checks each goods once: claim it before checking, so a
+                // source that repeats ids (a dump) never checks one goods in two
+                // concurrent batches.
+                let batch = match &seen {
+                    Some(seen) => {
+                        let mut seen = seen.lock().unwrap();
+                        batch.into_iter().filter(|g| seen.insert(*g)).collect()
+                    }
+                    None => batch,
+                };
+                if batch.is_empty() {
+                    continue;
+                }
                 if let Some(l) = &limiter {
                     l.acquire(batch.len()).await;
                 }
                 let part = handler.process(&batch, mode, run).await?;
-                if let Some(seen) = &seen {
-                    seen.lock().unwrap().extend(batch.iter().copied());
-                }
                 if let Some(cb) = &opts.progress {
                     let snapshot = {
                         let mut p = progress.lock().unwrap();

@@ -2,9 +2,10 @@
 //! due jobs into micro-batches, check and repair them, and only then acknowledge them.
 //!
 //! Intake never blocks on handling (it keeps calling the consumer, so a Kafka consumer
-//! is never thrown out of its group for slow handling); a store that is down is retried
-//! with backoff and the batch's jobs stay unacknowledged until it succeeds, so nothing is
-//! lost. On shutdown, jobs not yet handled are left unacknowledged (Kafka redelivers).
+//! is never thrown out of its group for slow handling). A store that is down (MySQL, or
+//! any target) is retried with backoff and the batch's jobs stay unacknowledged until
+//! every target was checked, so nothing is lost; while one target is down, the backlog
+//! waits (lag and `reconciler_unreachable_total` say so) and drains when it is back. On shutdown, jobs not yet handled are left unacknowledged (Kafka redelivers).
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -160,6 +161,18 @@ pub async fn handle_batch(handler: &Handler, batch: Vec<Delivery>, metrics: &Met
         let mut backoff = Duration::from_millis(200);
         loop {
             match handler.process(&ids, &mode, &RunState::default()).await {
+                // A target that could not be reached was not checked: keep the jobs and
+                // try again (repairs are idempotent), so nothing is lost while it is down.
+                Ok(report) if !report.unreachable.is_empty() => {
+                    metrics.record_report(trigger, &report);
+                    tracing::warn!(targets = ?report.unreachable, goods = ids.len(), retry_in_ms = backoff.as_millis() as u64, "targets unreachable, batch kept for retry");
+                    if *shutdown.borrow() {
+                        tracing::info!(goods = ids.len(), "shutting down with a batch unacknowledged");
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
                 Ok(report) => {
                     metrics.record_report(trigger, &report);
                     let now = now_ms();

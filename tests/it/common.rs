@@ -27,7 +27,10 @@ pub fn redis_url() -> String {
 pub struct TestEnv {
     pub prefix: String,
     pub app: App,
-    pub emulator: hbase_emulator::EmulatorHandle,
+    /// `None` while the test has the HBase server stopped.
+    pub emulator: Option<hbase_emulator::EmulatorHandle>,
+    pub hbase_addr: std::net::SocketAddr,
+    hbase_store: std::sync::Arc<hbase_emulator::Store>,
     pub config_path: PathBuf,
     pub toml: String,
 }
@@ -88,7 +91,8 @@ table = "{prefix}goods"
                 tokio::task::spawn_blocking(move || reconciler::hbase_admin::ensure_table(&h)).await.unwrap().unwrap();
             }
         }
-        TestEnv { prefix, app, emulator, config_path, toml }
+        let (hbase_addr, hbase_store) = (emulator.local_addr(), emulator.store().clone());
+        TestEnv { prefix, app, emulator: Some(emulator), hbase_addr, hbase_store, config_path, toml }
     }
 
     pub fn config(&self) -> &Config {
@@ -129,7 +133,7 @@ table = "{prefix}goods"
 
     pub fn thrift(&self) -> HbaseSyncClient<TBinaryInputProtocol<TBufferedReadTransport<thrift::transport::ReadHalf<TTcpChannel>>>, TBinaryOutputProtocol<TBufferedWriteTransport<thrift::transport::WriteHalf<TTcpChannel>>>> {
         let mut channel = TTcpChannel::new();
-        channel.open(self.emulator.local_addr().to_string()).unwrap();
+        channel.open(self.hbase_addr.to_string()).unwrap();
         let (r, w) = channel.split().unwrap();
         HbaseSyncClient::new(
             TBinaryInputProtocol::new(TBufferedReadTransport::new(r), true),
@@ -164,6 +168,17 @@ table = "{prefix}goods"
             }
             None => client.delete_all_ts(table, row, column, ts, BTreeMap::new()).unwrap(),
         }
+    }
+
+    /// Stops the HBase server (its data is kept, as a real cluster's would be).
+    pub fn stop_hbase(&mut self) {
+        self.emulator.take().expect("running").shutdown();
+    }
+
+    /// Starts it again on the same address with the same data.
+    pub fn start_hbase(&mut self) {
+        let h = hbase_emulator::start_with_store(&self.hbase_addr.to_string(), Default::default(), self.hbase_store.clone()).expect("restart on the same port");
+        self.emulator = Some(h);
     }
 
     /// Truth of one goods, through the reader under test.

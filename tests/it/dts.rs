@@ -14,7 +14,7 @@ use rdkafka::Message;
 use serde_json::{json, Value};
 
 use crate::common::{data, projected_goods, TestEnv};
-use crate::service::{brokers, eventually, kafka_section, Service};
+use crate::service::{brokers, kafka_section, Service};
 
 fn producer() -> FutureProducer {
     ClientConfig::new().set("bootstrap.servers", brokers()).set("message.timeout.ms", "10000").set("batch.num.messages", "1").create().unwrap()

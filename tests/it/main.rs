@@ -7,3 +7,4 @@ mod dts;
 mod reconcile;
 mod safety;
 mod service;
+mod triggers_e2e;
