@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use crate::error::StoreError;
 use crate::handler::{Handler, Mode, RunState};
 use crate::limit::RateLimiter;
+use crate::truth::TruthReader;
 
 /// A batch of goods ids from an id source, or why the source failed.
 pub type IdBatch = Result<Vec<GoodsId>, String>;
@@ -68,31 +69,14 @@ pub async fn run_goods(handler: &Arc<Handler>, ids: &[GoodsId], mode: &Mode, opt
 /// whose row was just removed are cleaned too).
 pub async fn run_activity(handler: &Arc<Handler>, activity: ActivityId, mode: &Mode, opts: &RunOptions) -> Result<Report, RunError> {
     let exists = handler.truth().activity_exists(activity).await?;
-    let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
-    let truth = handler.truth().clone();
-    let batch = opts.batch_size.max(1) as u32;
     let found = Arc::new(AtomicU64::new(0));
-    let found_in = found.clone();
-    tokio::spawn(async move {
-        for s in 0..truth.layout().total_shards() {
-            let mut after = 0;
-            loop {
-                let page = truth.activity_goods_page(s, activity, after, batch).await;
-                match page {
-                    Err(e) => {
-                        let _ = tx.send(Err(e.to_string())).await;
-                        return;
-                    }
-                    Ok(page) if page.is_empty() => break,
-                    Ok(page) => {
-                        after = *page.last().unwrap();
-                        found_in.fetch_add(page.len() as u64, Ordering::Relaxed);
-                        if tx.send(Ok(page)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
+    let counter = found.clone();
+    let rx = keyset_walk(handler, opts.batch_size, opts.concurrency.max(1), move |truth, shard, after, limit| {
+        let counter = counter.clone();
+        async move {
+            let page = truth.activity_goods_page(shard, activity, after, limit).await?;
+            counter.fetch_add(page.len() as u64, Ordering::Relaxed);
+            Ok(page)
         }
     });
     let run = Arc::new(RunState::default());
@@ -106,22 +90,32 @@ pub async fn run_activity(handler: &Arc<Handler>, activity: ActivityId, mode: &M
 /// Spawns the keyset walk over every shard: distinct goods ids, ascending per shard,
 /// one shard per batch (so each batch costs one query per table).
 pub fn mysql_id_source(handler: &Arc<Handler>, batch_size: usize) -> mpsc::Receiver<IdBatch> {
-    let (tx, rx) = mpsc::channel(4);
+    keyset_walk(handler, batch_size, 4, |truth, shard, after, limit| async move { truth.goods_page(shard, after, limit).await })
+}
+
+/// Walks every shard in turn with `page(truth, shard, after, limit)` (ascending goods ids
+/// greater than `after`) and streams the pages through a channel of `depth` batches.
+fn keyset_walk<F, Fut>(handler: &Arc<Handler>, batch_size: usize, depth: usize, page: F) -> mpsc::Receiver<IdBatch>
+where
+    F: Fn(TruthReader, u32, GoodsId, u32) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Vec<GoodsId>, StoreError>> + Send,
+{
+    let (tx, rx) = mpsc::channel(depth);
     let truth = handler.truth().clone();
-    let batch = batch_size.max(1) as u32;
+    let limit = batch_size.max(1) as u32;
     tokio::spawn(async move {
-        for s in 0..truth.layout().total_shards() {
+        for shard in 0..truth.layout().total_shards() {
             let mut after = 0;
             loop {
-                match truth.goods_page(s, after, batch).await {
+                match page(truth.clone(), shard, after, limit).await {
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string())).await;
                         return;
                     }
-                    Ok(page) if page.is_empty() => break,
-                    Ok(page) => {
-                        after = *page.last().unwrap();
-                        if tx.send(Ok(page)).await.is_err() {
+                    Ok(ids) if ids.is_empty() => break,
+                    Ok(ids) => {
+                        after = *ids.last().expect("non-empty");
+                        if tx.send(Ok(ids)).await.is_err() {
                             return;
                         }
                     }

@@ -230,3 +230,22 @@ pub async fn projected_goods(env: &TestEnv, set: &DataSet) -> Vec<GoodsId> {
     let truth = env.app.handler.truth().read(&ids).await.unwrap();
     ids.into_iter().filter(|g| !truth[g].entities.is_empty()).collect()
 }
+
+/// Overwrites the first field of each goods on a redis target with undecodable bytes;
+/// returns the fields.
+pub fn corrupt(env: &TestEnv, target: &str, goods: &[GoodsId]) -> Vec<String> {
+    let mut r = env.redis();
+    goods
+        .iter()
+        .map(|g| {
+            let field = env.redis_hash(target, *g).into_keys().next().unwrap();
+            let _: () = redis::cmd("HSET").arg(env.redis_key(target, *g)).arg(&field).arg("{corrupt").query(&mut r).unwrap();
+            field
+        })
+        .collect()
+}
+
+/// Whether every field overwritten by [`corrupt`] holds a decodable value again.
+pub fn healed(env: &TestEnv, target: &str, goods: &[GoodsId], fields: &[String]) -> bool {
+    goods.iter().zip(fields).all(|(g, f)| env.redis_hash(target, *g).get(f).is_some_and(|v| v != b"{corrupt"))
+}

@@ -11,7 +11,7 @@ use model::GoodsId;
 use rand::Rng;
 use triggers::JobPublisher;
 
-use crate::common::{data, projected_goods, TestEnv};
+use crate::common::{corrupt, data, healed, projected_goods, TestEnv};
 
 pub fn brokers() -> String {
     std::env::var("RECONCILER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -122,21 +122,6 @@ pub fn kafka_section(env: &TestEnv) -> String {
     )
 }
 
-async fn corrupt(env: &TestEnv, goods: &[GoodsId]) -> Vec<String> {
-    let mut r = env.redis();
-    let mut fields = Vec::new();
-    for g in goods {
-        let field = env.redis_hash("redis-a", *g).into_keys().next().unwrap();
-        let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", *g)).arg(&field).arg("{corrupt").query(&mut r).unwrap();
-        fields.push(field);
-    }
-    fields
-}
-
-fn healed(env: &TestEnv, goods: &[GoodsId], fields: &[String]) -> bool {
-    goods.iter().zip(fields).all(|(g, f)| env.redis_hash("redis-a", *g).get(f).is_some_and(|v| v != b"{corrupt"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
     let env = TestEnv::new().await;
@@ -146,7 +131,7 @@ async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
     let ids: Vec<GoodsId> = (11_000..11_030).collect();
     handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
     let victims = &goods[..5];
-    let fields = corrupt(&env, victims).await;
+    let fields = corrupt(&env, "redis-a", victims);
 
     let service = Service::start(&env, &kafka_section(&env));
     let publisher = triggers::bus::kafka::publisher::KafkaPublisher::new(&brokers(), &format!("{}jobs", env.prefix)).unwrap();
@@ -165,7 +150,7 @@ async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
         })
         .collect();
     publisher.publish(&jobs).await.unwrap();
-    assert!(eventually(Duration::from_secs(30), || healed(&env, victims, &fields)).await, "every job's goods repaired");
+    assert!(eventually(Duration::from_secs(30), || healed(&env, "redis-a", victims, &fields)).await, "every job's goods repaired");
 
     let (status, metrics) = http(&service.admin, "GET", "/metrics", None, None).unwrap();
     assert_eq!(status, 200);
@@ -186,7 +171,7 @@ async fn post_repair_is_the_on_call_path() {
     let goods = projected_goods(&env, &set).await;
     let ids: Vec<GoodsId> = (12_000..12_020).collect();
     handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
-    let fields = corrupt(&env, &goods[..2]).await;
+    let fields = corrupt(&env, "redis-a", &goods[..2]);
     let service = Service::start(&env, "");
 
     let body = format!("{{\"goods_ids\": [{}, {}]}}", goods[0], goods[1]);
@@ -199,7 +184,7 @@ async fn post_repair_is_the_on_call_path() {
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["checked"], 2);
     assert_eq!(report["repairs"].as_array().unwrap().len(), 2, "{report}");
-    assert!(healed(&env, &goods[..2], &fields));
+    assert!(healed(&env, "redis-a", &goods[..2], &fields));
 
     let (status, body) = http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 424242}"), Some("sekret")).unwrap();
     assert_eq!(status, 404, "{body}");

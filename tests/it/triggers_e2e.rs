@@ -12,7 +12,7 @@ use model::GoodsId;
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
-use crate::common::{data, projected_goods, TestEnv};
+use crate::common::{corrupt, data, healed, projected_goods, TestEnv};
 use crate::service::{eventually, http, kafka_section, Service};
 
 async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
@@ -21,22 +21,6 @@ async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
     let ids: Vec<GoodsId> = (first..first + n).collect();
     handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
     projected_goods(env, &set).await
-}
-
-fn corrupt(env: &TestEnv, target: &str, goods: &[GoodsId]) -> Vec<String> {
-    let mut r = env.redis();
-    goods
-        .iter()
-        .map(|g| {
-            let field = env.redis_hash(target, *g).into_keys().next().unwrap();
-            let _: () = redis::cmd("HSET").arg(env.redis_key(target, *g)).arg(&field).arg("{corrupt").query(&mut r).unwrap();
-            field
-        })
-        .collect()
-}
-
-fn healed(env: &TestEnv, target: &str, goods: &[GoodsId], fields: &[String]) -> bool {
-    goods.iter().zip(fields).all(|(g, f)| env.redis_hash(target, *g).get(f).is_some_and(|v| v != b"{corrupt"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
