@@ -126,8 +126,14 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     // Triggers first: they finish publishing and commit their sources; then the
     // handlers finish their batches and commit theirs.
+    // A trigger waiting on a broker or database that is down would wait forever; its
+    // uncommitted events are read again after the restart, so stopping it is safe.
     for t in trigger_tasks {
-        let _ = t.await;
+        let abort = t.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(30), t).await.is_err() {
+            tracing::warn!("a trigger did not stop within 30 s, abandoning it (its uncommitted events will be re-read)");
+            abort.abort();
+        }
     }
     drop(publisher);
     let _ = workers.await;
