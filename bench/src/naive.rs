@@ -1,7 +1,8 @@
 //! The naive baseline: goods one at a time through the real check path. For one goods
 //! `Handler::process` runs one SELECT per truth table (goods rows, SKU rows, then the
 //! activities), one `HGETALL` per Redis target and one single-row get on HBase, then
-//! projects, decodes and diffs. Same worker count as the full run; measured on a sample.
+//! projects, decodes and diffs. Measured on a sample, with one worker (literally one
+//! goods at a time) and with the full run's worker count.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! A full run of the release binary as a child process (`reconciler --config <bench>
-//! full --json`), with its peak RSS from `wait4`'s rusage (`ru_maxrss`, kB) and its
-//! JSON report.
+//! full --json`), with its peak RSS and its JSON report.
+//!
+//! The peak is the child's `VmHWM` (/proc/<pid>/status), polled every 2 ms until it
+//! exits. Not `wait4`'s `ru_maxrss`: Linux folds the high-water mark of the address
+//! space replaced at exec into it, and `Command` spawns with vfork semantics, so that
+//! figure is the bench's own RSS whenever the bench is bigger than the child.
 
 use std::io::Read;
 use std::path::Path;
@@ -34,9 +38,29 @@ pub fn full(binary: &Path, config: &Path) -> Result<ChildRun> {
         stdout.read_to_string(&mut s).map(|_| s)
     });
     let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(kb) = crate::env::vm_hwm_kb(pid as u32) {
+                    peak = peak.max(kb);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
     let mut status: libc::c_int = 0;
     // SAFETY: a zeroed rusage is a valid value; wait4 fills it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // Wait without reaping first, so the last VmHWM can still be read.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    let last = crate::env::vm_hwm_kb(pid as u32).unwrap_or(0);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = poller.join().unwrap_or(0).max(last);
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     if waited != pid {
         bail!("wait4 failed: {}", std::io::Error::last_os_error());
@@ -49,7 +73,7 @@ pub fn full(binary: &Path, config: &Path) -> Result<ChildRun> {
     let json: serde_json::Value = serde_json::from_str(out.trim()).with_context(|| format!("report of reconciler full (exit {exit})"))?;
     Ok(ChildRun {
         elapsed,
-        max_rss_kb: usage.ru_maxrss as u64,
+        max_rss_kb: peak,
         exit,
         checked: json["checked"].as_u64().unwrap_or(0),
         drift: json["drift"].as_array().map_or(0, |d| d.len() as u64),
