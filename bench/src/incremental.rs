@@ -72,7 +72,7 @@ group = "bench-{tag}-handlers"
 jobs_topic = "bench-{tag}-jobs"
 dead_letter_topic = "bench-{tag}-dlq"
 trigger_group = "bench-{tag}-dts"
-partitions = 2
+partitions = 16
 producer_config = {{ "batch.num.messages" = "1" }}
 
 [handler]
@@ -155,7 +155,7 @@ pub async fn run(
     let topic = format!("bench-{tag}-canal");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create()?;
     admin
-        .create_topics(&[NewTopic::new(&topic, 2, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(&[NewTopic::new(&topic, 16, TopicReplication::Fixed(1))], &AdminOptions::new())
         .await
         .context("creating the canal topic")?;
     let path = root.join("target/bench/serve.toml");
