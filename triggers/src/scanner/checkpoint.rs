@@ -55,12 +55,17 @@ impl CheckpointStore {
         }))
     }
 
-    pub async fn save(&self, name: &str, mark: Watermark) -> Result<()> {
-        let sql = format!(
+    /// Sets a watermark whatever it was.
+    fn upsert_sql(&self) -> String {
+        format!(
             "INSERT INTO {} (name, updated_at, last_id) VALUES (?, {DATETIME_OF_MS}, ?)
              ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at), last_id = VALUES(last_id)",
             self.table
-        );
+        )
+    }
+
+    pub async fn save(&self, name: &str, mark: Watermark) -> Result<()> {
+        let sql = self.upsert_sql();
         sqlx::query(&sql)
             .bind(name)
             .bind(mark.updated_ms)
@@ -91,11 +96,7 @@ impl CheckpointStore {
         }) {
             return Ok(false);
         }
-        let sql = format!(
-            "INSERT INTO {} (name, updated_at, last_id) VALUES (?, {DATETIME_OF_MS}, ?)
-             ON DUPLICATE KEY UPDATE updated_at = VALUES(updated_at), last_id = VALUES(last_id)",
-            self.table
-        );
+        let sql = self.upsert_sql();
         sqlx::query(&sql)
             .bind(name)
             .bind(mark.updated_ms)
