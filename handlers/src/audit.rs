@@ -3,7 +3,6 @@
 //! between the two leaves a trace) and then marked `applied` or `conflict`, with the
 //! before and after images and timestamps that `undo` needs.
 
-use model::diff::DriftKind;
 use model::job::TriggerKind;
 use model::repair_plan::{CellRepair, CellWrite};
 use model::schema::REPAIR_LOG_TABLE;
@@ -195,9 +194,4 @@ impl AuditLog {
         };
         get().map(Some).map_err(failed)
     }
-}
-
-/// The kind name stored for a drift kind.
-pub fn kind_name(kind: DriftKind) -> &'static str {
-    kind.as_str()
 }

@@ -103,15 +103,9 @@ impl Handler {
     /// an unreachable target is reported in the report and the others are still handled.
     pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &RunState) -> Result<Report, StoreError> {
         // Sources may repeat a goods (dumps, several jobs): check each once.
-        let mut unique = HashSet::with_capacity(ids.len());
-        let deduped: Vec<GoodsId>;
-        let ids = if ids.iter().all(|g| unique.insert(*g)) {
-            ids
-        } else {
-            let mut seen = HashSet::with_capacity(ids.len());
-            deduped = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
-            &deduped[..]
-        };
+        let mut seen = HashSet::with_capacity(ids.len());
+        let ids: Vec<GoodsId> = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
+        let ids = &ids[..];
         let mut report = Report { checked: ids.len() as u64, dry_run: mode.dry_run, ..Default::default() };
         if ids.is_empty() {
             return Ok(report);

@@ -3,7 +3,7 @@
 
 use handlers::run::{run_goods, RunOptions};
 use handlers::undo::{undo, UndoError};
-use handlers::{Mode, RunState};
+use handlers::Mode;
 use model::diff::diff_goods;
 use model::job::TriggerKind;
 use model::repair_plan::plan_repairs;
@@ -136,5 +136,4 @@ async fn undo_restores_the_before_image() {
     assert_eq!(env.redis_hash("redis-a", g)[&field], tampered, "redis before image restored");
     assert_eq!(env.hbase_row(g)[&q].0, tampered, "hbase before image restored");
     assert!(matches!(undo(&env.app.handler, 987_654_321, &mode).await, Err(UndoError::NotFound(987_654_321))));
-    let _ = RunState::default();
 }

@@ -92,13 +92,11 @@ pub struct RepairConfig {
     pub min_goods_for_ratio: u64,
     /// Cap on repair writes per second, per process.
     pub max_repairs_per_sec: u32,
-    /// Record the repair trigger under this name in the audit log when none is given.
-    pub audit: bool,
 }
 
 impl Default for RepairConfig {
     fn default() -> Self {
-        RepairConfig { settle_ms: 3000, max_drift_ratio: 0.2, min_goods_for_ratio: 100, max_repairs_per_sec: 1000, audit: true }
+        RepairConfig { settle_ms: 3000, max_drift_ratio: 0.2, min_goods_for_ratio: 100, max_repairs_per_sec: 1000 }
     }
 }
 
