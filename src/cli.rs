@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "reconciler", version, about = "Finds and repairs drift between MySQL pricing truth and its Redis and HBase projections")]
+#[command(
+    name = "reconciler",
+    version,
+    about = "Finds and repairs drift between MySQL pricing truth and its Redis and HBase projections"
+)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, default_value = "config/reconciler.toml")]

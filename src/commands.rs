@@ -61,14 +61,16 @@ pub async fn run(cli: Cli) -> i32 {
             mode.dry_run = args.dry_run;
             selected(&app, &args.selection, &mode, args.json).await
         }
-        Command::Undo(args) => match undo(&app.handler, args.repair_id, &Mode::repair(TriggerKind::Operator, run_id("undo"))).await {
-            Ok(report) => print_report(&report, args.json),
-            Err(UndoError::Store(e)) => store_failure(&e),
-            Err(e) => {
-                eprintln!("error: {e}");
-                exit::USAGE
+        Command::Undo(args) => {
+            match undo(&app.handler, args.repair_id, &Mode::repair(TriggerKind::Operator, run_id("undo"))).await {
+                Ok(report) => print_report(&report, args.json),
+                Err(UndoError::Store(e)) => store_failure(&e),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit::USAGE
+                }
             }
-        },
+        }
         Command::Full(args) => {
             let mut mode = Mode::repair(TriggerKind::Full, run_id("full"));
             mode.dry_run = args.dry_run;

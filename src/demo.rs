@@ -38,7 +38,10 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
         }
     };
     let n = crate::schema::create(&app.pools, &layout).await.context("creating the schema")?;
-    say(format!("schema: {n} statements applied for {} databases x {} tables", layout.databases, layout.tables_per_database));
+    say(format!(
+        "schema: {n} statements applied for {} databases x {} tables",
+        layout.databases, layout.tables_per_database
+    ));
     for t in &app.config.targets {
         if let TargetConfig::Hbase(h) = t {
             let h = h.clone();
@@ -63,7 +66,9 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
 
     clear_targets(app).await?;
     let opts = app.run_options(None);
-    let synced = run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &Mode::sync(run_id("demo-sync")), &opts).await?;
+    let synced =
+        run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &Mode::sync(run_id("demo-sync")), &opts)
+            .await?;
     say(format!("projected: {} entities written into {} targets", synced.repairs.len(), app.handler.targets().len()));
 
     let injected = inject(app.handler.targets()).await?;
@@ -73,10 +78,22 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
     }
 
     say("\nfull reconciliation (repair):".into());
-    let first = run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &Mode::repair(TriggerKind::Full, run_id("demo-full")), &opts).await?;
+    let first = run_full(
+        &app.handler,
+        mysql_id_source(&app.handler, opts.batch_size),
+        &Mode::repair(TriggerKind::Full, run_id("demo-full")),
+        &opts,
+    )
+    .await?;
     say(output::human(&first));
     say("re-check (no repair):".into());
-    let recheck = run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &Mode::check(run_id("demo-check")), &opts).await?;
+    let recheck = run_full(
+        &app.handler,
+        mysql_id_source(&app.handler, opts.batch_size),
+        &Mode::check(run_id("demo-check")),
+        &opts,
+    )
+    .await?;
     say(output::human(&recheck));
     say(if recheck.drift.is_empty() { "clean: every target equals truth".into() } else { "NOT CLEAN".into() });
     Ok(DemoOutcome { injected, first, recheck })
@@ -90,12 +107,7 @@ async fn clear_targets(app: &App) -> anyhow::Result<()> {
         loop {
             let page = t.scan(cursor.take(), 500).await?;
             let held = t.read(&page.goods).await?;
-            let deletes: Vec<CellRepair> = page
-                .goods
-                .iter()
-                .zip(held)
-                .flat_map(|(g, o)| delete_all(*g, o))
-                .collect();
+            let deletes: Vec<CellRepair> = page.goods.iter().zip(held).flat_map(|(g, o)| delete_all(*g, o)).collect();
             t.apply(&deletes).await?;
             match page.next {
                 Some(n) => cursor = Some(n),

@@ -11,7 +11,9 @@ use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TIoChan
 /// Returns whether it created it.
 pub fn ensure_table(target: &HbaseTarget) -> anyhow::Result<bool> {
     let mut channel = TTcpChannel::new();
-    channel.open(target.address.as_str()).map_err(|e| anyhow::anyhow!("hbase target `{}` at {}: {e}", target.name, target.address))?;
+    channel
+        .open(target.address.as_str())
+        .map_err(|e| anyhow::anyhow!("hbase target `{}` at {}: {e}", target.name, target.address))?;
     let (read, write) = channel.split()?;
     let mut client = HbaseSyncClient::new(
         TBinaryInputProtocol::new(TBufferedReadTransport::new(read), true),

@@ -23,7 +23,7 @@ extern "C" {
 fn tune_allocator() {
     const ARENA_EAGER_COMMIT: std::os::raw::c_int = 4; // mi_option_arena_eager_commit
     const PURGE_DELAY: std::os::raw::c_int = 15; // mi_option_purge_delay
-    // SAFETY: mimalloc's documented option setter, called before any thread starts.
+                                                 // SAFETY: mimalloc's documented option setter, called before any thread starts.
     unsafe {
         mi_option_set(ARENA_EAGER_COMMIT, 0);
         mi_option_set(PURGE_DELAY, 0);

@@ -47,7 +47,14 @@ pub fn human(report: &Report) -> String {
         for d in report.drift.iter().take(LIST_LIMIT) {
             let activity = d.activity_id.map(|a| format!("activity {a}")).unwrap_or_else(|| "whole goods".into());
             let fields = d.fields.as_ref().map(|f| format!(" ({})", f.join(", "))).unwrap_or_default();
-            let _ = writeln!(out, "  goods {:<10} {:<10} {:<16} {}{fields}", d.goods_id, d.target, activity, d.kind.as_str());
+            let _ = writeln!(
+                out,
+                "  goods {:<10} {:<10} {:<16} {}{fields}",
+                d.goods_id,
+                d.target,
+                activity,
+                d.kind.as_str()
+            );
         }
         more(&mut out, report.drift.len());
     }
@@ -56,7 +63,14 @@ pub fn human(report: &Report) -> String {
         for r in report.repairs.iter().take(LIST_LIMIT) {
             let activity = r.activity_id.map(|a| format!("activity {a}")).unwrap_or_else(|| "-".into());
             let id = r.repair_id.map(|i| format!("repair_id {i}")).unwrap_or_default();
-            let _ = writeln!(out, "  goods {:<10} {:<10} {:<16} {:<8} {id}", r.goods_id, r.target, activity, r.kind.as_str());
+            let _ = writeln!(
+                out,
+                "  goods {:<10} {:<10} {:<16} {:<8} {id}",
+                r.goods_id,
+                r.target,
+                activity,
+                r.kind.as_str()
+            );
         }
         more(&mut out, report.repairs.len());
     }

@@ -19,7 +19,10 @@ pub fn reporter(quiet: bool) -> Option<ProgressFn> {
         let start = Instant::now();
         Some(Arc::new(move |p: &Progress| {
             let rate = p.checked as f64 / start.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!("{}: {} goods checked ({rate:.0}/s), {} drifted, {} repaired", p.phase, p.checked, p.drifted, p.repaired));
+            bar.set_message(format!(
+                "{}: {} goods checked ({rate:.0}/s), {} drifted, {} repaired",
+                p.phase, p.checked, p.drifted, p.repaired
+            ));
         }))
     } else {
         let last = Mutex::new(Instant::now());
@@ -29,7 +32,14 @@ pub fn reporter(quiet: bool) -> Option<ProgressFn> {
             if last.elapsed() >= Duration::from_secs(5) {
                 *last = Instant::now();
                 let rate = p.checked as f64 / start.elapsed().as_secs_f64().max(0.001);
-                tracing::info!(phase = p.phase, checked = p.checked, drifted = p.drifted, repaired = p.repaired, goods_per_sec = rate as u64, "progress");
+                tracing::info!(
+                    phase = p.phase,
+                    checked = p.checked,
+                    drifted = p.drifted,
+                    repaired = p.repaired,
+                    goods_per_sec = rate as u64,
+                    "progress"
+                );
             }
         }))
     }

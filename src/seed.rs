@@ -44,7 +44,13 @@ pub fn generate(seed: u64, activities: u64, first_goods: GoodsId, goods: u64) ->
     let tags = ["618,hot", "", "double11", "new,,member", "hot"];
     let mut set = DataSet::default();
     for i in 0..activities {
-        let status = if i + 2 == activities { 2 } else if i + 1 == activities { 0 } else { 1 };
+        let status = if i + 2 == activities {
+            2
+        } else if i + 1 == activities {
+            0
+        } else {
+            1
+        };
         set.activities.push(ActivitySeed {
             activity_id: 7001 + i,
             name: format!("activity {}", 7001 + i),
@@ -123,7 +129,8 @@ pub async fn insert(pools: &MysqlPools, layout: &ShardLayout, set: &DataSet, age
                     .push_unseparated(format!(", {at}"));
             });
             qb.build().execute(pool).await?;
-            let skus: Vec<(&GoodsSeed, &(u64, i64, i8))> = chunk.iter().flat_map(|g| g.skus.iter().map(move |s| (*g, s))).collect();
+            let skus: Vec<(&GoodsSeed, &(u64, i64, i8))> =
+                chunk.iter().flat_map(|g| g.skus.iter().map(move |s| (*g, s))).collect();
             for sku_chunk in skus.chunks(1000) {
                 let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
                     "REPLACE INTO `{}`.{} (activity_id, goods_id, sku_id, activity_price, status, updated_at) ",

@@ -71,7 +71,13 @@ pub fn activities(clock: Clock) -> Vec<(ActivityRow, String)> {
     (0..ACTIVITIES)
         .map(|i| {
             let mut r = Rng::new(0xAC71_0000 + i);
-            let status = if i % 40 == 7 { 2 } else if i % 50 == 9 { 0 } else { 1 };
+            let status = if i % 40 == 7 {
+                2
+            } else if i % 50 == 9 {
+                0
+            } else {
+                1
+            };
             let id = FIRST_ACTIVITY + i;
             (
                 ActivityRow {

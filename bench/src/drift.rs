@@ -123,7 +123,12 @@ impl Injector<'_> {
                     None => pipes[ti].cmd("HDEL").arg(&key).arg(&qualifier).ignore(),
                 };
             } else {
-                cells.push(hb::Cell { row: hbase_row_key(goods_id).into_bytes(), qualifier: qualifier.into_bytes(), value, ts });
+                cells.push(hb::Cell {
+                    row: hbase_row_key(goods_id).into_bytes(),
+                    qualifier: qualifier.into_bytes(),
+                    value,
+                    ts,
+                });
             }
             out.push(Injected { target, kind, goods_id, activity_id });
         }
@@ -164,14 +169,12 @@ pub fn accuracy(injected: &[Injected], report: &Report) -> Accuracy {
         (t.to_string(), k, g, if k == DriftKind::Orphan { None } else { a })
     };
     let want: BTreeSet<Key> = injected.iter().map(|i| norm(i.target, i.kind, i.goods_id, i.activity_id)).collect();
-    let found: BTreeSet<Key> = report.drift.iter().map(|d| norm(&d.target, d.kind, d.goods_id, d.activity_id)).collect();
+    let found: BTreeSet<Key> =
+        report.drift.iter().map(|d| norm(&d.target, d.kind, d.goods_id, d.activity_id)).collect();
     let repaired: BTreeSet<Key> =
         report.repairs.iter().map(|r| norm(&r.target, r.kind, r.goods_id, r.activity_id)).collect();
-    let mut acc = Accuracy {
-        deferred: report.deferred.len() as u64,
-        halted: report.halted.clone(),
-        ..Default::default()
-    };
+    let mut acc =
+        Accuracy { deferred: report.deferred.len() as u64, halted: report.halted.clone(), ..Default::default() };
     for k in &want {
         let row = acc.rows.entry((k.0.clone(), k.1)).or_default();
         row[0] += 1;

@@ -180,10 +180,8 @@ pub async fn machine(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
             .unwrap_or_default()
     };
     let mariadb: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(pool).await.unwrap_or_default();
-    let bp: String = sqlx::query_scalar("SELECT CAST(@@innodb_buffer_pool_size AS CHAR)")
-        .fetch_one(pool)
-        .await
-        .unwrap_or_default();
+    let bp: String =
+        sqlx::query_scalar("SELECT CAST(@@innodb_buffer_pool_size AS CHAR)").fetch_one(pool).await.unwrap_or_default();
     vec![
         ("cpu".into(), sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")),
         ("cores".into(), sh("nproc")),

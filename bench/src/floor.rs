@@ -26,7 +26,12 @@ fn id_list(ids: &[u64]) -> String {
 }
 
 /// Reads of one batch; returns rows + cells read (to keep the work observable).
-async fn read_batch(handler: &Handler, layout: &ShardLayout, pools: &handlers::truth::MysqlPools, ids: &[GoodsId]) -> Result<u64> {
+async fn read_batch(
+    handler: &Handler,
+    layout: &ShardLayout,
+    pools: &handlers::truth::MysqlPools,
+    ids: &[GoodsId],
+) -> Result<u64> {
     let truth = async {
         let groups = layout.group_by_shard(ids);
         let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
@@ -86,7 +91,12 @@ pub struct Floor {
     pub items: u64,
 }
 
-pub async fn run(handler: &Arc<Handler>, pools: &handlers::truth::MysqlPools, batch: usize, workers: usize) -> Result<Floor> {
+pub async fn run(
+    handler: &Arc<Handler>,
+    pools: &handlers::truth::MysqlPools,
+    batch: usize,
+    workers: usize,
+) -> Result<Floor> {
     let started = Instant::now();
     let layout = handler.truth().layout().clone();
     let rx = Arc::new(Mutex::new(mysql_id_source(handler, batch)));

@@ -60,7 +60,8 @@ impl Incremental {
 
 fn serve_config(base: &str, tag: &str, stage_ms: u64) -> String {
     // Every event is drift (a lost sync), so the blast-radius ratio must not stop repairs.
-    let base = base.replace("settle_ms = 3000", "settle_ms = 1000").replace("max_drift_ratio = 0.5", "max_drift_ratio = 1.0");
+    let base =
+        base.replace("settle_ms = 3000", "settle_ms = 1000").replace("max_drift_ratio = 0.5", "max_drift_ratio = 1.0");
     format!(
         r#"{base}
 [bus]
@@ -274,13 +275,19 @@ pub async fn run(
         let due: Vec<usize> = pending
             .iter()
             .copied()
-            .filter(|&i| changes[i].at.is_some_and(|at| at.elapsed() + Duration::from_millis(100) >= Duration::from_millis(opts.stage_ms)))
+            .filter(|&i| {
+                changes[i]
+                    .at
+                    .is_some_and(|at| at.elapsed() + Duration::from_millis(100) >= Duration::from_millis(opts.stage_ms))
+            })
             .collect();
         if last_poll.elapsed() >= poll_every && !due.is_empty() {
             last_poll = Instant::now();
             let mut pipe = redis::pipe();
             for &i in &due {
-                pipe.cmd("HGET").arg(format!("{}{}", env::KEY_PREFIX, changes[i].goods)).arg(changes[i].aid.to_string());
+                pipe.cmd("HGET")
+                    .arg(format!("{}{}", env::KEY_PREFIX, changes[i].goods))
+                    .arg(changes[i].aid.to_string());
             }
             let values: Vec<Option<Vec<u8>>> = pipe.query_async(&mut redis).await?;
             let now = Instant::now();

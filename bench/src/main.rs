@@ -34,7 +34,9 @@ use reconciler::app::App;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark of the reconciler: full reconciliation vs raw read floor and naive baseline, RSS, accuracy")]
+#[command(
+    about = "Benchmark of the reconciler: full reconciliation vs raw read floor and naive baseline, RSS, accuracy"
+)]
 struct Args {
     /// Goods to seed (N).
     #[arg(long, default_value_t = 1_000_000)]
@@ -88,7 +90,9 @@ struct Args {
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BENCH_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BENCH_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -221,7 +225,11 @@ async fn run(args: Args) -> Result<()> {
     // Literally one goods at a time (one worker), and with the full run's worker count.
     let (elapsed, count, naive_drift) = naive::run(&app.handler, sample[..sample.len() / 4].to_vec(), 1).await?;
     fig.naive = Some((count as f64 / elapsed.as_secs_f64(), count));
-    say(format!("naive, 1 worker: {count} goods in {:.1} s, {:.0} goods/s (drift {naive_drift})", elapsed.as_secs_f64(), fig.naive.unwrap().0));
+    say(format!(
+        "naive, 1 worker: {count} goods in {:.1} s, {:.0} goods/s (drift {naive_drift})",
+        elapsed.as_secs_f64(),
+        fig.naive.unwrap().0
+    ));
     let (elapsed, count, naive_drift) = naive::run(&app.handler, sample, args.concurrency).await?;
     fig.naive_concurrent = Some((count as f64 / elapsed.as_secs_f64(), count));
     say(format!(
@@ -263,14 +271,36 @@ async fn run(args: Args) -> Result<()> {
     // 6. Peak RSS of the release binary's full run at N (and 4N).
     let binary = env::reconciler_binary(&root);
     let c = rss::full(&binary, &config_path)?;
-    say(format!("child full at N: {:.1} s, max RSS {} kB, exit {}, checked {}", c.elapsed.as_secs_f64(), c.max_rss_kb, c.exit, c.checked));
+    say(format!(
+        "child full at N: {:.1} s, max RSS {} kB, exit {}, checked {}",
+        c.elapsed.as_secs_f64(),
+        c.max_rss_kb,
+        c.exit,
+        c.checked
+    ));
     fig.rss_n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
-    fig.notes.push(format!("child `reconciler full` at N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
+    fig.notes
+        .push(format!("child `reconciler full` at N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
     // 7. Incremental, on the data set of N goods.
     if args.events_per_sec > 0 {
-        say(format!("incremental: {} events/s for {} s through Kafka, stage delay {} ms", args.events_per_sec, args.event_seconds, args.stage_ms));
-        let opts = incremental::Options { rate: args.events_per_sec, seconds: args.event_seconds, stage_ms: args.stage_ms };
-        match incremental::run(&root, &env::config_text(&settings), &app.pools, &layout, clock, &acts, args.goods, &opts).await {
+        say(format!(
+            "incremental: {} events/s for {} s through Kafka, stage delay {} ms",
+            args.events_per_sec, args.event_seconds, args.stage_ms
+        ));
+        let opts =
+            incremental::Options { rate: args.events_per_sec, seconds: args.event_seconds, stage_ms: args.stage_ms };
+        match incremental::run(
+            &root,
+            &env::config_text(&settings),
+            &app.pools,
+            &layout,
+            clock,
+            &acts,
+            args.goods,
+            &opts,
+        )
+        .await
+        {
             Ok(r) => {
                 say(format!("incremental: {}", r.summary()));
                 fig.incremental_met = Some(r.sustained >= 2000.0 && r.p99_ms <= 1000.0 && r.unrepaired == 0);
@@ -288,13 +318,25 @@ async fn run(args: Args) -> Result<()> {
         let more = seeder.goods(args.goods + 1, args.goods * 4, true).await?;
         fig.seed.push(format!("--scale4: {} more goods seeded in {:.1} s", args.goods * 3, more.seconds));
         let c = rss::full(&binary, &config_path)?;
-        say(format!("child full at 4N: {:.1} s, max RSS {} kB, exit {}, checked {}", c.elapsed.as_secs_f64(), c.max_rss_kb, c.exit, c.checked));
+        say(format!(
+            "child full at 4N: {:.1} s, max RSS {} kB, exit {}, checked {}",
+            c.elapsed.as_secs_f64(),
+            c.max_rss_kb,
+            c.exit,
+            c.checked
+        ));
         fig.rss_4n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
-        fig.notes.push(format!("child `reconciler full` at 4N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
+        fig.notes.push(format!(
+            "child `reconciler full` at 4N: exit {}, {} goods checked, {} drift",
+            c.exit, c.checked, c.drift
+        ));
     }
 
     if let Some(kb) = emulator.as_ref().and_then(|e| env::vm_hwm_kb(e.pid())) {
-        fig.notes.push(format!("the HBase emulator (separate process, not in the reconciler's RSS) peaked at {:.0} MB", kb as f64 / 1024.0));
+        fig.notes.push(format!(
+            "the HBase emulator (separate process, not in the reconciler's RSS) peaked at {:.0} MB",
+            kb as f64 / 1024.0
+        ));
     }
 
     println!("{}", fig.table());

@@ -103,7 +103,11 @@ impl Figures {
             t,
             "| peak RSS, `reconciler full` at 4N | {} | ≤ 256 MB: {} |",
             rss(self.rss_4n),
-            if self.rss_4n.is_none() { "not measured" } else { verdict(self.rss_4n.is_some_and(|(kb, _)| kb <= 256 * 1024)) }
+            if self.rss_4n.is_none() {
+                "not measured"
+            } else {
+                verdict(self.rss_4n.is_some_and(|(kb, _)| kb <= 256 * 1024))
+            }
         );
         let _ = writeln!(
             t,

@@ -70,7 +70,8 @@ pub fn full(binary: &Path, config: &Path) -> Result<ChildRun> {
     let exit = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
     // The child is reaped; make sure std does not wait for it again.
     std::mem::forget(child);
-    let json: serde_json::Value = serde_json::from_str(out.trim()).with_context(|| format!("report of reconciler full (exit {exit})"))?;
+    let json: serde_json::Value =
+        serde_json::from_str(out.trim()).with_context(|| format!("report of reconciler full (exit {exit})"))?;
     Ok(ChildRun {
         elapsed,
         max_rss_kb: peak,

@@ -173,7 +173,12 @@ impl Seeder {
             for (aid, e) in &t.entities {
                 let value = e.encode();
                 cmd.arg(aid.to_string()).arg(&value);
-                cells.push(hb::Cell { row: row.clone(), qualifier: aid.to_string().into_bytes(), value: Some(value), ts: e.ver });
+                cells.push(hb::Cell {
+                    row: row.clone(),
+                    qualifier: aid.to_string().into_bytes(),
+                    value: Some(value),
+                    ts: e.ver,
+                });
                 entities += 1;
             }
             pipe.ignore();

@@ -46,11 +46,7 @@ fn failed(e: sqlx::Error) -> StoreError {
 
 impl AuditLog {
     pub fn new(pool: MySqlPool, meta_database: &str) -> AuditLog {
-        AuditLog {
-            pool,
-            table: format!("`{meta_database}`.{REPAIR_LOG_TABLE}"),
-            consecutive_ids: Default::default(),
-        }
+        AuditLog { pool, table: format!("`{meta_database}`.{REPAIR_LOG_TABLE}"), consecutive_ids: Default::default() }
     }
 
     async fn consecutive_ids(&self) -> Result<bool, StoreError> {
@@ -81,7 +77,9 @@ impl AuditLog {
         if repairs.len() > 1 && !self.consecutive_ids().await? {
             let mut ids = Vec::with_capacity(repairs.len());
             for r in repairs {
-                ids.extend(Box::pin(self.record_pending(run_id, target, trigger, std::slice::from_ref(r), undo_of)).await?);
+                ids.extend(
+                    Box::pin(self.record_pending(run_id, target, trigger, std::slice::from_ref(r), undo_of)).await?,
+                );
             }
             return Ok(ids);
         }
@@ -141,7 +139,8 @@ impl AuditLog {
         if !ts_updates.is_empty() {
             let cases: String = ts_updates.iter().map(|(id, ts)| format!(" WHEN {id} THEN {ts}")).collect();
             let ids: Vec<String> = ts_updates.iter().map(|(id, _)| id.to_string()).collect();
-            let sql = format!("UPDATE {} SET after_ts = CASE id{cases} END WHERE id IN ({})", self.table, ids.join(","));
+            let sql =
+                format!("UPDATE {} SET after_ts = CASE id{cases} END WHERE id IN ({})", self.table, ids.join(","));
             sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
         }
         Ok(())

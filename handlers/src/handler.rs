@@ -224,7 +224,12 @@ impl Handler {
 
     /// Applies one target's repairs: rate limit, write-ahead audit, compare-and-set
     /// write, outcome audit. Conflicts come back as deferrals.
-    pub async fn apply(&self, target: &dyn Target, repairs: Vec<CellRepair>, mode: &Mode) -> Result<Report, StoreError> {
+    pub async fn apply(
+        &self,
+        target: &dyn Target,
+        repairs: Vec<CellRepair>,
+        mode: &Mode,
+    ) -> Result<Report, StoreError> {
         let mut report = Report::default();
         if repairs.is_empty() {
             return Ok(report);
@@ -233,7 +238,12 @@ impl Handler {
         let ids: Vec<Option<u64>> = if mode.bootstrap {
             vec![None; repairs.len()]
         } else {
-            self.audit.record_pending(&mode.run_id, target.name(), mode.trigger, &repairs, None).await?.into_iter().map(Some).collect()
+            self.audit
+                .record_pending(&mode.run_id, target.name(), mode.trigger, &repairs, None)
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect()
         };
         let audited: Vec<u64> = ids.iter().flatten().copied().collect();
         let outcomes = match target.apply(&repairs).await {

@@ -51,7 +51,12 @@ pub enum RunError {
 }
 
 /// Checks / repairs the given goods.
-pub async fn run_goods(handler: &Arc<Handler>, ids: &[GoodsId], mode: &Mode, opts: &RunOptions) -> Result<Report, RunError> {
+pub async fn run_goods(
+    handler: &Arc<Handler>,
+    ids: &[GoodsId],
+    mode: &Mode,
+    opts: &RunOptions,
+) -> Result<Report, RunError> {
     let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
     let batches: Vec<Vec<GoodsId>> = ids.chunks(opts.batch_size.max(1)).map(<[_]>::to_vec).collect();
     tokio::spawn(async move {
@@ -67,7 +72,12 @@ pub async fn run_goods(handler: &Arc<Handler>, ids: &[GoodsId], mode: &Mode, opt
 
 /// Checks / repairs every goods that carries the activity (any row status, so goods
 /// whose row was just removed are cleaned too).
-pub async fn run_activity(handler: &Arc<Handler>, activity: ActivityId, mode: &Mode, opts: &RunOptions) -> Result<Report, RunError> {
+pub async fn run_activity(
+    handler: &Arc<Handler>,
+    activity: ActivityId,
+    mode: &Mode,
+    opts: &RunOptions,
+) -> Result<Report, RunError> {
     let exists = handler.truth().activity_exists(activity).await?;
     let found = Arc::new(AtomicU64::new(0));
     let counter = found.clone();
@@ -90,7 +100,9 @@ pub async fn run_activity(handler: &Arc<Handler>, activity: ActivityId, mode: &M
 /// Spawns the keyset walk over every shard: distinct goods ids, ascending per shard,
 /// one shard per batch (so each batch costs one query per table).
 pub fn mysql_id_source(handler: &Arc<Handler>, batch_size: usize) -> mpsc::Receiver<IdBatch> {
-    keyset_walk(handler, batch_size, 4, |truth, shard, after, limit| async move { truth.goods_page(shard, after, limit).await })
+    keyset_walk(handler, batch_size, 4, |truth, shard, after, limit| async move {
+        truth.goods_page(shard, after, limit).await
+    })
 }
 
 /// Walks every shard in turn with `page(truth, shard, after, limit)` (ascending goods ids
@@ -173,7 +185,11 @@ pub async fn run_full(
                 }
             }
             if foreign > 0 {
-                tracing::warn!(target = scanner.name(), keys = foreign, "orphan scan found keys not of the contract's shape, left untouched");
+                tracing::warn!(
+                    target = scanner.name(),
+                    keys = foreign,
+                    "orphan scan found keys not of the contract's shape, left untouched"
+                );
             }
             Ok(())
         });

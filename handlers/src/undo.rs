@@ -2,8 +2,8 @@
 //! the same compare-and-set rule as repairs (the cell must still hold what the repair
 //! wrote), and audits the undo itself.
 
-use model::report::{DeferredEntry, RepairEntry, Report};
 use model::repair_plan::{CellRepair, CellWrite};
+use model::report::{DeferredEntry, RepairEntry, Report};
 use model::{DriftKind, ObservedCell};
 
 use crate::error::StoreError;
@@ -44,7 +44,10 @@ pub async fn undo(handler: &Handler, repair_id: u64, mode: &Mode) -> Result<Repo
         },
     };
     let mut report = Report { checked: 1, ..Default::default() };
-    let ids = handler.audit().record_pending(&mode.run_id, target.name(), mode.trigger, std::slice::from_ref(&repair), Some(repair_id)).await?;
+    let ids = handler
+        .audit()
+        .record_pending(&mode.run_id, target.name(), mode.trigger, std::slice::from_ref(&repair), Some(repair_id))
+        .await?;
     let outcomes = target.apply(std::slice::from_ref(&repair)).await?;
     handler.audit().record_outcomes(&ids, &outcomes).await?;
     match &outcomes[0] {

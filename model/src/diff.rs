@@ -99,7 +99,12 @@ impl Encoded {
 /// [`diff_goods`] with the entities' encodings computed beforehand (`Encoded::of` of the
 /// same truth). A value byte-equal to the canonical encoding is equal without decoding
 /// (decode(encode(e)) == e); any other value is decoded and compared field by field.
-pub fn diff_goods_encoded(goods_id: GoodsId, truth: &GoodsTruth, encoded: &Encoded, observed: &ObservedGoods) -> Vec<Drift> {
+pub fn diff_goods_encoded(
+    goods_id: GoodsId,
+    truth: &GoodsTruth,
+    encoded: &Encoded,
+    observed: &ObservedGoods,
+) -> Vec<Drift> {
     debug_assert_eq!(encoded.cells.len(), truth.entities.len());
     if truth.entities.is_empty() {
         if observed.cells.is_empty() {
@@ -167,7 +172,9 @@ mod tests {
         let t = truth_of(vec![sample()]);
         let mut old = sample();
         old.price = 300;
-        for cells in [vec![("7001", sample().encode())], vec![("7001", old.encode())], vec![("7001", b"{".to_vec())], vec![]] {
+        for cells in
+            [vec![("7001", sample().encode())], vec![("7001", old.encode())], vec![("7001", b"{".to_vec())], vec![]]
+        {
             let h = held(cells);
             assert_eq!(diff_goods_encoded(1, &t, &Encoded::of(&t), &h), diff_goods(1, &t, &h));
         }
@@ -212,7 +219,12 @@ mod tests {
         let d = diff_goods(
             1,
             &truth_of(vec![sample()]),
-            &held(vec![("7001", sample().encode()), ("5", other.encode()), ("x", b"1".to_vec()), ("007001", b"1".to_vec())]),
+            &held(vec![
+                ("7001", sample().encode()),
+                ("5", other.encode()),
+                ("x", b"1".to_vec()),
+                ("007001", b"1".to_vec()),
+            ]),
         );
         let got: Vec<_> = d.iter().map(|d| (d.kind, d.activity_id)).collect();
         assert_eq!(got, vec![(DriftKind::Extra, None), (DriftKind::Extra, Some(5)), (DriftKind::Extra, None)]);

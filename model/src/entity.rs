@@ -30,8 +30,7 @@ pub struct Entity {
 }
 
 /// Names of the comparable fields, in canonical order, as reported in `stale` drift.
-pub const FIELDS: [&str; 11] =
-    ["aid", "type", "biz", "tags", "prio", "start", "end", "price", "limit", "skus", "ver"];
+pub const FIELDS: [&str; 11] = ["aid", "type", "biz", "tags", "prio", "start", "end", "price", "limit", "skus", "ver"];
 
 impl Entity {
     /// Canonical compact JSON.

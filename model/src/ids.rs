@@ -48,10 +48,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_tokens_with_position() {
-        assert_eq!(
-            parse_id_list("1,x2").unwrap_err(),
-            IdListError::BadToken { token: "x2".into(), position: 2 }
-        );
+        assert_eq!(parse_id_list("1,x2").unwrap_err(), IdListError::BadToken { token: "x2".into(), position: 2 });
         assert_eq!(parse_id_list("").unwrap_err(), IdListError::Empty);
         assert!(matches!(parse_id_list("1,,2"), Err(IdListError::BadToken { position: 2, .. })));
         assert!(matches!(parse_id_list("0"), Err(IdListError::BadToken { .. })));

@@ -83,8 +83,7 @@ pub fn project_goods(
     }
 
     for r in goods_rows.iter().filter(|r| r.status == ROW_EFFECTIVE) {
-        let Some(a) = activities.get(&r.activity_id).filter(|a| a.status == ACTIVITY_ONLINE)
-        else {
+        let Some(a) = activities.get(&r.activity_id).filter(|a| a.status == ACTIVITY_ONLINE) else {
             continue;
         };
         let own_skus = sku_rows.iter().filter(|s| s.activity_id == r.activity_id);
@@ -180,7 +179,8 @@ mod tests {
 
     #[test]
     fn removed_skus_are_dropped_but_bump_ver() {
-        let t = project_goods(&[goods(7, 1, 5)], &[sku(7, 88, 0, 90), sku(7, 87, 1, 1)], &acts(vec![activity(7, 1, 3)]));
+        let t =
+            project_goods(&[goods(7, 1, 5)], &[sku(7, 88, 0, 90), sku(7, 87, 1, 1)], &acts(vec![activity(7, 1, 3)]));
         let e = &t.entities[&7];
         assert_eq!(e.skus, vec![(87, 870)]);
         assert_eq!(e.ver, 90);

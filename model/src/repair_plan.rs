@@ -100,7 +100,8 @@ mod tests {
         e2.aid = 2;
         let mut e3 = sample();
         e3.aid = 3;
-        let truth = GoodsTruth { entities: [(7001, sample()), (2, e2.clone()), (3, e3.clone())].into(), last_change_ms: 0 };
+        let truth =
+            GoodsTruth { entities: [(7001, sample()), (2, e2.clone()), (3, e3.clone())].into(), last_change_ms: 0 };
         let mut stale = e2.clone();
         stale.price = 1;
         let observed = ObservedGoods {
@@ -117,7 +118,14 @@ mod tests {
         let plan = plan_repairs(&truth, &observed, &drift);
         let summary: Vec<_> = plan
             .iter()
-            .map(|r| (String::from_utf8(r.qualifier.clone()).unwrap(), r.kind, matches!(r.write, CellWrite::Put { .. }), r.expected.as_ref().and_then(|c| c.timestamp)))
+            .map(|r| {
+                (
+                    String::from_utf8(r.qualifier.clone()).unwrap(),
+                    r.kind,
+                    matches!(r.write, CellWrite::Put { .. }),
+                    r.expected.as_ref().and_then(|c| c.timestamp),
+                )
+            })
             .collect();
         assert_eq!(
             summary,

@@ -99,7 +99,9 @@ impl Report {
             && self.deferred.is_empty()
             && self.drift.iter().all(|d| {
                 self.repairs.iter().any(|r| {
-                    r.goods_id == d.goods_id && r.target == d.target && (r.activity_id == d.activity_id || d.kind == DriftKind::Orphan || d.activity_id.is_none())
+                    r.goods_id == d.goods_id
+                        && r.target == d.target
+                        && (r.activity_id == d.activity_id || d.kind == DriftKind::Orphan || d.activity_id.is_none())
                 })
             });
         if all_repaired {
@@ -113,7 +115,8 @@ impl Report {
     /// order concurrent batches finished in.
     pub fn sort(&mut self) {
         self.drift.sort_by(|a, b| (&a.target, a.goods_id, a.activity_id).cmp(&(&b.target, b.goods_id, b.activity_id)));
-        self.repairs.sort_by(|a, b| (&a.target, a.goods_id, a.activity_id).cmp(&(&b.target, b.goods_id, b.activity_id)));
+        self.repairs
+            .sort_by(|a, b| (&a.target, a.goods_id, a.activity_id).cmp(&(&b.target, b.goods_id, b.activity_id)));
         self.deferred.sort_by(|a, b| (&a.target, a.goods_id).cmp(&(&b.target, b.goods_id)));
         self.unreachable.sort();
         self.unknown_goods.sort_unstable();
@@ -139,7 +142,13 @@ mod tests {
         assert_eq!(r.outcome(), Outcome::Clean);
         r.drift.push(drift(DriftKind::Stale, Some(7)));
         assert_eq!(r.outcome(), Outcome::DriftLeft);
-        r.repairs.push(RepairEntry { goods_id: 1, target: "redis-a".into(), activity_id: Some(7), kind: DriftKind::Stale, repair_id: Some(1) });
+        r.repairs.push(RepairEntry {
+            goods_id: 1,
+            target: "redis-a".into(),
+            activity_id: Some(7),
+            kind: DriftKind::Stale,
+            repair_id: Some(1),
+        });
         assert_eq!(r.outcome(), Outcome::Clean);
         r.dry_run = true;
         assert_eq!(r.outcome(), Outcome::DriftLeft);

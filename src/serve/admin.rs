@@ -52,14 +52,20 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 
 async fn repair(State(state): State<Arc<AdminState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Some(token) = &state.token {
-        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given =
+            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
             return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
         }
     }
     let request: RepairRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body must be {{\"activity_id\": N}} or {{\"goods_ids\": [..]}}: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("body must be {{\"activity_id\": N}} or {{\"goods_ids\": [..]}}: {e}"),
+            )
+        }
     };
     let mode = Mode::repair(TriggerKind::Operator, crate::app::run_id("admin-repair"));
     let result = match (request.activity_id, request.goods_ids) {
@@ -70,7 +76,12 @@ async fn repair(State(state): State<Arc<AdminState>>, headers: HeaderMap, body: 
             ids.dedup();
             run_goods(&state.handler, &ids, &mode, &state.run_options).await
         }
-        _ => return error(StatusCode::BAD_REQUEST, "give exactly one of activity_id or a non-empty goods_ids of positive ids"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of activity_id or a non-empty goods_ids of positive ids",
+            )
+        }
     };
     match result {
         Ok(report) => {

@@ -12,7 +12,8 @@ use model::report::Report;
 type Labels = Vec<(&'static str, String)>;
 
 /// Upper bounds (ms) of the change-to-repair latency histogram.
-const LATENCY_BUCKETS_MS: [u64; 14] = [100, 250, 500, 1000, 2000, 3000, 4000, 5000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000];
+const LATENCY_BUCKETS_MS: [u64; 14] =
+    [100, 250, 500, 1000, 2000, 3000, 4000, 5000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000];
 
 #[derive(Default)]
 struct Histogram {
@@ -74,7 +75,11 @@ impl Metrics {
             self.inc("reconciler_drift_total", &[("target", &d.target), ("kind", d.kind.as_str()), ("trigger", t)], 1);
         }
         for r in &report.repairs {
-            self.inc("reconciler_repairs_total", &[("target", &r.target), ("kind", r.kind.as_str()), ("trigger", t)], 1);
+            self.inc(
+                "reconciler_repairs_total",
+                &[("target", &r.target), ("kind", r.kind.as_str()), ("trigger", t)],
+                1,
+            );
         }
         for d in &report.deferred {
             self.inc("reconciler_deferred_total", &[("target", &d.target), ("trigger", t)], 1);
@@ -106,13 +111,20 @@ impl Metrics {
             }
         }
         let name = "reconciler_change_to_repair_ms";
-        let _ = writeln!(out, "# HELP {name} time from a change's commit to the end of its check and repair\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} time from a change's commit to the end of its check and repair\n# TYPE {name} histogram"
+        );
         for (trigger, h) in self.latency.lock().unwrap().iter() {
             for (bound, n) in LATENCY_BUCKETS_MS.iter().zip(h.buckets) {
                 let _ = writeln!(out, "{name}_bucket{{trigger=\"{trigger}\",le=\"{bound}\"}} {n}");
             }
             let _ = writeln!(out, "{name}_bucket{{trigger=\"{trigger}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "{name}_sum{{trigger=\"{trigger}\"}} {}\n{name}_count{{trigger=\"{trigger}\"}} {}", h.sum, h.count);
+            let _ = writeln!(
+                out,
+                "{name}_sum{{trigger=\"{trigger}\"}} {}\n{name}_count{{trigger=\"{trigger}\"}} {}",
+                h.sum, h.count
+            );
         }
         out
     }
@@ -122,7 +134,8 @@ fn render_labels(labels: &Labels) -> String {
     if labels.is_empty() {
         return String::new();
     }
-    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    let inner: Vec<String> =
+        labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     format!("{{{}}}", inner.join(","))
 }
 

@@ -80,8 +80,19 @@ async fn serve(app: App) -> anyhow::Result<()> {
         }
         BusKind::Kafka => {
             let k = &config.kafka;
-            triggers::bus::kafka::admin::ensure_topics(&k.brokers, &[&k.jobs_topic, &k.dead_letter_topic], k.partitions).await?;
-            let consumer = KafkaJobConsumer::new(&k.brokers, &k.group, &k.jobs_topic, &k.dead_letter_topic, source_options(config))?;
+            triggers::bus::kafka::admin::ensure_topics(
+                &k.brokers,
+                &[&k.jobs_topic, &k.dead_letter_topic],
+                k.partitions,
+            )
+            .await?;
+            let consumer = KafkaJobConsumer::new(
+                &k.brokers,
+                &k.group,
+                &k.jobs_topic,
+                &k.dead_letter_topic,
+                source_options(config),
+            )?;
             let (m, rx) = (metrics.clone(), shutdown_rx.clone());
             let task = tokio::spawn(async move {
                 let consumer = worker::run(handler, consumer, settings, m, rx).await;
@@ -131,7 +142,9 @@ async fn serve(app: App) -> anyhow::Result<()> {
     for t in trigger_tasks {
         let abort = t.abort_handle();
         if tokio::time::timeout(Duration::from_secs(30), t).await.is_err() {
-            tracing::warn!("a trigger did not stop within 30 s, abandoning it (its uncommitted events will be re-read)");
+            tracing::warn!(
+                "a trigger did not stop within 30 s, abandoning it (its uncommitted events will be re-read)"
+            );
             abort.abort();
         }
     }
@@ -208,7 +221,12 @@ async fn scheduled_full(
         match run_full(&handler, source, &mode, &opts).await {
             Ok(report) => {
                 metrics.record_report(TriggerKind::Full, &report);
-                tracing::info!(checked = report.checked, drift = report.drift.len(), repairs = report.repairs.len(), "scheduled full reconciliation done");
+                tracing::info!(
+                    checked = report.checked,
+                    drift = report.drift.len(),
+                    repairs = report.repairs.len(),
+                    "scheduled full reconciliation done"
+                );
             }
             Err(e) => {
                 metrics.inc("reconciler_errors_total", &[("component", "full")], 1);

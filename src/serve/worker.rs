@@ -83,7 +83,8 @@ pub async fn run<C: JobConsumer + 'static>(
     loop {
         metrics.set("reconciler_jobs_waiting", &[], waiting.len() as i64);
         let next_due = waiting.peek().map(|w| w.due_ms);
-        let sleep_for = next_due.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64)).unwrap_or(Duration::from_secs(3600));
+        let sleep_for =
+            next_due.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64)).unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = shutdown_rx.changed() => break,
             _ = tokio::time::sleep(sleep_for), if next_due.is_some() => {
@@ -150,13 +151,19 @@ async fn worker(
 
 /// Checks and repairs one micro-batch, per trigger, retrying store failures with
 /// backoff; acknowledges the jobs once their work is done.
-pub async fn handle_batch(handler: &Handler, batch: Vec<Delivery>, metrics: &Metrics, shutdown: &watch::Receiver<bool>) {
+pub async fn handle_batch(
+    handler: &Handler,
+    batch: Vec<Delivery>,
+    metrics: &Metrics,
+    shutdown: &watch::Receiver<bool>,
+) {
     let mut by_trigger: std::collections::BTreeMap<&'static str, (TriggerKind, Vec<Delivery>)> = Default::default();
     for d in batch {
         by_trigger.entry(d.job.trigger.as_str()).or_insert_with(|| (d.job.trigger, Vec::new())).1.push(d);
     }
     for (_, (trigger, deliveries)) in by_trigger {
-        let ids: Vec<GoodsId> = deliveries.iter().map(|d| d.job.goods_id).collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<GoodsId> =
+            deliveries.iter().map(|d| d.job.goods_id).collect::<BTreeSet<_>>().into_iter().collect();
         let mode = Mode::repair(trigger, format!("serve-{}", trigger.as_str()));
         let mut backoff = Duration::from_millis(200);
         loop {

@@ -70,9 +70,13 @@ async fn unreachable_target_exits_3_and_the_others_are_checked() {
     let o = reconciler(&["--config", ok_cfg, "sync", "--goods", "8000,8001,8002,8003,8004"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let field = env.redis_hash("redis-a", g).into_keys().next().unwrap();
-    let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", g)).arg(&field).arg("x").query(&mut env.redis()).unwrap();
+    let _: () =
+        redis::cmd("HSET").arg(env.redis_key("redis-a", g)).arg(&field).arg("x").query(&mut env.redis()).unwrap();
 
-    let down = env.toml.replace(&format!("{}/0\"\nkey_prefix = \"{}b:\"", crate::common::redis_url(), env.prefix), &format!("redis://127.0.0.1:1/0\"\nkey_prefix = \"{}b:\"", env.prefix));
+    let down = env.toml.replace(
+        &format!("{}/0\"\nkey_prefix = \"{}b:\"", crate::common::redis_url(), env.prefix),
+        &format!("redis://127.0.0.1:1/0\"\nkey_prefix = \"{}b:\"", env.prefix),
+    );
     assert_ne!(down, env.toml);
     let path = std::env::temp_dir().join(format!("{}down.toml", env.prefix));
     std::fs::write(&path, down).unwrap();
@@ -88,7 +92,11 @@ async fn unreachable_target_exits_3_and_the_others_are_checked() {
 
     let mysql_down = env.toml.replace(&crate::common::mysql_url(), "mysql://root@127.0.0.1:1");
     let path = std::env::temp_dir().join(format!("{}nomysql.toml", env.prefix));
-    std::fs::write(&path, mysql_down.replace("[repair]", "[repair]\n").replace("[mysql]", "[mysql]\nconnect_timeout_ms = 1000")).unwrap();
+    std::fs::write(
+        &path,
+        mysql_down.replace("[repair]", "[repair]\n").replace("[mysql]", "[mysql]\nconnect_timeout_ms = 1000"),
+    )
+    .unwrap();
     let o = reconciler(&["--config", path.to_str().unwrap(), "check", "--goods", "8000"]);
     std::fs::remove_file(&path).ok();
     assert_eq!(code(&o), 3, "{}", stderr(&o));
@@ -99,7 +107,11 @@ async fn unreachable_target_exits_3_and_the_others_are_checked() {
 fn bad_config_and_usage_exit_2_with_clear_errors() {
     let dir = std::env::temp_dir();
     let path = dir.join(format!("bad-{}.toml", std::process::id()));
-    std::fs::write(&path, "[mysql]\ndatabases = \"two\"\nflavour = 1\n[[targets]]\nname = \"x\"\nkind = \"memcached\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[mysql]\ndatabases = \"two\"\nflavour = 1\n[[targets]]\nname = \"x\"\nkind = \"memcached\"\n",
+    )
+    .unwrap();
     let o = reconciler(&["--config", path.to_str().unwrap(), "check", "--goods", "1"]);
     std::fs::remove_file(&path).ok();
     assert_eq!(code(&o), 2);

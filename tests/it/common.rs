@@ -131,7 +131,12 @@ table = "{prefix}goods"
         format!("{}goods", self.prefix)
     }
 
-    pub fn thrift(&self) -> HbaseSyncClient<TBinaryInputProtocol<TBufferedReadTransport<thrift::transport::ReadHalf<TTcpChannel>>>, TBinaryOutputProtocol<TBufferedWriteTransport<thrift::transport::WriteHalf<TTcpChannel>>>> {
+    pub fn thrift(
+        &self,
+    ) -> HbaseSyncClient<
+        TBinaryInputProtocol<TBufferedReadTransport<thrift::transport::ReadHalf<TTcpChannel>>>,
+        TBinaryOutputProtocol<TBufferedWriteTransport<thrift::transport::WriteHalf<TTcpChannel>>>,
+    > {
         let mut channel = TTcpChannel::new();
         channel.open(self.hbase_addr.to_string()).unwrap();
         let (r, w) = channel.split().unwrap();
@@ -143,7 +148,10 @@ table = "{prefix}goods"
 
     /// The row of one goods on the hbase target, read raw: qualifier -> (value, ts).
     pub fn hbase_row(&self, goods: GoodsId) -> BTreeMap<String, (Vec<u8>, i64)> {
-        let rows = self.thrift().get_row(self.hbase_table().into_bytes(), hbase_row_key(goods).into_bytes(), BTreeMap::new()).unwrap();
+        let rows = self
+            .thrift()
+            .get_row(self.hbase_table().into_bytes(), hbase_row_key(goods).into_bytes(), BTreeMap::new())
+            .unwrap();
         let mut out = BTreeMap::new();
         for r in rows {
             for (col, cell) in r.columns.unwrap_or_default() {
@@ -163,8 +171,20 @@ table = "{prefix}goods"
         let row = hbase_row_key(goods).into_bytes();
         match value {
             Some(v) => {
-                let m = Mutation { is_delete: Some(false), column: Some(column), value: Some(v.to_vec()), write_to_w_a_l: Some(true) };
-                client.mutate_rows_ts(table, vec![BatchMutation { row: Some(row), mutations: Some(vec![m]) }], ts, BTreeMap::new()).unwrap();
+                let m = Mutation {
+                    is_delete: Some(false),
+                    column: Some(column),
+                    value: Some(v.to_vec()),
+                    write_to_w_a_l: Some(true),
+                };
+                client
+                    .mutate_rows_ts(
+                        table,
+                        vec![BatchMutation { row: Some(row), mutations: Some(vec![m]) }],
+                        ts,
+                        BTreeMap::new(),
+                    )
+                    .unwrap();
             }
             None => client.delete_all_ts(table, row, column, ts, BTreeMap::new()).unwrap(),
         }
@@ -177,7 +197,12 @@ table = "{prefix}goods"
 
     /// Starts it again on the same address with the same data.
     pub fn start_hbase(&mut self) {
-        let h = hbase_emulator::start_with_store(&self.hbase_addr.to_string(), Default::default(), self.hbase_store.clone()).expect("restart on the same port");
+        let h = hbase_emulator::start_with_store(
+            &self.hbase_addr.to_string(),
+            Default::default(),
+            self.hbase_store.clone(),
+        )
+        .expect("restart on the same port");
         self.emulator = Some(h);
     }
 
@@ -239,7 +264,8 @@ pub fn corrupt(env: &TestEnv, target: &str, goods: &[GoodsId]) -> Vec<String> {
         .iter()
         .map(|g| {
             let field = env.redis_hash(target, *g).into_keys().next().unwrap();
-            let _: () = redis::cmd("HSET").arg(env.redis_key(target, *g)).arg(&field).arg("{corrupt").query(&mut r).unwrap();
+            let _: () =
+                redis::cmd("HSET").arg(env.redis_key(target, *g)).arg(&field).arg("{corrupt").query(&mut r).unwrap();
             field
         })
         .collect()

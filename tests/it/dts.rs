@@ -17,7 +17,12 @@ use crate::common::{data, projected_goods, TestEnv};
 use crate::service::{brokers, kafka_section, Service};
 
 fn producer() -> FutureProducer {
-    ClientConfig::new().set("bootstrap.servers", brokers()).set("message.timeout.ms", "10000").set("batch.num.messages", "1").create().unwrap()
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("message.timeout.ms", "10000")
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap()
 }
 
 async fn produce(topic: &str, key: &str, payload: &str) {
@@ -33,7 +38,13 @@ fn now_ms() -> i64 {
 }
 
 fn strings(row: &Value) -> Value {
-    Value::Object(row.as_object().unwrap().iter().map(|(k, v)| (k.clone(), Value::String(v.to_string().trim_matches('"').to_string()))).collect())
+    Value::Object(
+        row.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.to_string().trim_matches('"').to_string())))
+            .collect(),
+    )
 }
 
 /// A Canal flat message for one row.
@@ -50,13 +61,17 @@ fn debezium(db: &str, table: &str, op: &str, before: Option<Value>, after: Optio
 }
 
 fn maxwell(db: &str, table: &str, kind: &str, row: Value) -> String {
-    json!({"database": db, "table": table, "type": kind, "ts": now_ms() / 1000, "xid": 1, "commit": true, "data": row}).to_string()
+    json!({"database": db, "table": table, "type": kind, "ts": now_ms() / 1000, "xid": 1, "commit": true, "data": row})
+        .to_string()
 }
 
 fn dts_section(env: &TestEnv, topics: &[(&str, &str)]) -> String {
     let mut s = kafka_section(env);
     for (topic, format) in topics {
-        s.push_str(&format!("[[triggers.dts]]\ntopic = \"{}{topic}\"\nformat = \"{format}\"\nstages_ms = [1000]\n", env.prefix));
+        s.push_str(&format!(
+            "[[triggers.dts]]\ntopic = \"{}{topic}\"\nformat = \"{format}\"\nstages_ms = [1000]\n",
+            env.prefix
+        ));
     }
     s
 }
@@ -66,14 +81,23 @@ async fn fresh_env(first: GoodsId, n: u64) -> (TestEnv, Vec<GoodsId>) {
     let set = data(first, n);
     env.seed(&set, 3_600_000).await;
     let ids: Vec<GoodsId> = (first..first + n).collect();
-    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None))
+        .await
+        .unwrap();
     let goods = projected_goods(&env, &set).await;
     (env, goods)
 }
 
 /// Whether every target holds exactly truth's projection for every goods.
 async fn consistent(env: &TestEnv, goods: &[GoodsId]) -> bool {
-    let report = handlers::run::run_goods(&env.app.handler, goods, &handlers::Mode::check("t-probe".into()), &env.app.run_options(None)).await.unwrap();
+    let report = handlers::run::run_goods(
+        &env.app.handler,
+        goods,
+        &handlers::Mode::check("t-probe".into()),
+        &env.app.run_options(None),
+    )
+    .await
+    .unwrap();
     report.drift.is_empty()
 }
 
@@ -104,7 +128,18 @@ async fn canal_events_lead_to_repairs_after_the_stage_delay() {
     let (db, table) = goods_row(&env, g_update);
     let aid = env.truth(g_update).await.entities.keys().next().copied().unwrap();
     env.sql(&format!("UPDATE `{db}`.{table} SET activity_price = activity_price + 11 WHERE goods_id = {g_update} AND activity_id = {aid}")).await;
-    produce(&topic, &g_update.to_string(), &canal(&db, &table, "UPDATE", json!({"goods_id": g_update, "activity_id": aid, "activity_price": 1}), Some(json!({"activity_price": 0})))).await;
+    produce(
+        &topic,
+        &g_update.to_string(),
+        &canal(
+            &db,
+            &table,
+            "UPDATE",
+            json!({"goods_id": g_update, "activity_id": aid, "activity_price": 1}),
+            Some(json!({"activity_price": 0})),
+        ),
+    )
+    .await;
 
     // INSERT of a new activity for a goods.
     let (db, table) = goods_row(&env, g_insert);
@@ -112,19 +147,46 @@ async fn canal_events_lead_to_repairs_after_the_stage_delay() {
     let new_aid = (7001..7005).find(|a| !held.entities.contains_key(a)).unwrap();
     env.sql(&format!("DELETE FROM `{db}`.{table} WHERE goods_id = {g_insert} AND activity_id = {new_aid}")).await;
     env.sql(&format!("INSERT INTO `{db}`.{table} (activity_id, goods_id, activity_price, status) VALUES ({new_aid}, {g_insert}, 999, 1)")).await;
-    produce(&topic, &g_insert.to_string(), &canal(&db, &table, "INSERT", json!({"goods_id": g_insert, "activity_id": new_aid, "activity_price": 999, "status": 1}), None)).await;
+    produce(
+        &topic,
+        &g_insert.to_string(),
+        &canal(
+            &db,
+            &table,
+            "INSERT",
+            json!({"goods_id": g_insert, "activity_id": new_aid, "activity_price": 999, "status": 1}),
+            None,
+        ),
+    )
+    .await;
 
     // Physical DELETE of a goods row.
     let (db, table) = goods_row(&env, g_delete);
     let del_aid = env.truth(g_delete).await.entities.keys().next().copied().unwrap();
     env.sql(&format!("DELETE FROM `{db}`.{table} WHERE goods_id = {g_delete} AND activity_id = {del_aid}")).await;
-    produce(&topic, &g_delete.to_string(), &canal(&db, &table, "DELETE", json!({"goods_id": g_delete, "activity_id": del_aid}), None)).await;
+    produce(
+        &topic,
+        &g_delete.to_string(),
+        &canal(&db, &table, "DELETE", json!({"goods_id": g_delete, "activity_id": del_aid}), None),
+    )
+    .await;
 
     // An SKU row change.
     let shard = env.config().layout().route(g_sku);
     let sku_aid = env.truth(g_sku).await.entities.keys().next().copied().unwrap();
     env.sql(&format!("INSERT INTO `{}`.{} (activity_id, goods_id, sku_id, activity_price, status) VALUES ({sku_aid}, {g_sku}, 777777, 5, 1)", shard.database, shard.sku_table)).await;
-    produce(&topic, &g_sku.to_string(), &canal(&shard.database, &shard.sku_table, "INSERT", json!({"goods_id": g_sku, "activity_id": sku_aid, "sku_id": 777777}), None)).await;
+    produce(
+        &topic,
+        &g_sku.to_string(),
+        &canal(
+            &shard.database,
+            &shard.sku_table,
+            "INSERT",
+            json!({"goods_id": g_sku, "activity_id": sku_aid, "sku_id": 777777}),
+            None,
+        ),
+    )
+    .await;
 
     // A malformed message and a DDL: one dead-lettered, one skipped; consumption goes on.
     produce(&topic, "junk", "{this is not canal").await;
@@ -137,14 +199,32 @@ async fn canal_events_lead_to_repairs_after_the_stage_delay() {
     };
     assert!(members.len() >= 3, "activity 7003 has goods: {members:?}");
     env.sql(&format!("UPDATE {}.activity SET status = 2 WHERE activity_id = 7003", env.db("act_meta"))).await;
-    produce(&topic, "7003", &canal(&env.app.config.layout().meta_database(), "activity", "UPDATE", json!({"activity_id": 7003, "status": 2}), Some(json!({"status": 1})))).await;
+    produce(
+        &topic,
+        "7003",
+        &canal(
+            &env.app.config.layout().meta_database(),
+            "activity",
+            "UPDATE",
+            json!({"activity_id": 7003, "status": 2}),
+            Some(json!({"status": 1})),
+        ),
+    )
+    .await;
 
     let mut affected = vec![g_update, g_insert, g_delete, g_sku];
     affected.extend(&members);
     assert!(!consistent(&env, &affected).await, "the changes are drift until repaired");
     let started = Instant::now();
     if !wait_consistent(&env, &affected, Duration::from_secs(30)).await {
-        let report = handlers::run::run_goods(&env.app.handler, &affected, &handlers::Mode::check("t".into()), &env.app.run_options(None)).await.unwrap();
+        let report = handlers::run::run_goods(
+            &env.app.handler,
+            &affected,
+            &handlers::Mode::check("t".into()),
+            &env.app.run_options(None),
+        )
+        .await
+        .unwrap();
         let (_, stderr) = service.terminate();
         for d in &report.drift {
             let rows: Vec<(u64, String, String, String, Option<i64>, Option<i64>, String, String)> = sqlx::query_as(&format!(
@@ -155,7 +235,10 @@ async fn canal_events_lead_to_repairs_after_the_stage_delay() {
             .await
             .unwrap();
             eprintln!("audit of {}: {rows:#?}", d.goods_id);
-            eprintln!("hbase row now: {:?}", env.hbase_row(d.goods_id).iter().map(|(k, v)| (k.clone(), v.1)).collect::<Vec<_>>());
+            eprintln!(
+                "hbase row now: {:?}",
+                env.hbase_row(d.goods_id).iter().map(|(k, v)| (k.clone(), v.1)).collect::<Vec<_>>()
+            );
         }
         panic!("not repaired: {:?}\nupdate {g_update} insert {g_insert} delete {g_delete} sku {g_sku} members {members:?}\n{stderr}", report.drift);
     }
@@ -173,7 +256,13 @@ async fn canal_events_lead_to_repairs_after_the_stage_delay() {
     assert_eq!(msg.payload().unwrap(), b"{this is not canal");
     let headers: BTreeMap<String, String> = {
         use rdkafka::message::Headers;
-        msg.headers().map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect()).unwrap_or_default()
+        msg.headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let all = format!("{headers:?}");
     assert!(all.contains(&topic) && all.to_lowercase().contains("json"), "reason and origin in headers: {all}");
@@ -192,7 +281,11 @@ async fn debezium_and_maxwell_events_lead_to_repairs() {
         let aid = env.truth(g).await.entities.keys().next().copied().unwrap();
         env.sql(&format!("UPDATE `{db}`.{table} SET limit_per_user = limit_per_user + 3 WHERE goods_id = {g} AND activity_id = {aid}")).await;
         let row = json!({"id": 1, "goods_id": g, "activity_id": aid, "limit_per_user": 3});
-        let payload = if topic == "dbz" { debezium(&db, &table, "u", Some(row.clone()), Some(row)) } else { maxwell(&db, &table, "update", row) };
+        let payload = if topic == "dbz" {
+            debezium(&db, &table, "u", Some(row.clone()), Some(row))
+        } else {
+            maxwell(&db, &table, "update", row)
+        };
         produce(&format!("{}{topic}", env.prefix), &g.to_string(), &payload).await;
     }
     assert!(wait_consistent(&env, &[g1, g2], Duration::from_secs(30)).await);
@@ -207,13 +300,19 @@ async fn debezium_and_maxwell_events_lead_to_repairs() {
 async fn a_killed_service_loses_no_change_event() {
     let (env, goods) = fresh_env(22_000, 60).await;
     let topic = format!("{}canal", env.prefix);
-    let section = dts_section(&env, &[("canal", "canal")]).replace("[kafka]\n", &format!("[kafka]\ninstance_id = \"{}node-1\"\n", env.prefix));
+    let section = dts_section(&env, &[("canal", "canal")])
+        .replace("[kafka]\n", &format!("[kafka]\ninstance_id = \"{}node-1\"\n", env.prefix));
     let mut service = Some(Service::start(&env, &section));
     let mut restarted = None;
     for (i, g) in goods.iter().enumerate() {
         let (db, table) = goods_row(&env, *g);
         env.sql(&format!("UPDATE `{db}`.{table} SET activity_price = activity_price + 1 WHERE goods_id = {g}")).await;
-        produce(&topic, &g.to_string(), &canal(&db, &table, "UPDATE", json!({"goods_id": g}), Some(json!({"activity_price": 0})))).await;
+        produce(
+            &topic,
+            &g.to_string(),
+            &canal(&db, &table, "UPDATE", json!({"goods_id": g}), Some(json!({"activity_price": 0}))),
+        )
+        .await;
         if i == goods.len() / 3 {
             let mut killed = service.take().unwrap();
             killed.child.kill().unwrap();
@@ -224,7 +323,14 @@ async fn a_killed_service_loses_no_change_event() {
     }
     assert!(!consistent(&env, &goods).await, "events still in flight");
     if !wait_consistent(&env, &goods, Duration::from_secs(60)).await {
-        let report = handlers::run::run_goods(&env.app.handler, &goods, &handlers::Mode::check("t".into()), &env.app.run_options(None)).await.unwrap();
+        let report = handlers::run::run_goods(
+            &env.app.handler,
+            &goods,
+            &handlers::Mode::check("t".into()),
+            &env.app.run_options(None),
+        )
+        .await
+        .unwrap();
         let (_, stderr) = service.take().unwrap().terminate();
         let drifted: std::collections::BTreeSet<GoodsId> = report.drift.iter().map(|d| d.goods_id).collect();
         panic!("not repaired after restart: {drifted:?} of {goods:?}\n{stderr}");

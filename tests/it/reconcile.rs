@@ -12,7 +12,9 @@ use crate::common::{data, decode, projected_goods, TestEnv};
 
 async fn sync_all(env: &TestEnv) {
     let opts = env.app.run_options(None);
-    let r = run_full(&env.app.handler, mysql_id_source(&env.app.handler, 50), &Mode::sync("t-sync".into()), &opts).await.unwrap();
+    let r = run_full(&env.app.handler, mysql_id_source(&env.app.handler, 50), &Mode::sync("t-sync".into()), &opts)
+        .await
+        .unwrap();
     assert!(r.unreachable.is_empty(), "{:?}", r.unreachable);
 }
 
@@ -68,7 +70,13 @@ async fn every_drift_kind_on_every_target_is_found_and_repaired() {
         let _: () = redis::cmd("HSET").arg(key(g[2])).arg(&f2).arg("{not json").query(&mut r).unwrap();
         let _: () = redis::cmd("HSET").arg(key(g[3])).arg("6999").arg(&v1).query(&mut r).unwrap();
         let _: () = redis::cmd("HSET").arg(key(900_000 + ti as u64)).arg("7001").arg(&v1).query(&mut r).unwrap();
-        for (gid, kind) in [(g[0], DriftKind::Missing), (g[1], DriftKind::Stale), (g[2], DriftKind::Corrupt), (g[3], DriftKind::Extra), (900_000 + ti as u64, DriftKind::Orphan)] {
+        for (gid, kind) in [
+            (g[0], DriftKind::Missing),
+            (g[1], DriftKind::Stale),
+            (g[2], DriftKind::Corrupt),
+            (g[3], DriftKind::Extra),
+            (900_000 + ti as u64, DriftKind::Orphan),
+        ] {
             expected.insert((target.to_string(), gid, kind));
         }
     }
@@ -84,18 +92,26 @@ async fn every_drift_kind_on_every_target_is_found_and_repaired() {
     env.hbase_write(g[2], &q2, Some(b"\xff\xfe"), ts2 + 1);
     env.hbase_write(g[3], "6999", Some(&v1), 5);
     env.hbase_write(900_009, "7001", Some(&v1), 5);
-    for (gid, kind) in [(g[0], DriftKind::Missing), (g[1], DriftKind::Stale), (g[2], DriftKind::Corrupt), (g[3], DriftKind::Extra), (900_009, DriftKind::Orphan)] {
+    for (gid, kind) in [
+        (g[0], DriftKind::Missing),
+        (g[1], DriftKind::Stale),
+        (g[2], DriftKind::Corrupt),
+        (g[3], DriftKind::Extra),
+        (900_009, DriftKind::Orphan),
+    ] {
         expected.insert(("hbase-a".to_string(), gid, kind));
     }
 
     let report = full(&env, Mode::repair(TriggerKind::Full, "t-full".into())).await;
-    let found: BTreeSet<(String, GoodsId, DriftKind)> = report.drift.iter().map(|d| (d.target.clone(), d.goods_id, d.kind)).collect();
+    let found: BTreeSet<(String, GoodsId, DriftKind)> =
+        report.drift.iter().map(|d| (d.target.clone(), d.goods_id, d.kind)).collect();
     assert_eq!(found, expected, "exactly the injected drift is found");
     let stale = report.drift.iter().find(|d| d.kind == DriftKind::Stale && d.target == "redis-a").unwrap();
     assert_eq!(stale.fields.as_deref(), Some(&["price"][..]));
     let stale = report.drift.iter().find(|d| d.kind == DriftKind::Stale && d.target == "hbase-a").unwrap();
     assert_eq!(stale.fields.as_deref(), Some(&["tags"][..]));
-    let repaired: BTreeSet<(String, GoodsId, DriftKind)> = report.repairs.iter().map(|d| (d.target.clone(), d.goods_id, d.kind)).collect();
+    let repaired: BTreeSet<(String, GoodsId, DriftKind)> =
+        report.repairs.iter().map(|d| (d.target.clone(), d.goods_id, d.kind)).collect();
     assert_eq!(repaired, expected, "every drift is repaired");
     assert!(report.deferred.is_empty() && report.unreachable.is_empty() && report.halted.is_none(), "{report:?}");
     assert_eq!(report.outcome(), model::report::Outcome::Clean);
@@ -156,19 +172,41 @@ async fn activity_wide_repair_reaches_all_its_goods() {
     env.seed(&set, 3_600_000).await;
     sync_all(&env).await;
     let activity = 7002;
-    let members: Vec<GoodsId> = set.goods.iter().filter(|g| g.activity_id == activity && g.status == 1).map(|g| g.goods_id).collect();
+    let members: Vec<GoodsId> =
+        set.goods.iter().filter(|g| g.activity_id == activity && g.status == 1).map(|g| g.goods_id).collect();
     let shards: BTreeSet<u32> = members.iter().map(|g| env.config().layout().shard_of(*g)).collect();
     assert!(shards.len() >= 4, "activity spans shards: {shards:?}");
-    let outsider = set.goods.iter().find(|g| !set.goods.iter().any(|o| o.goods_id == g.goods_id && o.activity_id == activity)).unwrap().goods_id;
+    let outsider = set
+        .goods
+        .iter()
+        .find(|g| !set.goods.iter().any(|o| o.goods_id == g.goods_id && o.activity_id == activity))
+        .unwrap()
+        .goods_id;
     let mut r = env.redis();
     for g in members.iter().chain([&outsider]) {
-        let field = if *g == outsider { env.redis_hash("redis-b", *g).into_keys().next().unwrap() } else { activity.to_string() };
-        let _: () = redis::cmd("HSET").arg(env.redis_key("redis-b", *g)).arg(field).arg("garbage").query(&mut r).unwrap();
+        let field = if *g == outsider {
+            env.redis_hash("redis-b", *g).into_keys().next().unwrap()
+        } else {
+            activity.to_string()
+        };
+        let _: () =
+            redis::cmd("HSET").arg(env.redis_key("redis-b", *g)).arg(field).arg("garbage").query(&mut r).unwrap();
     }
     // The activity goes offline in truth, an hour ago: its entities must disappear.
-    env.sql(&format!("UPDATE {}.activity SET status = 2, updated_at = NOW(3) - INTERVAL 1 HOUR WHERE activity_id = {activity}", env.db("act_meta"))).await;
+    env.sql(&format!(
+        "UPDATE {}.activity SET status = 2, updated_at = NOW(3) - INTERVAL 1 HOUR WHERE activity_id = {activity}",
+        env.db("act_meta")
+    ))
+    .await;
 
-    let report = run_activity(&env.app.handler, activity, &Mode::repair(TriggerKind::Operator, "t".into()), &env.app.run_options(None)).await.unwrap();
+    let report = run_activity(
+        &env.app.handler,
+        activity,
+        &Mode::repair(TriggerKind::Operator, "t".into()),
+        &env.app.run_options(None),
+    )
+    .await
+    .unwrap();
     assert!(report.checked as usize >= members.len());
     for g in &members {
         for target in ["redis-a", "redis-b"] {
@@ -182,7 +220,11 @@ async fn activity_wide_repair_reaches_all_its_goods() {
             assert!(report.repairs.iter().any(|r| r.goods_id == *g && r.target == t), "{t} goods {g} repaired");
         }
     }
-    assert_eq!(env.redis_hash("redis-b", outsider).values().filter(|v| v.as_slice() == b"garbage").count(), 1, "outside the activity: untouched");
+    assert_eq!(
+        env.redis_hash("redis-b", outsider).values().filter(|v| v.as_slice() == b"garbage").count(),
+        1,
+        "outside the activity: untouched"
+    );
 }
 
 /// Dumps and job batches may name a goods twice; that is never drift.

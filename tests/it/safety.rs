@@ -49,7 +49,8 @@ async fn value_changed_between_check_and_repair_is_not_overwritten() {
         // Meanwhile the sync pipeline writes the next version.
         let newer = b"{\"written\":\"by the pipeline\"}";
         if target.kind() == "redis" {
-            let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", g)).arg(&field).arg(&newer[..]).query(&mut r).unwrap();
+            let _: () =
+                redis::cmd("HSET").arg(env.redis_key("redis-a", g)).arg(&field).arg(&newer[..]).query(&mut r).unwrap();
         } else {
             env.hbase_write(g, &q, Some(newer), ts + 2);
         }
@@ -58,7 +59,11 @@ async fn value_changed_between_check_and_repair_is_not_overwritten() {
         assert!(report.repairs.is_empty(), "{}: {report:?}", target.name());
         assert_eq!(report.deferred.len(), 1);
         assert!(report.deferred[0].reason.contains("changed since the check"));
-        let now = if target.kind() == "redis" { env.redis_hash("redis-a", g)[&field].clone() } else { env.hbase_row(g)[&q].0.clone() };
+        let now = if target.kind() == "redis" {
+            env.redis_hash("redis-a", g)[&field].clone()
+        } else {
+            env.hbase_row(g)[&q].0.clone()
+        };
         assert_eq!(now, newer, "{}: the newer value survives", target.name());
     }
 }
@@ -75,11 +80,16 @@ async fn truth_changed_within_settle_window_is_deferred() {
     ))
     .await;
     let before_a = env.redis_hash("redis-a", g);
-    let report = run_goods(&env.app.handler, &[g], &Mode::repair(TriggerKind::Dts, "t".into()), &opts(&env)).await.unwrap();
+    let report =
+        run_goods(&env.app.handler, &[g], &Mode::repair(TriggerKind::Dts, "t".into()), &opts(&env)).await.unwrap();
     assert!(!report.drift.is_empty());
     assert!(report.repairs.is_empty(), "{report:?}");
     assert_eq!(report.deferred.len(), 3, "one per target: {:?}", report.deferred);
-    assert!(report.deferred.iter().all(|d| d.reason.starts_with("truth changed") && d.reason.ends_with("ms ago")), "{:?}", report.deferred);
+    assert!(
+        report.deferred.iter().all(|d| d.reason.starts_with("truth changed") && d.reason.ends_with("ms ago")),
+        "{:?}",
+        report.deferred
+    );
     assert_eq!(report.outcome(), Outcome::DriftLeft);
     assert_eq!(env.redis_hash("redis-a", g), before_a, "nothing written");
 }
@@ -120,7 +130,8 @@ async fn undo_restores_the_before_image() {
     let (q, (_, ts)) = env.hbase_row(g).into_iter().next().unwrap();
     env.hbase_write(g, &q, Some(&tampered), ts + 1);
 
-    let report = run_goods(&env.app.handler, &[g], &Mode::repair(TriggerKind::Operator, "t".into()), &opts(&env)).await.unwrap();
+    let report =
+        run_goods(&env.app.handler, &[g], &Mode::repair(TriggerKind::Operator, "t".into()), &opts(&env)).await.unwrap();
     assert_eq!(report.repairs.len(), 2, "{report:?}");
     assert_ne!(env.redis_hash("redis-a", g)[&field], tampered);
     let mode = Mode::repair(TriggerKind::Operator, "t-undo".into());

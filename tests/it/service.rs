@@ -33,7 +33,8 @@ impl Service {
     pub fn start(env: &TestEnv, extra: &str) -> Service {
         let admin = format!("127.0.0.1:{}", free_port());
         let toml = format!("{}\n[admin]\nlisten = \"{admin}\"\ntoken = \"sekret\"\n{extra}", env.toml);
-        let config_path = std::env::temp_dir().join(format!("{}serve-{}.toml", env.prefix, rand::thread_rng().gen::<u32>()));
+        let config_path =
+            std::env::temp_dir().join(format!("{}serve-{}.toml", env.prefix, rand::thread_rng().gen::<u32>()));
         std::fs::write(&config_path, toml).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_reconciler"))
             .args(["--config", config_path.to_str().unwrap(), "serve"])
@@ -89,7 +90,13 @@ fn unsafe_kill(pid: i32, signal: i32) {
 }
 
 /// Minimal HTTP/1.1 client: (status, body).
-pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or("");
@@ -129,12 +136,15 @@ async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
     env.seed(&set, 3_600_000).await;
     let goods = projected_goods(&env, &set).await;
     let ids: Vec<GoodsId> = (11_000..11_030).collect();
-    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None))
+        .await
+        .unwrap();
     let victims = &goods[..5];
     let fields = corrupt(&env, "redis-a", victims);
 
     let service = Service::start(&env, &kafka_section(&env));
-    let publisher = triggers::bus::kafka::publisher::KafkaPublisher::new(&brokers(), &format!("{}jobs", env.prefix)).unwrap();
+    let publisher =
+        triggers::bus::kafka::publisher::KafkaPublisher::new(&brokers(), &format!("{}jobs", env.prefix)).unwrap();
     let now = handlers::handler::now_ms();
     let jobs: Vec<Job> = victims
         .iter()
@@ -150,11 +160,17 @@ async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
         })
         .collect();
     publisher.publish(&jobs).await.unwrap();
-    assert!(eventually(Duration::from_secs(30), || healed(&env, "redis-a", victims, &fields)).await, "every job's goods repaired");
+    assert!(
+        eventually(Duration::from_secs(30), || healed(&env, "redis-a", victims, &fields)).await,
+        "every job's goods repaired"
+    );
 
     let (status, metrics) = http(&service.admin, "GET", "/metrics", None, None).unwrap();
     assert_eq!(status, 200);
-    assert!(metrics.contains("reconciler_repairs_total{target=\"redis-a\",kind=\"corrupt\",trigger=\"scanner\"} 5"), "{metrics}");
+    assert!(
+        metrics.contains("reconciler_repairs_total{target=\"redis-a\",kind=\"corrupt\",trigger=\"scanner\"} 5"),
+        "{metrics}"
+    );
     assert!(metrics.contains("reconciler_jobs_total{trigger=\"scanner\",outcome=\"done\"} 5"), "{metrics}");
     assert!(metrics.contains("reconciler_change_to_repair_ms_count{trigger=\"scanner\"} 5"), "{metrics}");
 
@@ -170,7 +186,9 @@ async fn post_repair_is_the_on_call_path() {
     env.seed(&set, 3_600_000).await;
     let goods = projected_goods(&env, &set).await;
     let ids: Vec<GoodsId> = (12_000..12_020).collect();
-    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None))
+        .await
+        .unwrap();
     let fields = corrupt(&env, "redis-a", &goods[..2]);
     let service = Service::start(&env, "");
 
@@ -186,12 +204,14 @@ async fn post_repair_is_the_on_call_path() {
     assert_eq!(report["repairs"].as_array().unwrap().len(), 2, "{report}");
     assert!(healed(&env, "redis-a", &goods[..2], &fields));
 
-    let (status, body) = http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 424242}"), Some("sekret")).unwrap();
+    let (status, body) =
+        http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 424242}"), Some("sekret")).unwrap();
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("activity 424242 does not exist"));
     let (status, _) = http(&service.admin, "POST", "/repair", Some("{\"goods\": 1}"), Some("sekret")).unwrap();
     assert_eq!(status, 400);
-    let (status, body) = http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 7001}"), Some("sekret")).unwrap();
+    let (status, body) =
+        http(&service.admin, "POST", "/repair", Some("{\"activity_id\": 7001}"), Some("sekret")).unwrap();
     assert_eq!(status, 200, "{body}");
     let (code, stderr) = service.terminate();
     assert_eq!(code, 0, "{stderr}");

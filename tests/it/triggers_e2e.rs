@@ -19,7 +19,9 @@ async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
     let set = data(first, n);
     env.seed(&set, 3_600_000).await;
     let ids: Vec<GoodsId> = (first..first + n).collect();
-    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None)).await.unwrap();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None))
+        .await
+        .unwrap();
     projected_goods(env, &set).await
 }
 
@@ -34,7 +36,11 @@ async fn the_scanner_repairs_a_change_that_produced_no_event() {
     // Truth changes; the sync pipeline loses it and no change event exists.
     let g = goods[3];
     let shard = env.config().layout().route(g);
-    env.sql(&format!("UPDATE `{}`.{} SET activity_price = activity_price + 5 WHERE goods_id = {g}", shard.database, shard.goods_table)).await;
+    env.sql(&format!(
+        "UPDATE `{}`.{} SET activity_price = activity_price + 5 WHERE goods_id = {g}",
+        shard.database, shard.goods_table
+    ))
+    .await;
     let truth = env.truth(g).await;
     let want: Vec<Vec<u8>> = truth.entities.values().map(|e| e.encode()).collect();
     let ok = eventually(Duration::from_secs(20), || {
@@ -57,7 +63,10 @@ async fn a_scheduled_full_run_repairs_drift() {
     let service = Service::start(&env, "[triggers.full]\ncron = \"*/2 * * * * *\"\n");
     assert!(eventually(Duration::from_secs(20), || healed(&env, "redis-b", &goods[..3], &fields)).await);
     let (_, metrics) = http(&service.admin, "GET", "/metrics", None, None).unwrap();
-    assert!(metrics.contains("reconciler_repairs_total{target=\"redis-b\",kind=\"corrupt\",trigger=\"full\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains("reconciler_repairs_total{target=\"redis-b\",kind=\"corrupt\",trigger=\"full\"} 3"),
+        "{metrics}"
+    );
     let (code, stderr) = service.terminate();
     assert_eq!(code, 0, "{stderr}");
 }
@@ -82,10 +91,17 @@ async fn a_target_that_goes_away_is_retried_until_it_is_back() {
         &[("batch.num.messages", "1")],
     )
     .unwrap();
-    triggers::JobPublisher::publish(&publisher, &[model::job::Job::new(g, model::job::TriggerKind::Dts, "t-down".into())]).await.unwrap();
+    triggers::JobPublisher::publish(
+        &publisher,
+        &[model::job::Job::new(g, model::job::TriggerKind::Dts, "t-down".into())],
+    )
+    .await
+    .unwrap();
     let admin = service.admin.clone();
     assert!(
-        eventually(Duration::from_secs(20), || http(&admin, "GET", "/metrics", None, None).is_ok_and(|(_, m)| m.contains("reconciler_unreachable_total{target=\"hbase-a\"}"))).await,
+        eventually(Duration::from_secs(20), || http(&admin, "GET", "/metrics", None, None)
+            .is_ok_and(|(_, m)| m.contains("reconciler_unreachable_total{target=\"hbase-a\"}")))
+        .await,
         "the outage is reported"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -100,7 +116,10 @@ async fn a_target_that_goes_away_is_retried_until_it_is_back() {
 }
 
 fn write_parquet(path: &std::path::Path, column: &str, ids: &[i64], rows_per_group: usize) {
-    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Int64, false), Field::new("note", DataType::Utf8, true)]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(column, DataType::Int64, false),
+        Field::new("note", DataType::Utf8, true),
+    ]));
     let file = std::fs::File::create(path).unwrap();
     let props = WriterProperties::builder().set_max_row_group_row_count(Some(rows_per_group)).build();
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
@@ -130,8 +149,15 @@ async fn a_parquet_dump_drives_a_full_run_and_a_broken_file_fails_clearly() {
 
     let bin = env!("CARGO_BIN_EXE_reconciler");
     let cfg = env.config_path.to_str().unwrap();
-    let o = Command::new(bin).args(["--config", cfg, "full", "--dump", dir.to_str().unwrap(), "--json"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o =
+        Command::new(bin).args(["--config", cfg, "full", "--dump", dir.to_str().unwrap(), "--json"]).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["checked"], 40, "every goods of the dump once: {report}");
     assert_eq!(report["repairs"].as_array().unwrap().len(), 4, "{report}");

@@ -24,8 +24,7 @@ impl TriggerError {
         match self {
             TriggerError::Kafka(e) => !matches!(
                 e,
-                rdkafka::error::KafkaError::ClientConfig(..)
-                    | rdkafka::error::KafkaError::ClientCreation(_)
+                rdkafka::error::KafkaError::ClientConfig(..) | rdkafka::error::KafkaError::ClientCreation(_)
             ),
             TriggerError::Mysql(e) => {
                 matches!(

@@ -38,26 +38,14 @@ impl TruthPools {
                     layout.databases
                 )));
             }
-            config
-                .database_urls
-                .iter()
-                .map(|u| options().connect_lazy(u))
-                .collect::<Result<_, _>>()?
+            config.database_urls.iter().map(|u| options().connect_lazy(u)).collect::<Result<_, _>>()?
         };
-        Ok(TruthPools {
-            layout,
-            meta,
-            databases,
-        })
+        Ok(TruthPools { layout, meta, databases })
     }
 
     /// Pools built by the caller (tests, or a runtime that shares its pools).
     pub fn from_pool(pool: MySqlPool, layout: ShardLayout) -> TruthPools {
-        TruthPools {
-            databases: vec![pool.clone(); layout.databases as usize],
-            meta: pool,
-            layout,
-        }
+        TruthPools { databases: vec![pool.clone(); layout.databases as usize], meta: pool, layout }
     }
 
     pub fn database_pool(&self, database_index: u32) -> &MySqlPool {
@@ -80,8 +68,5 @@ pub fn epoch_ms_of(column: &str) -> String {
 pub const DATETIME_OF_MS: &str = "TIMESTAMPADD(MICROSECOND, ? * 1000, '1970-01-01 00:00:00')";
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

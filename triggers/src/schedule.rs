@@ -27,9 +27,7 @@ impl FullSchedule {
     /// Parses a six- or seven-field cron expression (seconds first), evaluated in UTC.
     pub fn parse(expr: &str) -> Result<FullSchedule> {
         let schedule = cron::Schedule::from_str(expr).map_err(|e| {
-            TriggerError::Config(format!(
-                "triggers.full.cron `{expr}` is not a cron expression with seconds: {e}"
-            ))
+            TriggerError::Config(format!("triggers.full.cron `{expr}` is not a cron expression with seconds: {e}"))
         })?;
         Ok(FullSchedule { schedule })
     }
@@ -37,10 +35,7 @@ impl FullSchedule {
     /// The first fire time strictly after `after_ms` (epoch ms), if any.
     pub fn next_after_ms(&self, after_ms: i64) -> Option<i64> {
         let after = Utc.timestamp_millis_opt(after_ms).single()?;
-        self.schedule
-            .after(&after)
-            .next()
-            .map(|t| t.timestamp_millis())
+        self.schedule.after(&after).next().map(|t| t.timestamp_millis())
     }
 }
 
@@ -53,28 +48,15 @@ pub struct NamedLock {
 impl NamedLock {
     /// Tries to take `name`, waiting at most `wait_s` seconds; `None` when another session
     /// holds it.
-    pub async fn try_acquire(
-        pool: &MySqlPool,
-        name: &str,
-        wait_s: u32,
-    ) -> Result<Option<NamedLock>> {
+    pub async fn try_acquire(pool: &MySqlPool, name: &str, wait_s: u32) -> Result<Option<NamedLock>> {
         let mut conn = pool.acquire().await?;
-        let (got,): (Option<i64>,) = sqlx::query_as("SELECT GET_LOCK(?, ?)")
-            .bind(name)
-            .bind(wait_s)
-            .fetch_one(&mut *conn)
-            .await?;
-        Ok((got == Some(1)).then(|| NamedLock {
-            conn,
-            name: name.to_string(),
-        }))
+        let (got,): (Option<i64>,) =
+            sqlx::query_as("SELECT GET_LOCK(?, ?)").bind(name).bind(wait_s).fetch_one(&mut *conn).await?;
+        Ok((got == Some(1)).then(|| NamedLock { conn, name: name.to_string() }))
     }
 
     pub async fn release(mut self) -> Result<()> {
-        sqlx::query("SELECT RELEASE_LOCK(?)")
-            .bind(&self.name)
-            .execute(&mut *self.conn)
-            .await?;
+        sqlx::query("SELECT RELEASE_LOCK(?)").bind(&self.name).execute(&mut *self.conn).await?;
         Ok(())
     }
 }
@@ -109,13 +91,7 @@ impl FullTrigger {
         let checkpoints = CheckpointStore::open(pools.meta.clone(), &meta).await?;
         let mut lock_name = format!("{meta}.reconciler_full_run");
         lock_name.truncate(64);
-        Ok(FullTrigger {
-            schedule,
-            pool: pools.meta.clone(),
-            checkpoints,
-            lock_name,
-            last_considered_ms: now_ms(),
-        })
+        Ok(FullTrigger { schedule, pool: pools.meta.clone(), checkpoints, lock_name, last_considered_ms: now_ms() })
     }
 
     /// One step: tries to win the fire at `fire_ms`. `None` when another instance holds
@@ -124,17 +100,7 @@ impl FullTrigger {
         let Some(lock) = NamedLock::try_acquire(&self.pool, &self.lock_name, 0).await? else {
             return Ok(None);
         };
-        match self
-            .checkpoints
-            .advance(
-                LAST_FIRE,
-                Watermark {
-                    updated_ms: fire_ms,
-                    last_id: 0,
-                },
-            )
-            .await
-        {
+        match self.checkpoints.advance(LAST_FIRE, Watermark { updated_ms: fire_ms, last_id: 0 }).await {
             Ok(true) => Ok(Some(FireGuard { fire_ms, lock })),
             Ok(false) => {
                 lock.release().await?;
@@ -170,27 +136,16 @@ mod tests {
     use super::*;
 
     fn ms(s: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(s)
-            .unwrap()
-            .timestamp_millis()
+        chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp_millis()
     }
 
     #[test]
     fn next_fire_times_are_utc() {
         let s = FullSchedule::parse("0 0 3 * * *").unwrap();
-        assert_eq!(
-            s.next_after_ms(ms("2026-06-17T02:59:59Z")),
-            Some(ms("2026-06-17T03:00:00Z"))
-        );
-        assert_eq!(
-            s.next_after_ms(ms("2026-06-17T03:00:00Z")),
-            Some(ms("2026-06-18T03:00:00Z"))
-        );
+        assert_eq!(s.next_after_ms(ms("2026-06-17T02:59:59Z")), Some(ms("2026-06-17T03:00:00Z")));
+        assert_eq!(s.next_after_ms(ms("2026-06-17T03:00:00Z")), Some(ms("2026-06-18T03:00:00Z")));
         let every_10s = FullSchedule::parse("*/10 * * * * *").unwrap();
-        assert_eq!(
-            every_10s.next_after_ms(ms("2026-06-17T03:00:01Z")),
-            Some(ms("2026-06-17T03:00:10Z"))
-        );
+        assert_eq!(every_10s.next_after_ms(ms("2026-06-17T03:00:01Z")), Some(ms("2026-06-17T03:00:10Z")));
     }
 
     #[test]

@@ -9,42 +9,29 @@ use std::time::Duration;
 
 use common::*;
 use model::job::{Job, TriggerKind};
-use triggers::bus::kafka::{
-    dead_letter::REASON_HEADER, KafkaJobConsumer, KafkaPublisher, SourceOptions,
-};
+use triggers::bus::kafka::{dead_letter::REASON_HEADER, KafkaJobConsumer, KafkaPublisher, SourceOptions};
 use triggers::{JobConsumer, JobPublisher};
 
 fn jobs(ids: std::ops::Range<u64>) -> Vec<Job> {
-    ids.map(|id| Job::new(id, TriggerKind::Scanner, format!("j{id}")))
-        .collect()
+    ids.map(|id| Job::new(id, TriggerKind::Scanner, format!("j{id}"))).collect()
 }
 
 async fn next(consumer: &mut KafkaJobConsumer) -> triggers::Delivery {
-    tokio::time::timeout(Duration::from_secs(30), consumer.next())
-        .await
-        .expect("a job within 30 s")
-        .unwrap()
-        .unwrap()
+    tokio::time::timeout(Duration::from_secs(30), consumer.next()).await.expect("a job within 30 s").unwrap().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_jobs_are_redelivered_to_the_next_consumer_of_the_group() {
     let brokers = ensure_broker();
     let s = suffix();
-    let (topic, dlq, group) = (
-        format!("jobs-{s}"),
-        format!("dlq-{s}"),
-        format!("handlers-{s}"),
-    );
+    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
     create_topics(&brokers, &[&topic, &dlq], 1).await;
     // One record per batch: Tansu can not fetch from inside a multi-record batch, which a
     // restart from a committed mid-batch offset needs (see scripts/kafka.sh).
-    let publisher =
-        KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
+    let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
     publisher.publish(&jobs(1..11)).await.unwrap();
 
-    let mut first =
-        KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut first = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
     let mut held = Vec::new();
     for _ in 0..10 {
         held.push(next(&mut first).await);
@@ -68,13 +55,9 @@ async fn unacked_jobs_are_redelivered_to_the_next_consumer_of_the_group() {
     drop(unfinished);
 
     // The committed position is just past the done prefix (1-3): 4 onwards comes again.
-    let mut second =
-        KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut second = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
     let again = next(&mut second).await;
-    assert_eq!(
-        again.job.goods_id, 4,
-        "redelivery starts at the first unfinished job"
-    );
+    assert_eq!(again.job.goods_id, 4, "redelivery starts at the first unfinished job");
     let mut seen = vec![again.job.goods_id];
     again.ack.ack();
     for _ in 5..11 {
@@ -90,26 +73,15 @@ async fn unacked_jobs_are_redelivered_to_the_next_consumer_of_the_group() {
 async fn invalid_jobs_are_dead_lettered_and_consumption_goes_on() {
     let brokers = ensure_broker();
     let s = suffix();
-    let (topic, dlq, group) = (
-        format!("jobs-{s}"),
-        format!("dlq-{s}"),
-        format!("handlers-{s}"),
-    );
+    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
     create_topics(&brokers, &[&topic, &dlq], 1).await;
     let producer = producer(&brokers);
     produce(&producer, &topic, "1", &jobs(1..2)[0].encode()).await;
     produce(&producer, &topic, "x", b"{not a job").await;
-    produce(
-        &producer,
-        &topic,
-        "2",
-        br#"{"v":9,"job_id":"j","goods_id":2,"trigger":"dts"}"#,
-    )
-    .await;
+    produce(&producer, &topic, "2", br#"{"v":9,"job_id":"j","goods_id":2,"trigger":"dts"}"#).await;
     produce(&producer, &topic, "3", &jobs(3..4)[0].encode()).await;
 
-    let mut consumer =
-        KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut consumer = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
     let a = next(&mut consumer).await;
     let b = next(&mut consumer).await;
     assert_eq!((a.job.goods_id, b.job.goods_id), (1, 3));
@@ -119,19 +91,11 @@ async fn invalid_jobs_are_dead_lettered_and_consumption_goes_on() {
 
     let dead = read_records(&brokers, &dlq, 2, Duration::from_secs(30)).await;
     assert_eq!(dead.len(), 2);
-    assert_eq!(
-        dead[0].payload.as_deref(),
-        Some(&b"{not a job"[..]),
-        "original bytes are kept"
-    );
-    let reasons: Vec<String> = dead
-        .iter()
-        .map(|r| String::from_utf8_lossy(r.header(REASON_HEADER).unwrap()).into_owned())
-        .collect();
+    assert_eq!(dead[0].payload.as_deref(), Some(&b"{not a job"[..]), "original bytes are kept");
+    let reasons: Vec<String> =
+        dead.iter().map(|r| String::from_utf8_lossy(r.header(REASON_HEADER).unwrap()).into_owned()).collect();
     assert!(
-        reasons[0].contains(&topic)
-            && reasons[0].contains("offset 1")
-            && reasons[0].contains("not valid JSON"),
+        reasons[0].contains(&topic) && reasons[0].contains("offset 1") && reasons[0].contains("not valid JSON"),
         "{}",
         reasons[0]
     );
@@ -143,17 +107,11 @@ async fn invalid_jobs_are_dead_lettered_and_consumption_goes_on() {
 async fn two_consumers_of_one_group_share_the_partitions() {
     let brokers = ensure_broker();
     let s = suffix();
-    let (topic, dlq, group) = (
-        format!("jobs-{s}"),
-        format!("dlq-{s}"),
-        format!("handlers-{s}"),
-    );
+    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
     create_topics(&brokers, &[&topic, &dlq], 4).await;
     let publisher = KafkaPublisher::new(&brokers, &topic).unwrap();
-    let mut a =
-        KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
-    let mut b =
-        KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut a = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut b = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
     // Let both join before publishing, so the work is split.
     tokio::time::sleep(Duration::from_secs(8)).await;
     publisher.publish(&jobs(1..41)).await.unwrap();
@@ -167,16 +125,9 @@ async fn two_consumers_of_one_group_share_the_partitions() {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
-    assert_eq!(
-        from_a.len() + from_b.len(),
-        40,
-        "every job delivered once: a={from_a:?} b={from_b:?}"
-    );
+    assert_eq!(from_a.len() + from_b.len(), 40, "every job delivered once: a={from_a:?} b={from_b:?}");
     assert!(from_a.is_disjoint(&from_b));
-    assert!(
-        !from_a.is_empty() && !from_b.is_empty(),
-        "both consumers got partitions: a={from_a:?} b={from_b:?}"
-    );
+    assert!(!from_a.is_empty() && !from_b.is_empty(), "both consumers got partitions: a={from_a:?} b={from_b:?}");
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -194,39 +145,22 @@ async fn a_stalled_caller_does_not_get_the_consumer_thrown_out_of_its_group() {
     }
     let options = SourceOptions {
         buffer: 2,
-        extra: vec![
-            ("session.timeout.ms".into(), "6000".into()),
-            ("max.poll.interval.ms".into(), "7000".into()),
-        ],
+        extra: vec![("session.timeout.ms".into(), "6000".into()), ("max.poll.interval.ms".into(), "7000".into())],
         ..SourceOptions::default()
     };
     let mut source = KafkaSource::subscribe(&brokers, &group, &[&topic], options).unwrap();
-    let (first, ack) = tokio::time::timeout(Duration::from_secs(30), source.next())
-        .await
-        .unwrap()
-        .unwrap();
+    let (first, ack) = tokio::time::timeout(Duration::from_secs(30), source.next()).await.unwrap().unwrap();
     assert_eq!(first.offset, 0);
     // The caller is stuck on one job for twice max.poll.interval.ms, taking nothing.
     tokio::time::sleep(Duration::from_secs(15)).await;
     ack.ack();
     let mut offsets = vec![first.offset];
     while offsets.len() < 20 {
-        let (record, ack) = tokio::time::timeout(Duration::from_secs(30), source.next())
-            .await
-            .unwrap()
-            .unwrap();
+        let (record, ack) = tokio::time::timeout(Duration::from_secs(30), source.next()).await.unwrap().unwrap();
         offsets.push(record.offset);
         ack.ack();
     }
-    assert_eq!(
-        offsets,
-        (0..20).collect::<Vec<i64>>(),
-        "no redelivery: the consumer kept its partition"
-    );
-    assert_eq!(
-        source.revocations(),
-        0,
-        "the consumer was never thrown out of its group"
-    );
+    assert_eq!(offsets, (0..20).collect::<Vec<i64>>(), "no redelivery: the consumer kept its partition");
+    assert_eq!(source.revocations(), 0, "the consumer was never thrown out of its group");
     source.shutdown().await;
 }

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{
-    ArrayRef, Decimal128Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    UInt64Array,
+    ArrayRef, Decimal128Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -15,11 +14,8 @@ use triggers::dump::{DumpError, DumpReader};
 
 fn write(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) {
     let batch = RecordBatch::try_from_iter(columns).unwrap();
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(row_group_rows))
-        .build();
-    let mut writer =
-        ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(row_group_rows)).build();
+    let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
     // Written in slices so the file has several row groups.
     let mut offset = 0;
     while offset < batch.num_rows() {
@@ -32,9 +28,7 @@ fn write(path: &Path, columns: Vec<(&str, ArrayRef)>, row_group_rows: usize) {
 }
 
 fn names(n: usize) -> ArrayRef {
-    Arc::new(StringArray::from_iter_values(
-        (0..n).map(|i| format!("goods-{i}")),
-    ))
+    Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("goods-{i}"))))
 }
 
 fn read_all(reader: DumpReader) -> Result<Vec<Vec<u64>>, DumpError> {
@@ -47,10 +41,7 @@ fn reads_a_directory_of_part_files_in_bounded_batches() {
     let ids: Vec<i64> = (1..=250).collect();
     write(
         &dir.path().join("part-00000-abc.snappy.parquet"),
-        vec![
-            ("name", names(250)),
-            ("goods_id", Arc::new(Int64Array::from(ids))),
-        ],
+        vec![("name", names(250)), ("goods_id", Arc::new(Int64Array::from(ids)))],
         100,
     );
     let text: Vec<String> = (251..=300).map(|i| i.to_string()).collect();
@@ -60,11 +51,7 @@ fn reads_a_directory_of_part_files_in_bounded_batches() {
         20,
     );
     std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
-    std::fs::write(
-        dir.path().join(".part-00000-abc.snappy.parquet.crc"),
-        b"crc",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join(".part-00000-abc.snappy.parquet.crc"), b"crc").unwrap();
     std::fs::write(dir.path().join("part-00000-abc.snappy.parquet.crc"), b"crc").unwrap();
     std::fs::write(dir.path().join(".hidden"), b"junk").unwrap();
 
@@ -75,42 +62,23 @@ fn reads_a_directory_of_part_files_in_bounded_batches() {
         batches.iter().map(Vec::len).collect::<Vec<_>>()
     );
     let all: Vec<u64> = batches.concat();
-    assert_eq!(
-        all,
-        (1..=300).collect::<Vec<u64>>(),
-        "every id once, file order kept"
-    );
+    assert_eq!(all, (1..=300).collect::<Vec<u64>>(), "every id once, file order kept");
 }
 
 #[test]
 fn accepts_every_id_type_under_a_configured_column_name() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, ArrayRef)> = vec![
-        (
-            "u64.parquet",
-            Arc::new(UInt64Array::from(vec![Some(7), None, Some(u64::MAX)])),
-        ),
+        ("u64.parquet", Arc::new(UInt64Array::from(vec![Some(7), None, Some(u64::MAX)]))),
         ("i32.parquet", Arc::new(Int32Array::from(vec![7, 8, 8]))),
-        (
-            "dec.parquet",
-            Arc::new(
-                Decimal128Array::from(vec![7i128, 9])
-                    .with_precision_and_scale(20, 0)
-                    .unwrap(),
-            ),
-        ),
-        (
-            "str.parquet",
-            Arc::new(StringArray::from(vec![Some(" 7"), None, Some("10")])),
-        ),
+        ("dec.parquet", Arc::new(Decimal128Array::from(vec![7i128, 9]).with_precision_and_scale(20, 0).unwrap())),
+        ("str.parquet", Arc::new(StringArray::from(vec![Some(" 7"), None, Some("10")]))),
     ];
     let expected: Vec<Vec<u64>> = vec![vec![7, u64::MAX], vec![7, 8, 8], vec![7, 9], vec![7, 10]];
     for ((file, column), want) in cases.into_iter().zip(expected) {
         let path = dir.path().join(file);
         write(&path, vec![("item_id", column)], 10);
-        let got: Vec<u64> = read_all(DumpReader::open(&path, "item_id", 1000).unwrap())
-            .unwrap()
-            .concat();
+        let got: Vec<u64> = read_all(DumpReader::open(&path, "item_id", 1000).unwrap()).unwrap().concat();
         assert_eq!(got, want, "{file}");
     }
 }
@@ -119,29 +87,16 @@ fn accepts_every_id_type_under_a_configured_column_name() {
 fn broken_or_mismatched_files_name_the_file_and_the_column() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.parquet");
-    write(
-        &good,
-        vec![(
-            "goods_id",
-            Arc::new(Int64Array::from_iter_values(1..=100)) as ArrayRef,
-        )],
-        30,
-    );
+    write(&good, vec![("goods_id", Arc::new(Int64Array::from_iter_values(1..=100)) as ArrayRef)], 30);
 
     let truncated = dir.path().join("truncated.parquet");
     let bytes = std::fs::read(&good).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let e = read_all(DumpReader::open(&truncated, "goods_id", 10).unwrap()).unwrap_err();
-    assert!(
-        matches!(e, DumpError::Unreadable { .. }) && e.to_string().contains("truncated.parquet"),
-        "{e}"
-    );
+    assert!(matches!(e, DumpError::Unreadable { .. }) && e.to_string().contains("truncated.parquet"), "{e}");
 
     let missing = read_all(DumpReader::open(&good, "item_id", 10).unwrap()).unwrap_err();
-    assert!(
-        matches!(missing, DumpError::MissingColumn { .. }),
-        "{missing}"
-    );
+    assert!(matches!(missing, DumpError::MissingColumn { .. }), "{missing}");
     assert!(
         missing.to_string().contains("good.parquet")
             && missing.to_string().contains("`item_id`")
@@ -150,14 +105,7 @@ fn broken_or_mismatched_files_name_the_file_and_the_column() {
     );
 
     let float = dir.path().join("float.parquet");
-    write(
-        &float,
-        vec![(
-            "goods_id",
-            Arc::new(Float64Array::from(vec![1.5])) as ArrayRef,
-        )],
-        10,
-    );
+    write(&float, vec![("goods_id", Arc::new(Float64Array::from(vec![1.5])) as ArrayRef)], 10);
     let e = read_all(DumpReader::open(&float, "goods_id", 10).unwrap()).unwrap_err();
     assert!(
         matches!(e, DumpError::WrongType { .. })
@@ -168,30 +116,14 @@ fn broken_or_mismatched_files_name_the_file_and_the_column() {
     );
 
     let negative = dir.path().join("negative.parquet");
-    write(
-        &negative,
-        vec![(
-            "goods_id",
-            Arc::new(Int64Array::from(vec![5, -3])) as ArrayRef,
-        )],
-        10,
-    );
+    write(&negative, vec![("goods_id", Arc::new(Int64Array::from(vec![5, -3])) as ArrayRef)], 10);
     let e = read_all(DumpReader::open(&negative, "goods_id", 10).unwrap()).unwrap_err();
-    assert!(
-        matches!(e, DumpError::BadValue { .. }) && e.to_string().contains("-3"),
-        "{e}"
-    );
+    assert!(matches!(e, DumpError::BadValue { .. }) && e.to_string().contains("-3"), "{e}");
 
     let empty = tempfile::tempdir().unwrap();
     std::fs::write(empty.path().join("_SUCCESS"), b"").unwrap();
-    assert!(matches!(
-        DumpReader::open(empty.path(), "goods_id", 10),
-        Err(DumpError::Empty { .. })
-    ));
-    assert!(matches!(
-        DumpReader::open(dir.path().join("nope"), "goods_id", 10),
-        Err(DumpError::Io { .. })
-    ));
+    assert!(matches!(DumpReader::open(empty.path(), "goods_id", 10), Err(DumpError::Empty { .. })));
+    assert!(matches!(DumpReader::open(dir.path().join("nope"), "goods_id", 10), Err(DumpError::Io { .. })));
 
     // In a directory, a bad part stops the read with its name, after the good parts.
     let parts = tempfile::tempdir().unwrap();
@@ -209,10 +141,7 @@ async fn async_callers_get_batches_over_a_bounded_channel() {
     let dir = tempfile::tempdir().unwrap();
     write(
         &dir.path().join("part-0"),
-        vec![(
-            "goods_id",
-            Arc::new(Int64Array::from_iter_values(1..=1000)) as ArrayRef,
-        )],
+        vec![("goods_id", Arc::new(Int64Array::from_iter_values(1..=1000)) as ArrayRef)],
         100,
     );
     let mut rx = triggers::dump::spawn_dump_reader(dir.path(), "goods_id", 128, 2).unwrap();

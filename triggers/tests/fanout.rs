@@ -22,21 +22,13 @@ async fn an_activity_fans_out_to_every_goods_of_every_shard_in_bounded_pages() {
     let mut seen = Vec::new();
     let mut pages = 0;
     while let Some(page) = pager.next_page().await.unwrap() {
-        assert!(
-            !page.is_empty() && page.len() <= 4,
-            "page of {}",
-            page.len()
-        );
+        assert!(!page.is_empty() && page.len() <= 4, "page of {}", page.len());
         pages += 1;
         seen.extend(page);
     }
     assert_eq!(seen.len(), 25, "each goods once");
     assert_eq!(seen.into_iter().collect::<BTreeSet<_>>(), goods);
     assert!(pages >= 7, "25 goods over 4 shards in pages of 4: {pages}");
-    assert!(ActivityGoodsPager::new(&pools, 424242, 4)
-        .next_page()
-        .await
-        .unwrap()
-        .is_none());
+    assert!(ActivityGoodsPager::new(&pools, 424242, 4).next_page().await.unwrap().is_none());
     truth.drop_all().await;
 }

@@ -29,9 +29,7 @@ impl JobPublisher for Capture {
 impl Capture {
     fn take_goods(&self) -> BTreeSet<u64> {
         let jobs = std::mem::take(&mut *self.0.lock().unwrap());
-        assert!(jobs
-            .iter()
-            .all(|j| j.trigger == TriggerKind::Scanner && j.origin_ms > 0));
+        assert!(jobs.iter().all(|j| j.trigger == TriggerKind::Scanner && j.origin_ms > 0));
         jobs.into_iter().map(|j| j.goods_id).collect()
     }
 }
@@ -61,24 +59,13 @@ async fn rows_changed_without_events_become_jobs_and_the_watermark_survives_rest
     truth.insert_goods(8002, 4011, &ago(7200)).await;
 
     let capture = Arc::new(Capture::default());
-    let scanner = Scanner::new(truth.pools(), capture.clone(), config())
-        .await
-        .unwrap();
+    let scanner = Scanner::new(truth.pools(), capture.clone(), config()).await.unwrap();
     let stats = scanner.pass().await.unwrap();
-    assert_eq!(
-        stats.rows, 5,
-        "4 shard rows and 1 activity row in the window"
-    );
-    assert_eq!(
-        capture.take_goods(),
-        BTreeSet::from([4001, 4002, 4003, 4005, 4010, 4011])
-    );
+    assert_eq!(stats.rows, 5, "4 shard rows and 1 activity row in the window");
+    assert_eq!(capture.take_goods(), BTreeSet::from([4001, 4002, 4003, 4005, 4010, 4011]));
 
     scanner.pass().await.unwrap();
-    assert!(
-        capture.take_goods().is_empty(),
-        "nothing changed since the watermark"
-    );
+    assert!(capture.take_goods().is_empty(), "nothing changed since the watermark");
 
     // A change with no event, and one too fresh to be judged yet (inside settle_ms).
     let route = truth.layout.route(4002);
@@ -96,9 +83,7 @@ async fn rows_changed_without_events_become_jobs_and_the_watermark_survives_rest
     drop(scanner);
 
     // A new scanner (a restart) resumes from the persisted watermarks.
-    let restarted = Scanner::new(truth.pools(), capture.clone(), config())
-        .await
-        .unwrap();
+    let restarted = Scanner::new(truth.pools(), capture.clone(), config()).await.unwrap();
     restarted.pass().await.unwrap();
     assert_eq!(
         capture.take_goods(),

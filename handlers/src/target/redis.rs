@@ -165,10 +165,7 @@ impl Target for RedisStore {
         Ok(raw
             .into_iter()
             .map(|fields| ObservedGoods {
-                cells: fields
-                    .into_iter()
-                    .map(|(f, v)| (f, ObservedCell { value: v, timestamp: None }))
-                    .collect(),
+                cells: fields.into_iter().map(|(f, v)| (f, ObservedCell { value: v, timestamp: None })).collect(),
             })
             .collect())
     }
@@ -231,7 +228,14 @@ impl Target for RedisStore {
         let pattern = format!("{}*", glob_escape(&self.key_prefix));
         let (next, keys): (String, Vec<Vec<u8>>) = self
             .with_conn(|mut c| async move {
-                redis::cmd("SCAN").arg(&start).arg("MATCH").arg(&pattern).arg("COUNT").arg(limit).query_async(&mut c).await
+                redis::cmd("SCAN")
+                    .arg(&start)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(limit)
+                    .query_async(&mut c)
+                    .await
             })
             .await?;
         let mut page = ScanPage { next: (next != "0").then(|| next.into_bytes()), ..Default::default() };

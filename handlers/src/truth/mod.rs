@@ -48,8 +48,7 @@ impl TruthReader {
         .await
         .map_err(|e| self.pools.classify(e))?;
 
-        let aids: HashSet<ActivityId> =
-            per_shard.iter().flat_map(|(g, _)| g.iter().map(|r| r.activity_id)).collect();
+        let aids: HashSet<ActivityId> = per_shard.iter().flat_map(|(g, _)| g.iter().map(|r| r.activity_id)).collect();
         let activities = self.activities(&aids.into_iter().collect::<Vec<_>>()).await?;
 
         let mut by_goods: HashMap<GoodsId, (Vec<GoodsRow>, Vec<SkuRow>)> =
@@ -62,10 +61,7 @@ impl TruthReader {
                 by_goods.entry(s.goods_id).or_default().1.push(s);
             }
         }
-        Ok(by_goods
-            .into_iter()
-            .map(|(id, (goods, skus))| (id, project_goods(&goods, &skus, &activities)))
-            .collect())
+        Ok(by_goods.into_iter().map(|(id, (goods, skus))| (id, project_goods(&goods, &skus, &activities))).collect())
     }
 
     /// Activity rows by id, read fresh.

@@ -69,7 +69,11 @@ pub async fn sku_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Re
         .collect()
 }
 
-pub async fn activity_rows(pool: &MySqlPool, meta_db: &str, ids: &[ActivityId]) -> Result<Vec<ActivityRow>, sqlx::Error> {
+pub async fn activity_rows(
+    pool: &MySqlPool,
+    meta_db: &str,
+    ids: &[ActivityId],
+) -> Result<Vec<ActivityRow>, sqlx::Error> {
     let sql = format!(
         "SELECT activity_id, type, biz_code, tags, status, {}, {}, priority, {} FROM `{meta_db}`.activity WHERE activity_id IN ({})",
         ms("start_time"),
@@ -95,7 +99,12 @@ pub async fn activity_rows(pool: &MySqlPool, meta_db: &str, ids: &[ActivityId]) 
         .collect()
 }
 
-pub async fn goods_page(pool: &MySqlPool, shard: &ShardRef, after: GoodsId, limit: u32) -> Result<Vec<GoodsId>, sqlx::Error> {
+pub async fn goods_page(
+    pool: &MySqlPool,
+    shard: &ShardRef,
+    after: GoodsId,
+    limit: u32,
+) -> Result<Vec<GoodsId>, sqlx::Error> {
     let sql = format!(
         "SELECT DISTINCT goods_id FROM `{}`.{} WHERE goods_id > {after} ORDER BY goods_id LIMIT {limit}",
         shard.database, shard.goods_table

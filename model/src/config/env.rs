@@ -57,7 +57,8 @@ pub fn apply_env_overrides(config: &mut Config, env: &dyn Fn(&str) -> Option<Str
                     t.address = v;
                 }
                 if env(&format!("{base}_URL")).is_some() {
-                    problems.push(format!("{base}_URL is set but `{}` is an hbase target (use {base}_ADDRESS)", t.name));
+                    problems
+                        .push(format!("{base}_URL is set but `{}` is an hbase target (use {base}_ADDRESS)", t.name));
                 }
             }
         }

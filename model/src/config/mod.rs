@@ -26,11 +26,7 @@ pub struct ConfigError {
 impl Config {
     /// Parses TOML text, applies environment overrides from `env`, and validates.
     /// `source_name` names the file in error messages.
-    pub fn parse(
-        text: &str,
-        source_name: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    pub fn parse(text: &str, source_name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError { source_name: source_name.to_string(), problems };
         let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| fail(vec![e.to_string()]))?;
         let mut problems = Vec::new();

@@ -322,7 +322,14 @@ pub struct ScannerConfig {
 
 impl Default for ScannerConfig {
     fn default() -> Self {
-        ScannerConfig { enabled: false, interval_ms: 10_000, rows_per_sec: 5000, settle_ms: 3000, initial_lookback_ms: 3_600_000, page_size: 1000 }
+        ScannerConfig {
+            enabled: false,
+            interval_ms: 10_000,
+            rows_per_sec: 5000,
+            settle_ms: 3000,
+            initial_lookback_ms: 3_600_000,
+            page_size: 1000,
+        }
     }
 }
 

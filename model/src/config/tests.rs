@@ -67,7 +67,16 @@ x = 1
     let err = Config::parse(text, "bad.toml", &no_env).unwrap_err();
     let all = err.to_string();
     assert!(all.starts_with("invalid configuration in bad.toml"), "{all}");
-    for needle in ["`mysql.databases`", "unknown key `mysql.colour`", "`repair.max_drift_ratio`", "`targets[0]`", "port", "`targets[1].kind`", "memcached", "unknown key `bogus`"] {
+    for needle in [
+        "`mysql.databases`",
+        "unknown key `mysql.colour`",
+        "`repair.max_drift_ratio`",
+        "`targets[0]`",
+        "port",
+        "`targets[1].kind`",
+        "memcached",
+        "unknown key `bogus`",
+    ] {
         assert!(all.contains(needle), "missing {needle} in:\n{all}");
     }
 }

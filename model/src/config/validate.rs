@@ -16,7 +16,9 @@ pub fn validate(c: &Config) -> Vec<String> {
         p.push("`mysql.tables_per_database`: must be at least 1".into());
     }
     if c.mysql.databases.saturating_mul(c.mysql.tables_per_database) > 10_000 {
-        p.push("`mysql.databases` * `mysql.tables_per_database`: table names have 4 digits, at most 10000 shards".into());
+        p.push(
+            "`mysql.databases` * `mysql.tables_per_database`: table names have 4 digits, at most 10000 shards".into(),
+        );
     }
     if !c.mysql.database_urls.is_empty() && c.mysql.database_urls.len() != c.mysql.databases as usize {
         p.push(format!(

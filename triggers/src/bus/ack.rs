@@ -13,13 +13,7 @@ pub struct AckHandle {
 
 #[derive(Debug)]
 enum AckInner {
-    Kafka {
-        tracker: Arc<SharedTracker>,
-        topic: Arc<str>,
-        partition: i32,
-        offset: i64,
-        generation: u64,
-    },
+    Kafka { tracker: Arc<SharedTracker>, topic: Arc<str>, partition: i32, offset: i64, generation: u64 },
     Embedded(Option<tokio::sync::OwnedSemaphorePermit>),
     Noop,
 }
@@ -32,41 +26,25 @@ impl AckHandle {
         offset: i64,
         generation: u64,
     ) -> AckHandle {
-        AckHandle {
-            inner: AckInner::Kafka {
-                tracker,
-                topic,
-                partition,
-                offset,
-                generation,
-            },
-        }
+        AckHandle { inner: AckInner::Kafka { tracker, topic, partition, offset, generation } }
     }
 
     pub(crate) fn embedded(permit: tokio::sync::OwnedSemaphorePermit) -> AckHandle {
-        AckHandle {
-            inner: AckInner::Embedded(Some(permit)),
-        }
+        AckHandle { inner: AckInner::Embedded(Some(permit)) }
     }
 
     /// A handle with nothing behind it (jobs built in memory, tests).
     pub fn noop() -> AckHandle {
-        AckHandle {
-            inner: AckInner::Noop,
-        }
+        AckHandle { inner: AckInner::Noop }
     }
 
     /// The work for this message is done: its offset may be committed once every earlier
     /// offset of the partition is done too.
     pub fn ack(self) {
         match self.inner {
-            AckInner::Kafka {
-                tracker,
-                topic,
-                partition,
-                offset,
-                generation,
-            } => tracker.ack(&topic, partition, offset, generation),
+            AckInner::Kafka { tracker, topic, partition, offset, generation } => {
+                tracker.ack(&topic, partition, offset, generation)
+            }
             AckInner::Embedded(permit) => drop(permit),
             AckInner::Noop => {}
         }
@@ -75,12 +53,7 @@ impl AckHandle {
     /// `(topic, partition, offset)` of a Kafka delivery, for logs and dead letters.
     pub fn position(&self) -> Option<(&str, i32, i64)> {
         match &self.inner {
-            AckInner::Kafka {
-                topic,
-                partition,
-                offset,
-                ..
-            } => Some((topic, *partition, *offset)),
+            AckInner::Kafka { topic, partition, offset, .. } => Some((topic, *partition, *offset)),
             _ => None,
         }
     }

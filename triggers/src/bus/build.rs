@@ -34,19 +34,9 @@ impl Bus {
                 })
             }
             BusKind::Kafka => {
-                ensure_topics(
-                    &kafka.brokers,
-                    &[&kafka.jobs_topic, &kafka.dead_letter_topic],
-                    kafka.partitions,
-                )
-                .await?;
+                ensure_topics(&kafka.brokers, &[&kafka.jobs_topic, &kafka.dead_letter_topic], kafka.partitions).await?;
                 let publisher = KafkaPublisher::new(&kafka.brokers, &kafka.jobs_topic)?;
-                Ok(Bus {
-                    publisher: Arc::new(publisher),
-                    kind: bus.kind,
-                    kafka: kafka.clone(),
-                    embedded: None,
-                })
+                Ok(Bus { publisher: Arc::new(publisher), kind: bus.kind, kafka: kafka.clone(), embedded: None })
             }
         }
     }

@@ -20,15 +20,7 @@ pub fn channel(capacity: usize) -> (EmbeddedPublisher, EmbeddedConsumer) {
     let capacity = capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
     let slots = Arc::new(Semaphore::new(capacity));
-    (
-        EmbeddedPublisher {
-            tx,
-            slots: slots.clone(),
-        },
-        EmbeddedConsumer {
-            rx: Arc::new(Mutex::new(rx)),
-        },
-    )
+    (EmbeddedPublisher { tx, slots: slots.clone() }, EmbeddedConsumer { rx: Arc::new(Mutex::new(rx)) })
 }
 
 #[derive(Clone)]
@@ -42,20 +34,9 @@ pub struct EmbeddedPublisher {
 impl JobPublisher for EmbeddedPublisher {
     async fn publish(&self, jobs: &[Job]) -> Result<()> {
         for job in jobs {
-            let permit = self
-                .slots
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|_| TriggerError::BusClosed)?;
-            let delivery = Delivery {
-                job: job.clone(),
-                ack: AckHandle::embedded(permit),
-            };
-            self.tx
-                .send(delivery)
-                .await
-                .map_err(|_| TriggerError::BusClosed)?;
+            let permit = self.slots.clone().acquire_owned().await.map_err(|_| TriggerError::BusClosed)?;
+            let delivery = Delivery { job: job.clone(), ack: AckHandle::embedded(permit) };
+            self.tx.send(delivery).await.map_err(|_| TriggerError::BusClosed)?;
         }
         Ok(())
     }
@@ -104,17 +85,10 @@ mod tests {
         let first = consumer.next().await.unwrap().unwrap();
         let _second = consumer.next().await.unwrap().unwrap();
         // Both slots are held by unacked jobs: a third publish waits.
-        let blocked =
-            tokio::time::timeout(Duration::from_secs(5), publisher.publish(&[job(3)])).await;
-        assert!(
-            blocked.is_err(),
-            "publish must wait while every slot is unacked"
-        );
+        let blocked = tokio::time::timeout(Duration::from_secs(5), publisher.publish(&[job(3)])).await;
+        assert!(blocked.is_err(), "publish must wait while every slot is unacked");
         first.ack.ack();
-        tokio::time::timeout(Duration::from_secs(5), publisher.publish(&[job(3)]))
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), publisher.publish(&[job(3)])).await.unwrap().unwrap();
         assert_eq!(consumer.next().await.unwrap().unwrap().job.goods_id, 3);
     }
 }

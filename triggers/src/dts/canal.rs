@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::event::{
-    as_object, err, id_value, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp,
-    LogicalTable, ParseError, Parsed,
+    as_object, err, id_value, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp, LogicalTable,
+    ParseError, Parsed,
 };
 
 pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
@@ -43,10 +43,7 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
     let mut ids = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let what = format!("data[{i}]");
-        push_unique(
-            &mut ids,
-            required_id(as_object(row, &what)?, column, &what)?,
-        );
+        push_unique(&mut ids, required_id(as_object(row, &what)?, column, &what)?);
         if let Some(old) = olds.get(i).filter(|o| !o.is_null()) {
             let what = format!("old[{i}]");
             if let Some(id) = id_value(as_object(old, &what)?, column, &what)? {
@@ -54,15 +51,8 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
             }
         }
     }
-    let commit_ms = millis(msg.get("es"))
-        .filter(|&ms| ms > 0)
-        .or_else(|| millis(msg.get("ts")));
-    Ok(Parsed::Change(ChangeEvent {
-        table,
-        op,
-        commit_ms,
-        ids,
-    }))
+    let commit_ms = millis(msg.get("es")).filter(|&ms| ms > 0).or_else(|| millis(msg.get("ts")));
+    Ok(Parsed::Change(ChangeEvent { table, op, commit_ms, ids }))
 }
 
 #[cfg(test)]
@@ -94,10 +84,7 @@ mod tests {
 
     #[test]
     fn goods_id_moved_yields_old_and_new() {
-        let msg = UPDATE.replace(
-            r#"{"activity_price":"300","#,
-            r#"{"goods_id":"1009","activity_price":"300","#,
-        );
+        let msg = UPDATE.replace(r#"{"activity_price":"300","#, r#"{"goods_id":"1009","activity_price":"300","#);
         assert_eq!(change(&msg).ids, vec![1001, 1009]);
     }
 
@@ -105,14 +92,7 @@ mod tests {
     fn multi_row_insert_and_delete_on_sku() {
         let msg = r#"{"data":[{"id":"1","activity_id":"7001","goods_id":"1001","sku_id":"88","activity_price":"240","status":"1"},{"id":"2","activity_id":"7001","goods_id":"1001","sku_id":"89","activity_price":"250","status":"1"},{"id":"3","activity_id":"7001","goods_id":"1011","sku_id":"90","activity_price":"250","status":"1"}],"database":"act_0","es":1781700000000,"id":5,"isDdl":false,"old":null,"pkNames":["id"],"table":"activity_sku_0003","ts":1781700000100,"type":"INSERT"}"#;
         let c = change(msg);
-        assert_eq!(
-            (c.table, c.op, c.ids.clone()),
-            (
-                LogicalTable::ActivitySku,
-                ChangeOp::Insert,
-                vec![1001, 1011]
-            )
-        );
+        assert_eq!((c.table, c.op, c.ids.clone()), (LogicalTable::ActivitySku, ChangeOp::Insert, vec![1001, 1011]));
         let del = msg.replace("INSERT", "DELETE");
         assert_eq!(change(&del).op, ChangeOp::Delete);
     }
@@ -128,18 +108,10 @@ mod tests {
     fn ddl_and_other_tables_are_skipped() {
         let ddl = r#"{"data":null,"database":"act_0","es":1,"id":9,"isDdl":true,"mysqlType":null,"old":null,"pkNames":null,"sql":"ALTER TABLE activity_goods_0001 ADD COLUMN x INT","sqlType":null,"table":"activity_goods_0001","ts":2,"type":"ALTER"}"#;
         assert_eq!(parse(ddl.as_bytes()).unwrap(), Parsed::Skip("ddl"));
-        let create = ddl
-            .replace("\"isDdl\":true", "\"isDdl\":false")
-            .replace("ALTER", "CREATE");
-        assert_eq!(
-            parse(create.as_bytes()).unwrap(),
-            Parsed::Skip("not a row change")
-        );
+        let create = ddl.replace("\"isDdl\":true", "\"isDdl\":false").replace("ALTER", "CREATE");
+        assert_eq!(parse(create.as_bytes()).unwrap(), Parsed::Skip("not a row change"));
         let other = UPDATE.replace("activity_goods_0001", "order_0001");
-        assert_eq!(
-            parse(other.as_bytes()).unwrap(),
-            Parsed::Skip("unwatched table")
-        );
+        assert_eq!(parse(other.as_bytes()).unwrap(), Parsed::Skip("unwatched table"));
     }
 
     #[test]
@@ -156,30 +128,15 @@ mod tests {
             ("not json", "not JSON"),
             ("[1,2]", "not a JSON object"),
             (r#"{"table":"activity_goods_0001","data":[]}"#, "no `type`"),
-            (
-                r#"{"type":"UPDATE","data":[{"goods_id":"1"}]}"#,
-                "no `table`",
-            ),
-            (
-                r#"{"type":"UPDATE","table":"activity_goods_0001"}"#,
-                "no `data`",
-            ),
-            (
-                r#"{"type":"UPDATE","table":"activity_goods_0001","data":[]}"#,
-                "`data` is empty",
-            ),
-            (
-                r#"{"type":"UPDATE","table":"activity_goods_0001","data":[{"id":"1"}]}"#,
-                "has no `goods_id`",
-            ),
+            (r#"{"type":"UPDATE","data":[{"goods_id":"1"}]}"#, "no `table`"),
+            (r#"{"type":"UPDATE","table":"activity_goods_0001"}"#, "no `data`"),
+            (r#"{"type":"UPDATE","table":"activity_goods_0001","data":[]}"#, "`data` is empty"),
+            (r#"{"type":"UPDATE","table":"activity_goods_0001","data":[{"id":"1"}]}"#, "has no `goods_id`"),
             (
                 r#"{"type":"UPDATE","table":"activity_goods_0001","data":[{"goods_id":"x1"}]}"#,
                 "not an unsigned 64-bit id",
             ),
-            (
-                r#"{"type":"UPDATE","table":"activity_goods_0001","data":[{"goods_id":null}]}"#,
-                "is null",
-            ),
+            (r#"{"type":"UPDATE","table":"activity_goods_0001","data":[{"goods_id":null}]}"#, "is null"),
             (
                 r#"{"type":"UPDATE","table":"activity_goods_0001","data":[{"goods_id":"1"}],"old":{"x":1}}"#,
                 "`old` is not a list",

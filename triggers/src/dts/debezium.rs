@@ -7,8 +7,8 @@
 use serde_json::{Map, Value};
 
 use super::event::{
-    as_object, err, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp,
-    LogicalTable, ParseError, Parsed,
+    as_object, err, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp, LogicalTable, ParseError,
+    Parsed,
 };
 
 pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
@@ -56,9 +56,7 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
     let mut ids = Vec::new();
     match (op, after, before) {
         (ChangeOp::Delete, _, None) => return err("delete without `before`"),
-        (ChangeOp::Insert | ChangeOp::Update | ChangeOp::Snapshot, None, _) => {
-            return err("change without `after`")
-        }
+        (ChangeOp::Insert | ChangeOp::Update | ChangeOp::Snapshot, None, _) => return err("change without `after`"),
         _ => {}
     }
     if let Some(after) = after {
@@ -67,24 +65,14 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
     if let Some(before) = before {
         push_unique(&mut ids, required_id(before, column, "before")?);
     }
-    let commit_ms = millis(source.get("ts_ms"))
-        .filter(|&ms| ms > 0)
-        .or_else(|| millis(msg.get("ts_ms")));
-    Ok(Parsed::Change(ChangeEvent {
-        table,
-        op,
-        commit_ms,
-        ids,
-    }))
+    let commit_ms = millis(source.get("ts_ms")).filter(|&ms| ms > 0).or_else(|| millis(msg.get("ts_ms")));
+    Ok(Parsed::Change(ChangeEvent { table, op, commit_ms, ids }))
 }
 
 fn not_a_row(msg: &Map<String, Value>) -> Result<Parsed, ParseError> {
     if msg.contains_key("status") && msg.contains_key("id") {
         Ok(Parsed::Skip("transaction marker"))
-    } else if msg.contains_key("ddl")
-        || msg.contains_key("tableChanges")
-        || msg.contains_key("databaseName")
-    {
+    } else if msg.contains_key("ddl") || msg.contains_key("tableChanges") || msg.contains_key("databaseName") {
         Ok(Parsed::Skip("schema change"))
     } else if msg.contains_key("ts_ms") && msg.keys().all(|k| k == "ts_ms") {
         Ok(Parsed::Skip("heartbeat"))
@@ -142,62 +130,41 @@ mod tests {
         );
         assert_eq!(change(&wrapped).ids, vec![1005]);
         let tombstone = r#"{"schema":null,"payload":null}"#;
-        assert_eq!(
-            parse(tombstone.as_bytes()).unwrap(),
-            Parsed::Skip("tombstone")
-        );
+        assert_eq!(parse(tombstone.as_bytes()).unwrap(), Parsed::Skip("tombstone"));
         assert_eq!(parse(b"").unwrap(), Parsed::Skip("tombstone"));
     }
 
     #[test]
     fn activity_and_sku_tables() {
-        let activity = event(
-            "u",
-            r#"{"activity_id":7001,"status":1}"#,
-            r#"{"activity_id":7001,"status":2}"#,
-        )
-        .replace("activity_goods_0005", "activity")
-        .replace("\"db\":\"act_0\"", "\"db\":\"act_meta\"");
+        let activity = event("u", r#"{"activity_id":7001,"status":1}"#, r#"{"activity_id":7001,"status":2}"#)
+            .replace("activity_goods_0005", "activity")
+            .replace("\"db\":\"act_0\"", "\"db\":\"act_meta\"");
         let c = change(&activity);
         assert_eq!((c.table, c.ids), (LogicalTable::Activity, vec![7001]));
-        let sku = event("c", "null", r#"{"id":1,"activity_id":7001,"goods_id":1003,"sku_id":88,"activity_price":240,"status":1}"#)
-            .replace("activity_goods_0005", "activity_sku_0003");
+        let sku = event(
+            "c",
+            "null",
+            r#"{"id":1,"activity_id":7001,"goods_id":1003,"sku_id":88,"activity_price":240,"status":1}"#,
+        )
+        .replace("activity_goods_0005", "activity_sku_0003");
         assert_eq!(change(&sku).table, LogicalTable::ActivitySku);
     }
 
     #[test]
     fn non_row_messages_are_skipped() {
         let heartbeat = r#"{"ts_ms":1781700000000}"#;
-        assert_eq!(
-            parse(heartbeat.as_bytes()).unwrap(),
-            Parsed::Skip("heartbeat")
-        );
+        assert_eq!(parse(heartbeat.as_bytes()).unwrap(), Parsed::Skip("heartbeat"));
         let begin = r#"{"status":"BEGIN","id":"571:53195829","ts_ms":1781700000000,"event_count":null,"data_collections":null}"#;
-        assert_eq!(
-            parse(begin.as_bytes()).unwrap(),
-            Parsed::Skip("transaction marker")
-        );
+        assert_eq!(parse(begin.as_bytes()).unwrap(), Parsed::Skip("transaction marker"));
         let end = r#"{"status":"END","id":"571:53195829","ts_ms":1781700000000,"event_count":2,"data_collections":[{"data_collection":"act_0.activity_goods_0005","event_count":2}]}"#;
-        assert_eq!(
-            parse(end.as_bytes()).unwrap(),
-            Parsed::Skip("transaction marker")
-        );
+        assert_eq!(parse(end.as_bytes()).unwrap(), Parsed::Skip("transaction marker"));
         let ddl = format!(
             r#"{{"source":{SOURCE},"ts_ms":1,"databaseName":"act_0","schemaName":null,"ddl":"ALTER TABLE activity_goods_0005 ADD x INT","tableChanges":[]}}"#
         );
-        assert_eq!(
-            parse(ddl.as_bytes()).unwrap(),
-            Parsed::Skip("schema change")
-        );
-        assert_eq!(
-            parse(event("t", "null", "null").as_bytes()).unwrap(),
-            Parsed::Skip("truncate")
-        );
+        assert_eq!(parse(ddl.as_bytes()).unwrap(), Parsed::Skip("schema change"));
+        assert_eq!(parse(event("t", "null", "null").as_bytes()).unwrap(), Parsed::Skip("truncate"));
         let other = event("c", "null", ROW).replace("activity_goods_0005", "orders");
-        assert_eq!(
-            parse(other.as_bytes()).unwrap(),
-            Parsed::Skip("unwatched table")
-        );
+        assert_eq!(parse(other.as_bytes()).unwrap(), Parsed::Skip("unwatched table"));
     }
 
     #[test]
@@ -218,18 +185,9 @@ mod tests {
             (&no_table, "no `source.table`".into()),
             (&event("c", "null", "null"), "without `after`".into()),
             (&event("d", "null", "null"), "without `before`".into()),
-            (
-                &event("c", "null", r#"{"id":1}"#),
-                "`after` has no `goods_id`".into(),
-            ),
-            (
-                &event("c", "null", r#"{"goods_id":-1}"#),
-                "not an unsigned 64-bit id".into(),
-            ),
-            (
-                &event("c", "null", "[1]"),
-                "`after` is not a JSON object".into(),
-            ),
+            (&event("c", "null", r#"{"id":1}"#), "`after` has no `goods_id`".into()),
+            (&event("c", "null", r#"{"goods_id":-1}"#), "not an unsigned 64-bit id".into()),
+            (&event("c", "null", "[1]"), "`after` is not a JSON object".into()),
         ] {
             let e = parse(payload.as_bytes()).unwrap_err();
             assert!(e.0.contains(&needle), "{payload}: {e} lacks {needle}");

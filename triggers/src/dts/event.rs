@@ -19,18 +19,12 @@ impl LogicalTable {
         fn sharded(name: &str, base: &str) -> bool {
             name.strip_prefix(base)
                 .and_then(|rest| rest.strip_prefix('_'))
-                .is_some_and(|digits| {
-                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-                })
+                .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         }
         match name {
             "activity" => Some(LogicalTable::Activity),
-            n if n == "activity_goods" || sharded(n, "activity_goods") => {
-                Some(LogicalTable::ActivityGoods)
-            }
-            n if n == "activity_sku" || sharded(n, "activity_sku") => {
-                Some(LogicalTable::ActivitySku)
-            }
+            n if n == "activity_goods" || sharded(n, "activity_goods") => Some(LogicalTable::ActivityGoods),
+            n if n == "activity_sku" || sharded(n, "activity_sku") => Some(LogicalTable::ActivitySku),
             _ => None,
         }
     }
@@ -86,45 +80,31 @@ pub(crate) fn parse_json(payload: &[u8]) -> Result<Value, ParseError> {
     serde_json::from_slice(payload).map_err(|e| ParseError(format!("not JSON: {e}")))
 }
 
-pub(crate) fn as_object<'a>(
-    value: &'a Value,
-    what: &str,
-) -> Result<&'a Map<String, Value>, ParseError> {
-    value
-        .as_object()
-        .ok_or_else(|| ParseError(format!("`{what}` is not a JSON object")))
+pub(crate) fn as_object<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, ParseError> {
+    value.as_object().ok_or_else(|| ParseError(format!("`{what}` is not a JSON object")))
 }
 
 /// An id column value: a JSON number, or a decimal string (Canal sends every value as a
 /// string).
-pub(crate) fn id_value(
-    row: &Map<String, Value>,
-    column: &str,
-    what: &str,
-) -> Result<Option<u64>, ParseError> {
+pub(crate) fn id_value(row: &Map<String, Value>, column: &str, what: &str) -> Result<Option<u64>, ParseError> {
     match row.get(column) {
         None => Ok(None),
-        Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
-            ParseError(format!(
-                "`{what}.{column}` = {n} is not an unsigned 64-bit id"
-            ))
-        }),
-        Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| {
-            ParseError(format!(
-                "`{what}.{column}` = {s:?} is not an unsigned 64-bit id"
-            ))
-        }),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ParseError(format!("`{what}.{column}` = {n} is not an unsigned 64-bit id"))),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ParseError(format!("`{what}.{column}` = {s:?} is not an unsigned 64-bit id"))),
         Some(Value::Null) => err(format!("`{what}.{column}` is null")),
         Some(other) => err(format!("`{what}.{column}` = {other} is not an id")),
     }
 }
 
 /// Required id of a row image.
-pub(crate) fn required_id(
-    row: &Map<String, Value>,
-    column: &str,
-    what: &str,
-) -> Result<u64, ParseError> {
+pub(crate) fn required_id(row: &Map<String, Value>, column: &str, what: &str) -> Result<u64, ParseError> {
     id_value(row, column, what)?.ok_or_else(|| ParseError(format!("`{what}` has no `{column}`")))
 }
 
@@ -149,22 +129,10 @@ mod tests {
 
     #[test]
     fn maps_sharded_tables_to_logical_ones() {
-        assert_eq!(
-            LogicalTable::from_physical("activity_goods_0005"),
-            Some(LogicalTable::ActivityGoods)
-        );
-        assert_eq!(
-            LogicalTable::from_physical("activity_sku_0003"),
-            Some(LogicalTable::ActivitySku)
-        );
-        assert_eq!(
-            LogicalTable::from_physical("activity_goods"),
-            Some(LogicalTable::ActivityGoods)
-        );
-        assert_eq!(
-            LogicalTable::from_physical("activity"),
-            Some(LogicalTable::Activity)
-        );
+        assert_eq!(LogicalTable::from_physical("activity_goods_0005"), Some(LogicalTable::ActivityGoods));
+        assert_eq!(LogicalTable::from_physical("activity_sku_0003"), Some(LogicalTable::ActivitySku));
+        assert_eq!(LogicalTable::from_physical("activity_goods"), Some(LogicalTable::ActivityGoods));
+        assert_eq!(LogicalTable::from_physical("activity"), Some(LogicalTable::Activity));
         assert_eq!(LogicalTable::from_physical("activity_goods_x1"), None);
         assert_eq!(LogicalTable::from_physical("activity_goods_"), None);
         assert_eq!(LogicalTable::from_physical("activity_log"), None);

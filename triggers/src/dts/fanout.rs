@@ -17,13 +17,7 @@ pub struct ActivityGoodsPager<'a> {
 
 impl<'a> ActivityGoodsPager<'a> {
     pub fn new(pools: &'a TruthPools, activity_id: ActivityId, page_size: u32) -> Self {
-        ActivityGoodsPager {
-            pools,
-            activity_id,
-            page_size: page_size.max(1),
-            shard: 0,
-            last_id: 0,
-        }
+        ActivityGoodsPager { pools, activity_id, page_size: page_size.max(1), shard: 0, last_id: 0 }
     }
 
     /// Next page of goods ids (never empty), or `None` when every shard was read.

@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::event::{
-    as_object, err, id_value, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp,
-    LogicalTable, ParseError, Parsed,
+    as_object, err, id_value, millis, parse_json, push_unique, required_id, ChangeEvent, ChangeOp, LogicalTable,
+    ParseError, Parsed,
 };
 
 pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
@@ -38,12 +38,7 @@ pub fn parse(payload: &[u8]) -> Result<Parsed, ParseError> {
         }
     }
     let commit_ms = millis(msg.get("ts")).map(|s| s * 1000);
-    Ok(Parsed::Change(ChangeEvent {
-        table,
-        op,
-        commit_ms,
-        ids,
-    }))
+    Ok(Parsed::Change(ChangeEvent { table, op, commit_ms, ids }))
 }
 
 #[cfg(test)]
@@ -71,14 +66,9 @@ mod tests {
                 ids: vec![1005]
             }
         );
-        let moved = UPDATE.replace(
-            r#""old":{"activity_price":300}"#,
-            r#""old":{"goods_id":1013}"#,
-        );
+        let moved = UPDATE.replace(r#""old":{"activity_price":300}"#, r#""old":{"goods_id":1013}"#);
         assert_eq!(change(&moved).ids, vec![1005, 1013]);
-        let insert = UPDATE
-            .replace("\"update\"", "\"insert\"")
-            .replace(r#","old":{"activity_price":300}"#, "");
+        let insert = UPDATE.replace("\"update\"", "\"insert\"").replace(r#","old":{"activity_price":300}"#, "");
         assert_eq!(change(&insert).op, ChangeOp::Insert);
         let delete = insert.replace("\"insert\"", "\"delete\"");
         assert_eq!(change(&delete).op, ChangeOp::Delete);
@@ -95,26 +85,17 @@ mod tests {
 
     #[test]
     fn bootstrap_ddl_and_heartbeat_are_skipped() {
-        let start = r#"{"database":"act_0","table":"activity_goods_0001","type":"bootstrap-start","ts":1781700000,"data":{}}"#;
+        let start =
+            r#"{"database":"act_0","table":"activity_goods_0001","type":"bootstrap-start","ts":1781700000,"data":{}}"#;
         assert_eq!(parse(start.as_bytes()).unwrap(), Parsed::Skip("bootstrap"));
         let row = UPDATE.replace("\"update\"", "\"bootstrap-insert\"");
         assert_eq!(parse(row.as_bytes()).unwrap(), Parsed::Skip("bootstrap"));
         let ddl = r#"{"type":"table-alter","database":"act_0","table":"activity_goods_0001","old":{},"def":{},"ts":1781700000000,"sql":"ALTER TABLE activity_goods_0001 ADD x INT"}"#;
-        assert_eq!(
-            parse(ddl.as_bytes()).unwrap(),
-            Parsed::Skip("not a row change")
-        );
-        let heartbeat =
-            r#"{"database":"maxwell","table":"heartbeats","type":"heartbeat","ts":1781700000}"#;
-        assert_eq!(
-            parse(heartbeat.as_bytes()).unwrap(),
-            Parsed::Skip("not a row change")
-        );
+        assert_eq!(parse(ddl.as_bytes()).unwrap(), Parsed::Skip("not a row change"));
+        let heartbeat = r#"{"database":"maxwell","table":"heartbeats","type":"heartbeat","ts":1781700000}"#;
+        assert_eq!(parse(heartbeat.as_bytes()).unwrap(), Parsed::Skip("not a row change"));
         let other = UPDATE.replace("activity_goods_0005", "orders");
-        assert_eq!(
-            parse(other.as_bytes()).unwrap(),
-            Parsed::Skip("unwatched table")
-        );
+        assert_eq!(parse(other.as_bytes()).unwrap(), Parsed::Skip("unwatched table"));
     }
 
     #[test]
@@ -124,22 +105,10 @@ mod tests {
             ("\"text\"", "not a JSON object"),
             (r#"{"table":"activity_goods_0001","data":{}}"#, "no `type`"),
             (r#"{"type":"insert","data":{"goods_id":1}}"#, "no `table`"),
-            (
-                r#"{"type":"insert","table":"activity_goods_0001"}"#,
-                "no `data`",
-            ),
-            (
-                r#"{"type":"insert","table":"activity_goods_0001","data":[1]}"#,
-                "`data` is not a JSON object",
-            ),
-            (
-                r#"{"type":"insert","table":"activity_goods_0001","data":{"id":1}}"#,
-                "`data` has no `goods_id`",
-            ),
-            (
-                r#"{"type":"insert","table":"activity","data":{"activity_id":"x"}}"#,
-                "not an unsigned 64-bit id",
-            ),
+            (r#"{"type":"insert","table":"activity_goods_0001"}"#, "no `data`"),
+            (r#"{"type":"insert","table":"activity_goods_0001","data":[1]}"#, "`data` is not a JSON object"),
+            (r#"{"type":"insert","table":"activity_goods_0001","data":{"id":1}}"#, "`data` has no `goods_id`"),
+            (r#"{"type":"insert","table":"activity","data":{"activity_id":"x"}}"#, "not an unsigned 64-bit id"),
         ] {
             let e = parse(payload.as_bytes()).unwrap_err();
             assert!(e.0.contains(needle), "{payload}: {e} lacks {needle}");

@@ -23,11 +23,7 @@ pub struct StagePlanner {
 
 impl StagePlanner {
     pub fn new(stages_ms: Vec<u64>) -> StagePlanner {
-        StagePlanner {
-            stages_ms,
-            published: HashMap::new(),
-            prune_at: 100_000,
-        }
+        StagePlanner { stages_ms, published: HashMap::new(), prune_at: 100_000 }
     }
 
     pub fn stages_ms(&self) -> &[u64] {
@@ -66,11 +62,7 @@ impl StagePlanner {
                 if self.published.insert((goods_id, stage), due) == Some(due) {
                     continue;
                 }
-                let mut job = Job::new(
-                    goods_id,
-                    TriggerKind::Dts,
-                    format!("dts-{goods_id}-{stage}-{due}"),
-                );
+                let mut job = Job::new(goods_id, TriggerKind::Dts, format!("dts-{goods_id}-{stage}-{due}"));
                 job.stage = stage;
                 job.not_before_ms = due;
                 job.origin_ms = commit_ms;
@@ -100,26 +92,17 @@ mod tests {
         let mut planner = StagePlanner::new(vec![3000, 30000, 300000]);
         let jobs = planner.plan(&[1001], 1_781_700_000_123, 0);
         assert_eq!(jobs.len(), 3);
-        assert_eq!(
-            jobs.iter().map(|j| j.stage).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(jobs.iter().map(|j| j.stage).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert_eq!(jobs[0].not_before_ms, 1_781_700_003_300); // window 300 ms
         assert_eq!(jobs[1].not_before_ms, 1_781_700_033_000); // window 3 s
         assert_eq!(jobs[2].not_before_ms, 1_781_700_330_000); // window 30 s
         for (job, stage) in jobs.iter().zip([3000, 30000, 300000]) {
             assert!(job.not_before_ms >= job.origin_ms + stage);
-            assert!(
-                job.not_before_ms < job.origin_ms + stage + StagePlanner::window_ms(stage as u64)
-            );
+            assert!(job.not_before_ms < job.origin_ms + stage + StagePlanner::window_ms(stage as u64));
             assert_eq!(job.origin_ms, 1_781_700_000_123);
             assert_eq!(job.trigger, TriggerKind::Dts);
         }
-        assert_eq!(
-            StagePlanner::due_ms(900, 3000),
-            3900,
-            "exact multiples are not pushed a window later"
-        );
+        assert_eq!(StagePlanner::due_ms(900, 3000), 3900, "exact multiples are not pushed a window later");
     }
 
     #[test]
@@ -127,10 +110,7 @@ mod tests {
         let mut planner = StagePlanner::new(vec![3000]);
         let first = planner.plan(&[7, 8], 10_000, 0);
         assert_eq!(first.len(), 2);
-        assert!(
-            planner.plan(&[7, 8], 10_150, 0).is_empty(),
-            "same 300 ms window"
-        );
+        assert!(planner.plan(&[7, 8], 10_150, 0).is_empty(), "same 300 ms window");
         assert_eq!(planner.plan(&[7], 10_250, 0).len(), 1, "next window");
     }
 
@@ -138,10 +118,7 @@ mod tests {
     fn a_failed_publish_is_planned_again() {
         let mut planner = StagePlanner::new(vec![3000]);
         let first = planner.plan(&[7], 10_000, 0);
-        assert!(
-            planner.plan(&[7], 10_050, 0).is_empty(),
-            "reserved while in flight"
-        );
+        assert!(planner.plan(&[7], 10_050, 0).is_empty(), "reserved while in flight");
         planner.release(&first);
         assert_eq!(planner.plan(&[7], 10_050, 0)[0].job_id, first[0].job_id);
     }

@@ -77,42 +77,22 @@ impl DtsTrigger {
         options: DtsOptions,
     ) -> Result<DtsTrigger> {
         if dts.is_empty() {
-            return Err(TriggerError::Config(
-                "no [[triggers.dts]] topic configured".into(),
-            ));
+            return Err(TriggerError::Config("no [[triggers.dts]] topic configured".into()));
         }
         let topics: HashMap<String, TopicState> = dts
             .iter()
             .map(|d| {
                 (
                     d.topic.clone(),
-                    TopicState {
-                        format: d.format,
-                        planner: Mutex::new(StagePlanner::new(d.stages_ms.clone())),
-                    },
+                    TopicState { format: d.format, planner: Mutex::new(StagePlanner::new(d.stages_ms.clone())) },
                 )
             })
             .collect();
         let names: Vec<&str> = topics.keys().map(String::as_str).collect();
-        let source = KafkaSource::subscribe(
-            &kafka.brokers,
-            &kafka.trigger_group,
-            &names,
-            options.source.clone(),
-        )?;
+        let source = KafkaSource::subscribe(&kafka.brokers, &kafka.trigger_group, &names, options.source.clone())?;
         let dead_letters = DeadLetterPublisher::new(&kafka.brokers, &kafka.dead_letter_topic)?;
-        let ctx = Arc::new(Context {
-            topics,
-            publisher,
-            dead_letters,
-            pools,
-            options,
-        });
-        Ok(DtsTrigger {
-            source,
-            ctx,
-            tasks: JoinSet::new(),
-        })
+        let ctx = Arc::new(Context { topics, publisher, dead_letters, pools, options });
+        Ok(DtsTrigger { source, ctx, tasks: JoinSet::new() })
     }
 
     /// Takes one record and starts its processing; waits first while `max_in_flight`
@@ -154,10 +134,8 @@ async fn process(ctx: Arc<Context>, record: RawRecord, ack: AckHandle) {
         match process_once(&ctx, &record).await {
             Ok(()) => break,
             Err(Failure::Permanent(reason)) => {
-                let reason = format!(
-                    "topic {} partition {} offset {}: {reason}",
-                    record.topic, record.partition, record.offset
-                );
+                let reason =
+                    format!("topic {} partition {} offset {}: {reason}", record.topic, record.partition, record.offset);
                 match ctx.dead_letters.send(&record, &reason).await {
                     Ok(()) => break,
                     Err(e) => tracing::warn!(error = %e, "dead letter not published, retrying"),
@@ -199,25 +177,16 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
             tracing::debug!(topic = %record.topic, offset = record.offset, why, "skipping message");
             return Ok(());
         }
-        Err(e) => {
-            return Err(Failure::Permanent(format!(
-                "unparseable {} message: {e}",
-                format_name(topic.format)
-            )))
-        }
+        Err(e) => return Err(Failure::Permanent(format!("unparseable {} message: {e}", format_name(topic.format)))),
     };
-    let commit_ms = event
-        .commit_ms
-        .or(record.timestamp_ms)
-        .unwrap_or_else(now_ms);
+    let commit_ms = event.commit_ms.or(record.timestamp_ms).unwrap_or_else(now_ms);
     match event.table {
         LogicalTable::ActivityGoods | LogicalTable::ActivitySku => {
             publish_goods(ctx, topic, &event.ids, commit_ms).await?
         }
         LogicalTable::Activity => {
             for &activity_id in &event.ids {
-                let mut pager =
-                    ActivityGoodsPager::new(&ctx.pools, activity_id, ctx.options.page_size);
+                let mut pager = ActivityGoodsPager::new(&ctx.pools, activity_id, ctx.options.page_size);
                 while let Some(goods) = pager.next_page().await? {
                     publish_goods(ctx, topic, &goods, commit_ms).await?;
                 }
@@ -227,29 +196,12 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
     Ok(())
 }
 
-async fn publish_goods(
-    ctx: &Context,
-    topic: &TopicState,
-    goods: &[GoodsId],
-    commit_ms: i64,
-) -> Result<()> {
-    let jobs: Vec<Job> =
-        topic
-            .planner
-            .lock()
-            .expect("planner lock")
-            .plan(goods, commit_ms, now_ms());
-    for (i, chunk) in jobs
-        .chunks(ctx.options.page_size.max(1) as usize)
-        .enumerate()
-    {
+async fn publish_goods(ctx: &Context, topic: &TopicState, goods: &[GoodsId], commit_ms: i64) -> Result<()> {
+    let jobs: Vec<Job> = topic.planner.lock().expect("planner lock").plan(goods, commit_ms, now_ms());
+    for (i, chunk) in jobs.chunks(ctx.options.page_size.max(1) as usize).enumerate() {
         if let Err(e) = ctx.publisher.publish(chunk).await {
             let unpublished = &jobs[i * ctx.options.page_size.max(1) as usize..];
-            topic
-                .planner
-                .lock()
-                .expect("planner lock")
-                .release(unpublished);
+            topic.planner.lock().expect("planner lock").release(unpublished);
             return Err(e);
         }
     }

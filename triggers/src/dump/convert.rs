@@ -10,12 +10,7 @@ use model::GoodsId;
 pub fn accepts(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Int64
-            | DataType::UInt64
-            | DataType::Int32
-            | DataType::UInt32
-            | DataType::Utf8
-            | DataType::LargeUtf8
+        DataType::Int64 | DataType::UInt64 | DataType::Int32 | DataType::UInt32 | DataType::Utf8 | DataType::LargeUtf8
     ) || matches!(data_type, DataType::Decimal128(_, 0))
 }
 
@@ -38,13 +33,7 @@ pub fn goods_ids(column: &ArrayRef) -> Result<Vec<GoodsId>, String> {
             }
         }
         DataType::UInt64 => out.extend(column.as_primitive::<UInt64Type>().iter().flatten()),
-        DataType::UInt32 => out.extend(
-            column
-                .as_primitive::<UInt32Type>()
-                .iter()
-                .flatten()
-                .map(GoodsId::from),
-        ),
+        DataType::UInt32 => out.extend(column.as_primitive::<UInt32Type>().iter().flatten().map(GoodsId::from)),
         DataType::Decimal128(_, 0) => {
             for v in column.as_primitive::<Decimal128Type>().iter().flatten() {
                 out.push(non_negative(v)?);
@@ -66,7 +55,5 @@ pub fn goods_ids(column: &ArrayRef) -> Result<Vec<GoodsId>, String> {
 }
 
 fn parse_text(v: &str) -> Result<GoodsId, String> {
-    v.trim()
-        .parse()
-        .map_err(|_| format!("`{v}` is not a decimal goods id"))
+    v.trim().parse().map_err(|_| format!("`{v}` is not a decimal goods id"))
 }

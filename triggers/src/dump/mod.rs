@@ -24,40 +24,22 @@ use model::GoodsId;
 #[derive(Debug, Error)]
 pub enum DumpError {
     #[error("dump {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("dump {path}: no Parquet part files")]
     Empty { path: PathBuf },
     #[error("dump file {path}: not a readable Parquet file: {reason}")]
     Unreadable { path: PathBuf, reason: String },
     #[error("dump file {path}: no column `{column}` (columns: {available})")]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        available: String,
-    },
+    MissingColumn { path: PathBuf, column: String, available: String },
     #[error("dump file {path}: column `{column}` has type {found}, expected an integer, scale-0 decimal or string id")]
-    WrongType {
-        path: PathBuf,
-        column: String,
-        found: String,
-    },
+    WrongType { path: PathBuf, column: String, found: String },
     #[error("dump file {path}: column `{column}`: {reason}")]
-    BadValue {
-        path: PathBuf,
-        column: String,
-        reason: String,
-    },
+    BadValue { path: PathBuf, column: String, reason: String },
 }
 
 /// Lists the part files of a dump path in read order.
 pub fn part_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {
-    let io = |source| DumpError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| DumpError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_file() {
         return Ok(vec![path.to_path_buf()]);
@@ -73,9 +55,7 @@ pub fn part_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {
     }
     files.sort();
     if files.is_empty() {
-        return Err(DumpError::Empty {
-            path: path.to_path_buf(),
-        });
+        return Err(DumpError::Empty { path: path.to_path_buf() });
     }
     Ok(files)
 }
@@ -90,11 +70,7 @@ pub struct DumpReader {
 
 impl DumpReader {
     /// Lists the part files; each file is opened and its schema checked when reached.
-    pub fn open(
-        path: impl AsRef<Path>,
-        column: &str,
-        batch_size: usize,
-    ) -> Result<DumpReader, DumpError> {
+    pub fn open(path: impl AsRef<Path>, column: &str, batch_size: usize) -> Result<DumpReader, DumpError> {
         Ok(DumpReader {
             files: part_files(path.as_ref())?.into_iter(),
             column: column.to_string(),
@@ -108,24 +84,12 @@ impl DumpReader {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let file = File::open(path).map_err(|source| DumpError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = File::open(path).map_err(|source| DumpError::Io { path: path.to_path_buf(), source })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(unreadable)?;
         let schema = builder.schema().clone();
         let Ok(index) = schema.index_of(&self.column) else {
-            let available = schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(DumpError::MissingColumn {
-                path: path.to_path_buf(),
-                column: self.column.clone(),
-                available,
-            });
+            let available = schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ");
+            return Err(DumpError::MissingColumn { path: path.to_path_buf(), column: self.column.clone(), available });
         };
         let data_type = schema.field(index).data_type();
         if !convert::accepts(data_type) {
@@ -136,11 +100,7 @@ impl DumpReader {
             });
         }
         let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
-        builder
-            .with_projection(mask)
-            .with_batch_size(self.batch_size)
-            .build()
-            .map_err(unreadable)
+        builder.with_projection(mask).with_batch_size(self.batch_size).build().map_err(unreadable)
     }
 }
 
@@ -152,12 +112,10 @@ impl Iterator for DumpReader {
             if let Some((path, reader)) = &mut self.current {
                 match reader.next() {
                     Some(Ok(batch)) => {
-                        let ids = convert::goods_ids(batch.column(0)).map_err(|reason| {
-                            DumpError::BadValue {
-                                path: path.clone(),
-                                column: self.column.clone(),
-                                reason,
-                            }
+                        let ids = convert::goods_ids(batch.column(0)).map_err(|reason| DumpError::BadValue {
+                            path: path.clone(),
+                            column: self.column.clone(),
+                            reason,
                         });
                         return Some(ids);
                     }
@@ -165,10 +123,7 @@ impl Iterator for DumpReader {
                         let path = path.clone();
                         self.current = None;
                         self.files = Vec::new().into_iter();
-                        return Some(Err(DumpError::Unreadable {
-                            path,
-                            reason: e.to_string(),
-                        }));
+                        return Some(Err(DumpError::Unreadable { path, reason: e.to_string() }));
                     }
                     None => self.current = None,
                 }

@@ -22,11 +22,7 @@ pub struct CheckpointStore {
 impl CheckpointStore {
     /// Creates the checkpoint table in `meta_database` when absent.
     pub async fn open(pool: MySqlPool, meta_database: &str) -> Result<CheckpointStore> {
-        let table = format!(
-            "{}.{}",
-            quote_ident(meta_database),
-            quote_ident("reconcile_checkpoint")
-        );
+        let table = format!("{}.{}", quote_ident(meta_database), quote_ident("reconcile_checkpoint"));
         let ddl = format!(
             "CREATE TABLE IF NOT EXISTS {table} (
                name       VARCHAR(191)    NOT NULL PRIMARY KEY,
@@ -40,19 +36,9 @@ impl CheckpointStore {
     }
 
     pub async fn load(&self, name: &str) -> Result<Option<Watermark>> {
-        let sql = format!(
-            "SELECT {}, last_id FROM {} WHERE name = ?",
-            epoch_ms_of("updated_at"),
-            self.table
-        );
-        let row: Option<(i64, u64)> = sqlx::query_as(&sql)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|(updated_ms, last_id)| Watermark {
-            updated_ms,
-            last_id,
-        }))
+        let sql = format!("SELECT {}, last_id FROM {} WHERE name = ?", epoch_ms_of("updated_at"), self.table);
+        let row: Option<(i64, u64)> = sqlx::query_as(&sql).bind(name).fetch_optional(&self.pool).await?;
+        Ok(row.map(|(updated_ms, last_id)| Watermark { updated_ms, last_id }))
     }
 
     /// Sets a watermark whatever it was.
@@ -66,12 +52,7 @@ impl CheckpointStore {
 
     pub async fn save(&self, name: &str, mark: Watermark) -> Result<()> {
         let sql = self.upsert_sql();
-        sqlx::query(&sql)
-            .bind(name)
-            .bind(mark.updated_ms)
-            .bind(mark.last_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(&sql).bind(name).bind(mark.updated_ms).bind(mark.last_id).execute(&self.pool).await?;
         Ok(())
     }
 
@@ -79,30 +60,14 @@ impl CheckpointStore {
     /// the schedule so one fire time is taken by one instance only.
     pub async fn advance(&self, name: &str, mark: Watermark) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "SELECT {}, last_id FROM {} WHERE name = ? FOR UPDATE",
-            epoch_ms_of("updated_at"),
-            self.table
-        );
-        let current: Option<(i64, u64)> = sqlx::query_as(&sql)
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if current.is_some_and(|(ms, id)| {
-            Watermark {
-                updated_ms: ms,
-                last_id: id,
-            } >= mark
-        }) {
+        let sql =
+            format!("SELECT {}, last_id FROM {} WHERE name = ? FOR UPDATE", epoch_ms_of("updated_at"), self.table);
+        let current: Option<(i64, u64)> = sqlx::query_as(&sql).bind(name).fetch_optional(&mut *tx).await?;
+        if current.is_some_and(|(ms, id)| Watermark { updated_ms: ms, last_id: id } >= mark) {
             return Ok(false);
         }
         let sql = self.upsert_sql();
-        sqlx::query(&sql)
-            .bind(name)
-            .bind(mark.updated_ms)
-            .bind(mark.last_id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&sql).bind(name).bind(mark.updated_ms).bind(mark.last_id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -42,20 +42,9 @@ pub struct Scanner {
 
 impl Scanner {
     /// Creates the checkpoint table when absent.
-    pub async fn new(
-        pools: TruthPools,
-        publisher: Arc<dyn JobPublisher>,
-        config: ScannerConfig,
-    ) -> Result<Scanner> {
-        let checkpoints =
-            CheckpointStore::open(pools.meta.clone(), &pools.layout.meta_database()).await?;
-        Ok(Scanner {
-            pools,
-            publisher,
-            config,
-            checkpoints,
-            concurrency: 4,
-        })
+    pub async fn new(pools: TruthPools, publisher: Arc<dyn JobPublisher>, config: ScannerConfig) -> Result<Scanner> {
+        let checkpoints = CheckpointStore::open(pools.meta.clone(), &pools.layout.meta_database()).await?;
+        Ok(Scanner { pools, publisher, config, checkpoints, concurrency: 4 })
     }
 
     pub fn checkpoints(&self) -> &CheckpointStore {

@@ -15,11 +15,7 @@ pub struct Pacer {
 impl Pacer {
     /// `rate` 0: unlimited.
     pub fn new(rate: u32) -> Pacer {
-        Pacer {
-            rate,
-            started: Instant::now(),
-            rows: 0,
-        }
+        Pacer { rate, started: Instant::now(), rows: 0 }
     }
 
     pub async fn consumed(&mut self, rows: u64) {
@@ -44,10 +40,7 @@ mod tests {
             pacer.consumed(100).await;
         }
         let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_secs(5) && elapsed < Duration::from_millis(5100),
-            "{elapsed:?}"
-        );
+        assert!(elapsed >= Duration::from_secs(5) && elapsed < Duration::from_millis(5100), "{elapsed:?}");
         let mut unlimited = Pacer::new(0);
         let t = Instant::now();
         unlimited.consumed(1_000_000).await;

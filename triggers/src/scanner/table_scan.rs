@@ -55,10 +55,7 @@ pub async fn scan(
     let name = table.checkpoint_name();
     let mut mark = match checkpoints.load(&name).await? {
         Some(mark) => mark,
-        None => Watermark {
-            updated_ms: window_end - config.initial_lookback_ms as i64,
-            last_id: 0,
-        },
+        None => Watermark { updated_ms: window_end - config.initial_lookback_ms as i64, last_id: 0 },
     };
     let (key, goods) = match table.kind {
         TableKind::Goods => ("id", "goods_id"),
@@ -90,14 +87,9 @@ pub async fn scan(
         stats.rows += rows.len() as u64;
         stats.jobs += match table.kind {
             TableKind::Goods => publish_goods_rows(table, &rows, publisher).await?,
-            TableKind::Activity => {
-                publish_activity_rows(pools, &rows, publisher, page_size).await?
-            }
+            TableKind::Activity => publish_activity_rows(pools, &rows, publisher, page_size).await?,
         };
-        mark = Watermark {
-            updated_ms: last_ms,
-            last_id: last_key,
-        };
+        mark = Watermark { updated_ms: last_ms, last_id: last_key };
         checkpoints.save(&name, mark).await?;
         pacer.consumed(rows.len() as u64).await;
         if (rows.len() as u32) < page_size {
@@ -107,21 +99,13 @@ pub async fn scan(
     Ok(stats)
 }
 
-async fn publish_goods_rows(
-    table: &ScanTable,
-    rows: &[(u64, u64, i64)],
-    publisher: &dyn JobPublisher,
-) -> Result<u64> {
+async fn publish_goods_rows(table: &ScanTable, rows: &[(u64, u64, i64)], publisher: &dyn JobPublisher) -> Result<u64> {
     let mut seen = HashSet::new();
     let jobs: Vec<Job> = rows
         .iter()
         .filter(|(_, goods_id, _)| seen.insert(*goods_id))
         .map(|&(id, goods_id, ms)| {
-            let mut job = Job::new(
-                goods_id,
-                TriggerKind::Scanner,
-                format!("scan-{}-{id}-{ms}", table.table),
-            );
+            let mut job = Job::new(goods_id, TriggerKind::Scanner, format!("scan-{}-{id}-{ms}", table.table));
             job.origin_ms = ms;
             job
         })

@@ -30,46 +30,26 @@ pub fn suffix() -> String {
 pub fn ensure_broker() -> String {
     let brokers = brokers();
     let addr = brokers.split(',').next().unwrap().to_string();
-    if TcpStream::connect_timeout(
-        &addr.parse().expect("broker address"),
-        Duration::from_secs(1),
-    )
-    .is_ok()
-    {
+    if TcpStream::connect_timeout(&addr.parse().expect("broker address"), Duration::from_secs(1)).is_ok() {
         return brokers;
     }
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh");
-    let status = std::process::Command::new("bash")
-        .arg(&script)
-        .status()
-        .expect("run scripts/kafka.sh");
-    assert!(
-        status.success(),
-        "no broker at {brokers} and scripts/kafka.sh failed"
-    );
+    let status = std::process::Command::new("bash").arg(&script).status().expect("run scripts/kafka.sh");
+    assert!(status.success(), "no broker at {brokers} and scripts/kafka.sh failed");
     brokers
 }
 
 pub async fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
-    triggers::bus::kafka::ensure_topics(brokers, topics, partitions)
-        .await
-        .expect("create topics");
+    triggers::bus::kafka::ensure_topics(brokers, topics, partitions).await.expect("create topics");
 }
 
 pub fn producer(brokers: &str) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("acks", "all")
-        .create()
-        .expect("producer")
+    ClientConfig::new().set("bootstrap.servers", brokers).set("acks", "all").create().expect("producer")
 }
 
 pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
     producer
-        .send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Timeout::After(Duration::from_secs(30)),
-        )
+        .send(FutureRecord::to(topic).key(key).payload(payload), Timeout::After(Duration::from_secs(30)))
         .await
         .map_err(|(e, _)| e)
         .expect("produce");
@@ -77,15 +57,9 @@ pub async fn produce(producer: &FutureProducer, topic: &str, key: &str, payload:
 
 /// Reads a topic from the start in a fresh group until `want` records arrived or the
 /// deadline passed; acks everything.
-pub async fn read_records(
-    brokers: &str,
-    topic: &str,
-    want: usize,
-    deadline: Duration,
-) -> Vec<RawRecord> {
+pub async fn read_records(brokers: &str, topic: &str, want: usize, deadline: Duration) -> Vec<RawRecord> {
     let group = format!("reader-{}", suffix());
-    let mut source = KafkaSource::subscribe(brokers, &group, &[topic], SourceOptions::default())
-        .expect("reader");
+    let mut source = KafkaSource::subscribe(brokers, &group, &[topic], SourceOptions::default()).expect("reader");
     let mut out = Vec::new();
     let end = tokio::time::Instant::now() + deadline;
     while out.len() < want {
@@ -127,27 +101,23 @@ pub struct Truth {
 
 impl Truth {
     pub async fn create() -> Truth {
-        let url = std::env::var("RECONCILER_MYSQL_URL")
-            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-        let pool = MySqlPoolOptions::new()
-            .max_connections(8)
-            .connect(&url)
-            .await
-            .expect("mariadb at 127.0.0.1:3306");
-        let layout = ShardLayout {
-            databases: 2,
-            tables_per_database: 2,
-            db_prefix: format!("t{}_", suffix()),
-        };
+        let url = std::env::var("RECONCILER_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let pool = MySqlPoolOptions::new().max_connections(8).connect(&url).await.expect("mariadb at 127.0.0.1:3306");
+        let layout = ShardLayout { databases: 2, tables_per_database: 2, db_prefix: format!("t{}_", suffix()) };
         let meta = layout.meta_database();
         exec(&pool, &format!("CREATE DATABASE `{meta}`")).await;
-        exec(&pool, &format!(
-            "CREATE TABLE `{meta}`.activity (
+        exec(
+            &pool,
+            &format!(
+                "CREATE TABLE `{meta}`.activity (
                activity_id BIGINT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, type TINYINT NOT NULL,
                biz_code VARCHAR(32) NOT NULL, tags VARCHAR(255) NOT NULL DEFAULT '', status TINYINT NOT NULL,
                start_time DATETIME(3) NOT NULL, end_time DATETIME(3) NOT NULL, priority INT NOT NULL DEFAULT 0,
                updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-               KEY idx_updated_at (updated_at))")).await;
+               KEY idx_updated_at (updated_at))"
+            ),
+        )
+        .await;
         for d in 0..layout.databases {
             exec(&pool, &format!("CREATE DATABASE `{}`", layout.database(d))).await;
         }
@@ -160,14 +130,19 @@ impl Truth {
                    updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
                    UNIQUE KEY uk_goods_activity (goods_id, activity_id), KEY idx_activity (activity_id), KEY idx_updated_at (updated_at))",
                 s.database, s.goods_table)).await;
-            exec(&pool, &format!(
-                "CREATE TABLE `{}`.`{}` (
+            exec(
+                &pool,
+                &format!(
+                    "CREATE TABLE `{}`.`{}` (
                    id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, activity_id BIGINT UNSIGNED NOT NULL,
                    goods_id BIGINT UNSIGNED NOT NULL, sku_id BIGINT UNSIGNED NOT NULL, activity_price BIGINT NOT NULL,
                    status TINYINT NOT NULL,
                    updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
                    UNIQUE KEY uk_goods_activity_sku (goods_id, activity_id, sku_id), KEY idx_updated_at (updated_at))",
-                s.database, s.sku_table)).await;
+                    s.database, s.sku_table
+                ),
+            )
+            .await;
         }
         Truth { pool, layout }
     }
@@ -177,10 +152,14 @@ impl Truth {
     }
 
     pub async fn insert_activity(&self, activity_id: u64, updated_at: &str) {
-        exec(&self.pool, &format!(
+        exec(
+            &self.pool,
+            &format!(
             "INSERT INTO `{}`.activity (activity_id, name, type, biz_code, status, start_time, end_time, updated_at)
              VALUES ({activity_id}, 'a', 2, 'main', 1, '2026-01-01', '2027-01-01', {updated_at})",
-            self.layout.meta_database())).await;
+            self.layout.meta_database()),
+        )
+        .await;
     }
 
     /// Inserts an `activity_goods` row in the goods' shard; `updated_at` is SQL.
@@ -199,26 +178,15 @@ impl Truth {
     }
 
     pub async fn drop_all(&self) {
-        exec(
-            &self.pool,
-            &format!("DROP DATABASE IF EXISTS `{}`", self.layout.meta_database()),
-        )
-        .await;
+        exec(&self.pool, &format!("DROP DATABASE IF EXISTS `{}`", self.layout.meta_database())).await;
         for d in 0..self.layout.databases {
-            exec(
-                &self.pool,
-                &format!("DROP DATABASE IF EXISTS `{}`", self.layout.database(d)),
-            )
-            .await;
+            exec(&self.pool, &format!("DROP DATABASE IF EXISTS `{}`", self.layout.database(d))).await;
         }
     }
 }
 
 pub async fn exec(pool: &MySqlPool, sql: &str) {
-    sqlx::query(sql)
-        .execute(pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    sqlx::query(sql).execute(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 pub type Shared<T> = Arc<std::sync::Mutex<T>>;

@@ -23,10 +23,7 @@ pub struct DeadLetterPublisher {
 
 impl DeadLetterPublisher {
     pub fn new(brokers: &str, topic: &str) -> Result<DeadLetterPublisher> {
-        Ok(DeadLetterPublisher {
-            producer: super::producer_config(brokers).create()?,
-            topic: topic.to_string(),
-        })
+        Ok(DeadLetterPublisher { producer: super::producer_config(brokers).create()?, topic: topic.to_string() })
     }
 
     /// Publishes `record` with `reason`; returns once the broker has it, so the caller may
@@ -36,33 +33,16 @@ impl DeadLetterPublisher {
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: REASON_HEADER,
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "dlq.source.topic",
-                value: Some(&*record.topic),
-            })
-            .insert(Header {
-                key: "dlq.source.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "dlq.source.offset",
-                value: Some(&offset),
-            });
+            .insert(Header { key: REASON_HEADER, value: Some(reason) })
+            .insert(Header { key: "dlq.source.topic", value: Some(&*record.topic) })
+            .insert(Header { key: "dlq.source.partition", value: Some(&partition) })
+            .insert(Header { key: "dlq.source.offset", value: Some(&offset) });
         let payload = record.payload.as_deref().unwrap_or_default();
-        let mut out = FutureRecord::to(&self.topic)
-            .payload(payload)
-            .headers(headers);
+        let mut out = FutureRecord::to(&self.topic).payload(payload).headers(headers);
         if let Some(key) = record.key.as_deref() {
             out = out.key(key);
         }
-        self.producer
-            .send(out, Timeout::After(Duration::from_secs(30)))
-            .await
-            .map_err(|(e, _)| e)?;
+        self.producer.send(out, Timeout::After(Duration::from_secs(30))).await.map_err(|(e, _)| e)?;
         Ok(())
     }
 }

@@ -47,10 +47,8 @@ impl JobConsumer for KafkaJobConsumer {
             match Job::decode(payload) {
                 Ok(job) => return Ok(Some(Delivery { job, ack })),
                 Err(e) => {
-                    let reason = format!(
-                        "topic {} partition {} offset {}: {e}",
-                        record.topic, record.partition, record.offset
-                    );
+                    let reason =
+                        format!("topic {} partition {} offset {}: {e}", record.topic, record.partition, record.offset);
                     // Until the dead letter is out the record stays unacked: retry rather than
                     // stall the partition's commits behind it.
                     let mut backoff = Duration::from_millis(100);

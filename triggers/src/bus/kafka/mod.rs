@@ -19,9 +19,7 @@ use rdkafka::ClientConfig;
 /// Client settings shared by every producer and consumer of this crate.
 pub(crate) fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", brokers)
-        .set("client.id", "reconciler");
+    config.set("bootstrap.servers", brokers).set("client.id", "reconciler");
     config
 }
 
@@ -29,9 +27,6 @@ pub(crate) fn base_config(brokers: &str) -> ClientConfig {
 /// that returned survives a broker failover.
 pub(crate) fn producer_config(brokers: &str) -> ClientConfig {
     let mut config = base_config(brokers);
-    config
-        .set("acks", "all")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000");
+    config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "30000");
     config
 }

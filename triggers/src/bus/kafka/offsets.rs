@@ -28,29 +28,17 @@ impl OffsetTracker {
     /// Records that `offset` was handed out; returns the generation its ack must carry.
     pub fn track(&mut self, topic: &Arc<str>, partition: i32, offset: i64) -> u64 {
         let next_generation = &mut self.next_generation;
-        let state = self
-            .partitions
-            .entry((topic.clone(), partition))
-            .or_insert_with(|| {
-                *next_generation += 1;
-                PartitionState {
-                    generation: *next_generation,
-                    pending: BTreeMap::new(),
-                }
-            });
+        let state = self.partitions.entry((topic.clone(), partition)).or_insert_with(|| {
+            *next_generation += 1;
+            PartitionState { generation: *next_generation, pending: BTreeMap::new() }
+        });
         state.pending.insert(offset, false);
         state.generation
     }
 
     /// Marks `offset` done; returns the new commit position (next offset to read) when the
     /// done prefix grew.
-    pub fn ack(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        generation: u64,
-    ) -> Option<i64> {
+    pub fn ack(&mut self, topic: &str, partition: i32, offset: i64, generation: u64) -> Option<i64> {
         let state = self.partitions.get_mut(&(Arc::from(topic), partition))?;
         if state.generation != generation {
             return None;
@@ -96,35 +84,22 @@ impl std::fmt::Debug for SharedTracker {
 
 impl SharedTracker {
     pub fn new(store: StoreFn) -> SharedTracker {
-        SharedTracker {
-            tracker: Mutex::new(OffsetTracker::default()),
-            store,
-        }
+        SharedTracker { tracker: Mutex::new(OffsetTracker::default()), store }
     }
 
     pub fn track(&self, topic: &Arc<str>, partition: i32, offset: i64) -> u64 {
-        self.tracker
-            .lock()
-            .expect("tracker lock")
-            .track(topic, partition, offset)
+        self.tracker.lock().expect("tracker lock").track(topic, partition, offset)
     }
 
     pub fn ack(&self, topic: &str, partition: i32, offset: i64, generation: u64) {
-        let commit = self
-            .tracker
-            .lock()
-            .expect("tracker lock")
-            .ack(topic, partition, offset, generation);
+        let commit = self.tracker.lock().expect("tracker lock").ack(topic, partition, offset, generation);
         if let Some(next) = commit {
             (self.store)(topic, partition, next);
         }
     }
 
     pub fn revoke(&self, topic: &str, partition: i32) {
-        self.tracker
-            .lock()
-            .expect("tracker lock")
-            .revoke(topic, partition)
+        self.tracker.lock().expect("tracker lock").revoke(topic, partition)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -169,10 +144,6 @@ mod tests {
         assert_ne!(old, new);
         assert_eq!(tracker.ack("t", 0, 5, old), None);
         assert_eq!(tracker.ack("t", 0, 5, new), Some(6));
-        assert_eq!(
-            tracker.ack("t", 0, 99, new),
-            None,
-            "unknown offsets are ignored"
-        );
+        assert_eq!(tracker.ack("t", 0, 99, new), None, "unknown offsets are ignored");
     }
 }

@@ -27,19 +27,12 @@ impl KafkaPublisher {
     /// With extra librdkafka producer settings. `batch.num.messages = 1` makes every job
     /// its own record batch, which Tansu 0.6 needs for consumers that resume from a
     /// committed offset inside a batch (see `scripts/kafka.sh`); Kafka does not.
-    pub fn with_config(
-        brokers: &str,
-        topic: &str,
-        extra: &[(&str, &str)],
-    ) -> Result<KafkaPublisher> {
+    pub fn with_config(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Result<KafkaPublisher> {
         let mut config = super::producer_config(brokers);
         for (k, v) in extra {
             config.set(*k, *v);
         }
-        Ok(KafkaPublisher {
-            producer: config.create()?,
-            topic: topic.to_string(),
-        })
+        Ok(KafkaPublisher { producer: config.create()?, topic: topic.to_string() })
     }
 
     pub fn topic(&self) -> &str {
@@ -57,11 +50,7 @@ impl JobPublisher for KafkaPublisher {
             let topic = self.topic.clone();
             async move {
                 let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                producer
-                    .send(record, Timeout::After(Duration::from_secs(30)))
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| e)
+                producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
             }
         });
         try_join_all(sends).await?;

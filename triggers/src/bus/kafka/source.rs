@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientContext, Message, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
@@ -45,11 +43,7 @@ impl RawRecord {
     fn from_message(message: &BorrowedMessage<'_>, topic: Arc<str>) -> RawRecord {
         let headers = message
             .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
             .unwrap_or_default();
         RawRecord {
             topic,
@@ -63,10 +57,7 @@ impl RawRecord {
     }
 
     pub fn header(&self, key: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
     }
 }
 
@@ -87,22 +78,14 @@ impl SourceOptions {
     /// Defaults plus the service's Kafka settings (`kafka.session_timeout_ms`).
     pub fn for_kafka(kafka: &model::config::KafkaConfig) -> SourceOptions {
         let mut options = SourceOptions::default();
-        options.extra.push((
-            "session.timeout.ms".into(),
-            kafka.session_timeout_ms.to_string(),
-        ));
+        options.extra.push(("session.timeout.ms".into(), kafka.session_timeout_ms.to_string()));
         options
     }
 }
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        SourceOptions {
-            buffer: 256,
-            auto_offset_reset: "earliest".into(),
-            commit_interval_ms: 1000,
-            extra: Vec::new(),
-        }
+        SourceOptions { buffer: 256, auto_offset_reset: "earliest".into(), commit_interval_ms: 1000, extra: Vec::new() }
     }
 }
 
@@ -130,11 +113,7 @@ impl ConsumerContext for TrackingContext {
         if let Rebalance::Revoke(list) = rebalance {
             for elem in list.elements() {
                 self.revocations.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    topic = elem.topic(),
-                    partition = elem.partition(),
-                    "partition revoked"
-                );
+                tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition revoked");
                 self.tracker.revoke(elem.topic(), elem.partition());
             }
         }
@@ -143,11 +122,7 @@ impl ConsumerContext for TrackingContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             for elem in list.elements() {
-                tracing::info!(
-                    topic = elem.topic(),
-                    partition = elem.partition(),
-                    "partition assigned"
-                );
+                tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition assigned");
             }
         }
     }
@@ -170,63 +145,43 @@ pub struct KafkaSource {
 impl KafkaSource {
     /// Joins `group` and subscribes to `topics`. Topics must exist (see
     /// [`ensure_topics`](super::ensure_topics)) or are picked up once created.
-    pub fn subscribe(
-        brokers: &str,
-        group: &str,
-        topics: &[&str],
-        options: SourceOptions,
-    ) -> Result<KafkaSource> {
+    pub fn subscribe(brokers: &str, group: &str, topics: &[&str], options: SourceOptions) -> Result<KafkaSource> {
         let slot: Arc<OnceLock<Weak<Consumer_>>> = Arc::new(OnceLock::new());
         let store_slot = slot.clone();
-        let tracker = Arc::new(SharedTracker::new(Box::new(
-            move |topic, partition, next| {
-                let Some(consumer) = store_slot.get().and_then(Weak::upgrade) else {
-                    return;
-                };
-                // `store_offset` stores offset + 1 (it takes a message offset); a list stores
-                // exactly the next offset to read.
-                let mut list = TopicPartitionList::new();
-                let stored = list
-                    .add_partition_offset(topic, partition, rdkafka::Offset::Offset(next))
-                    .and_then(|()| consumer.store_offsets(&list));
-                if let Err(e) = stored {
-                    tracing::debug!(topic, partition, next, error = %e, "offset not stored (partition no longer owned)");
-                }
-            },
-        )));
+        let tracker = Arc::new(SharedTracker::new(Box::new(move |topic, partition, next| {
+            let Some(consumer) = store_slot.get().and_then(Weak::upgrade) else {
+                return;
+            };
+            // `store_offset` stores offset + 1 (it takes a message offset); a list stores
+            // exactly the next offset to read.
+            let mut list = TopicPartitionList::new();
+            let stored = list
+                .add_partition_offset(topic, partition, rdkafka::Offset::Offset(next))
+                .and_then(|()| consumer.store_offsets(&list));
+            if let Err(e) = stored {
+                tracing::debug!(topic, partition, next, error = %e, "offset not stored (partition no longer owned)");
+            }
+        })));
         let mut config = super::base_config(brokers);
         config
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.commit.interval.ms",
-                options.commit_interval_ms.to_string(),
-            )
+            .set("auto.commit.interval.ms", options.commit_interval_ms.to_string())
             .set("auto.offset.reset", &options.auto_offset_reset)
             .set("enable.partition.eof", "false");
         for (k, v) in &options.extra {
             config.set(k, v);
         }
         let revocations = Arc::new(AtomicU64::new(0));
-        let context = TrackingContext {
-            tracker: tracker.clone(),
-            revocations: revocations.clone(),
-        };
+        let context = TrackingContext { tracker: tracker.clone(), revocations: revocations.clone() };
         let consumer: Arc<Consumer_> = Arc::new(config.create_with_context(context)?);
         let _ = slot.set(Arc::downgrade(&consumer));
         consumer.subscribe(topics)?;
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx));
-        Ok(KafkaSource {
-            rx,
-            consumer: Some(consumer),
-            tracker,
-            revocations,
-            stop,
-            task: Some(task),
-        })
+        Ok(KafkaSource { rx, consumer: Some(consumer), tracker, revocations, stop, task: Some(task) })
     }
 
     /// The next record and its ack handle; `None` after [`shutdown`](Self::shutdown).
@@ -333,11 +288,7 @@ fn set_paused(consumer: &Consumer_, pause: bool) {
         return;
     }
     let list: TopicPartitionList = assignment;
-    let result = if pause {
-        consumer.pause(&list)
-    } else {
-        consumer.resume(&list)
-    };
+    let result = if pause { consumer.pause(&list) } else { consumer.resume(&list) };
     if let Err(e) = result {
         tracing::warn!(error = %e, pause, "pause/resume failed");
     }
