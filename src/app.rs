@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use common::mysql::MysqlPools;
 use handlers::audit::AuditLog;
 use handlers::run::{ProgressFn, RunOptions};
-use handlers::target::build_targets;
-use handlers::truth::{MysqlPools, TruthReader};
+use handlers::stores::build_targets;
+use handlers::truth::TruthReader;
 use handlers::Handler;
 use model::config::Config;
 
@@ -26,9 +27,9 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config) -> anyhow::Result<App> {
-        let pools = MysqlPools::new(&config.mysql).context("mysql")?;
         let layout = config.layout();
-        let truth = TruthReader::new(pools.clone(), layout.clone());
+        let pools = MysqlPools::new(&config.mysql, layout.clone()).context("mysql")?;
+        let truth = TruthReader::new(pools.clone());
         let targets = build_targets(&config.targets).context("targets")?;
         let audit = AuditLog::new(pools.meta_pool().clone(), &layout.meta_database());
         let handler = Arc::new(Handler::new(truth, targets, audit, config.repair.clone()));
@@ -47,5 +48,5 @@ impl App {
 
 /// A run id for audit rows: command name and start time.
 pub fn run_id(command: &str) -> String {
-    format!("{command}-{}-{}", handlers::handler::now_ms(), std::process::id())
+    format!("{command}-{}-{}", common::clock::now_ms(), std::process::id())
 }

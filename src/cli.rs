@@ -14,8 +14,17 @@ pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, default_value = "config/reconciler.toml")]
     pub config: PathBuf,
+    /// Log format on stderr: `text` (for people) or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RECONCILER_LOG_FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -34,7 +34,7 @@ pub async fn run(cli: Cli) -> i32 {
     };
     match cli.command {
         Command::Demo => demo(&app).await,
-        Command::Schema => match crate::schema::create(&app.pools, &app.config.layout()).await {
+        Command::Schema => match common::mysql::schema::create(&app.pools).await {
             Ok(n) => {
                 println!("schema ready: {n} statements applied (idempotent)");
                 exit::CLEAN

@@ -37,7 +37,7 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
             println!("{s}");
         }
     };
-    let n = crate::schema::create(&app.pools, &layout).await.context("creating the schema")?;
+    let n = common::mysql::schema::create(&app.pools).await.context("creating the schema")?;
     say(format!(
         "schema: {n} statements applied for {} databases x {} tables",
         layout.databases, layout.tables_per_database

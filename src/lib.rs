@@ -10,6 +10,5 @@ pub mod dump;
 pub mod hbase_admin;
 pub mod output;
 pub mod progress;
-pub mod schema;
 pub mod seed;
 pub mod serve;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use reconciler::app::exit;
-use reconciler::cli::Cli;
+use reconciler::cli::{Cli, LogFormat};
 
 /// mimalloc: flat memory whatever the number of goods (glibc's per-thread arenas grew
 /// with the run), and less CPU per allocation (see BENCHMARKS.md).
@@ -23,10 +23,25 @@ extern "C" {
 fn tune_allocator() {
     const ARENA_EAGER_COMMIT: std::os::raw::c_int = 4; // mi_option_arena_eager_commit
     const PURGE_DELAY: std::os::raw::c_int = 15; // mi_option_purge_delay
-                                                 // SAFETY: mimalloc's documented option setter, called before any thread starts.
+
+    // SAFETY: mimalloc's documented option setter, called before any thread starts.
     unsafe {
         mi_option_set(ARENA_EAGER_COMMIT, 0);
         mi_option_set(PURGE_DELAY, 0);
+    }
+}
+
+/// Logs go to stderr: readable text (colour only on a terminal, never in files or
+/// journald) or one JSON object per line for log pipelines. `RECONCILER_LOG` sets the
+/// filter.
+fn init_logs(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RECONCILER_LOG").unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).flatten_event(true).init(),
     }
 }
 
@@ -39,12 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RECONCILER_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logs(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = runtime.block_on(reconciler::commands::run(cli));
     ExitCode::from(code as u8)

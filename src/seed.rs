@@ -1,7 +1,7 @@
 //! Writes truth rows (demo, tests, benchmarks). This is the only code of the project
 //! that writes the truth tables, playing the role of the pricing system's own writers.
 
-use handlers::truth::MysqlPools;
+use common::mysql::MysqlPools;
 use model::{ActivityId, GoodsId, ShardLayout};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

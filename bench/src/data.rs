@@ -57,7 +57,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn now_minus_hour() -> Clock {
-        let now = handlers::handler::now_ms();
+        let now = common::clock::now_ms();
         Clock { base_ms: (now - 3_600_000) / 60_000 * 60_000 }
     }
     pub fn updated(&self, r: &mut Rng) -> i64 {

@@ -29,7 +29,7 @@ fn id_list(ids: &[u64]) -> String {
 async fn read_batch(
     handler: &Handler,
     layout: &ShardLayout,
-    pools: &handlers::truth::MysqlPools,
+    pools: &common::mysql::MysqlPools,
     ids: &[GoodsId],
 ) -> Result<u64> {
     let truth = async {
@@ -93,7 +93,7 @@ pub struct Floor {
 
 pub async fn run(
     handler: &Arc<Handler>,
-    pools: &handlers::truth::MysqlPools,
+    pools: &common::mysql::MysqlPools,
     batch: usize,
     workers: usize,
 ) -> Result<Floor> {

@@ -122,7 +122,7 @@ fn healthy() -> bool {
 }
 
 fn canal(db: &str, table: &str, goods: GoodsId, aid: ActivityId, price: i64) -> String {
-    let now = handlers::handler::now_ms();
+    let now = common::clock::now_ms();
     json!({"data": [{"goods_id": goods.to_string(), "activity_id": aid.to_string(), "activity_price": price.to_string()}],
            "database": db, "es": now, "id": 1, "isDdl": false, "old": [{"activity_price": (price - 1).to_string()}],
            "pkNames": ["id"], "table": table, "ts": now, "type": "UPDATE"})
@@ -142,7 +142,7 @@ struct Change {
 pub async fn run(
     root: &Path,
     base_config: &str,
-    pools: &handlers::truth::MysqlPools,
+    pools: &common::mysql::MysqlPools,
     layout: &ShardLayout,
     clock: Clock,
     acts: &HashMap<ActivityId, model::ActivityRow>,
@@ -152,7 +152,7 @@ pub async fn run(
     if std::net::TcpStream::connect(BROKERS).is_err() {
         bail!("no Kafka broker on {BROKERS} (scripts/kafka.sh starts one)");
     }
-    let tag = format!("{}", handlers::handler::now_ms());
+    let tag = format!("{}", common::clock::now_ms());
     let topic = format!("bench-{tag}-canal");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create()?;
     admin
@@ -224,8 +224,8 @@ pub async fn run(
         if next < changes.len() && t0.elapsed() >= tick * tick_no {
             let end = (next + per_tick).min(changes.len());
             let mut by_shard: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-            for i in next..end {
-                by_shard.entry(layout.shard_of(changes[i].goods)).or_default().push(i);
+            for (i, change) in changes.iter().enumerate().take(end).skip(next) {
+                by_shard.entry(layout.shard_of(change.goods)).or_default().push(i);
             }
             let updates = by_shard.iter().map(|(&s, idx)| {
                 let shard = layout.shard(s);

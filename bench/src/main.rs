@@ -158,7 +158,7 @@ async fn run(args: Args) -> Result<()> {
     say(format!("preparing servers (buffer pool {} GB), dropping earlier bench data", args.buffer_pool_gb));
     env::clean_up(&meta_pool).await?;
     env::prepare_servers(&meta_pool, args.buffer_pool_gb).await?;
-    reconciler::schema::create(&app.pools, &layout).await.context("schema")?;
+    common::mysql::schema::create(&app.pools).await.context("schema")?;
 
     let clock = data::Clock::now_minus_hour();
     let act_rows = data::activities(clock);

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use common::mysql::MysqlPools;
 use futures::future::try_join_all;
-use handlers::truth::MysqlPools;
 use model::projection::ActivityRow;
 use model::{hbase_row_key, ActivityId, GoodsId, ShardLayout};
 

@@ -10,7 +10,7 @@ use sqlx::mysql::MySqlPool;
 use sqlx::Row;
 
 use crate::error::StoreError;
-use crate::target::ApplyOutcome;
+use crate::stores::ApplyOutcome;
 
 #[derive(Clone)]
 pub struct AuditLog {

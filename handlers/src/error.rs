@@ -1,5 +1,6 @@
 //! Store errors, which know whether trying again can help.
 
+use common::{Classify, ErrorClass};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -20,6 +21,19 @@ impl StoreError {
 
     pub fn failed(store: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         StoreError::Failed { store: store.into(), reason: reason.to_string() }
+    }
+
+    /// A MySQL error, classified by the shared classifier: an outage is `Unreachable`.
+    pub fn mysql(e: sqlx::Error) -> Self {
+        Self::classified("mysql", &e, e.to_string())
+    }
+
+    /// Any client error, `Unreachable` when the classifier says trying again can help.
+    pub fn classified(store: &str, e: &impl Classify, reason: impl std::fmt::Display) -> Self {
+        match e.class() {
+            ErrorClass::Transient => StoreError::unreachable(store, reason),
+            ErrorClass::Permanent => StoreError::failed(store, reason),
+        }
     }
 
     pub fn is_retryable(&self) -> bool {

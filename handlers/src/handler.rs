@@ -9,6 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::clock::now_ms;
 use futures::future::join_all;
 use model::config::RepairConfig;
 use model::diff::{diff_goods_encoded, Encoded};
@@ -20,7 +21,7 @@ use model::GoodsId;
 use crate::audit::AuditLog;
 use crate::error::StoreError;
 use crate::limit::RateLimiter;
-use crate::target::{ApplyOutcome, Target};
+use crate::stores::{ApplyOutcome, Target};
 use crate::truth::TruthReader;
 
 /// How a run treats drift.
@@ -74,10 +75,6 @@ pub struct Handler {
     config: RepairConfig,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
 impl Handler {
     pub fn new(truth: TruthReader, targets: Vec<Arc<dyn Target>>, audit: AuditLog, config: RepairConfig) -> Handler {
         Handler { limiter: RateLimiter::new(config.max_repairs_per_sec), truth, targets, audit, config }
@@ -102,6 +99,12 @@ impl Handler {
     /// Checks (and per `mode` repairs) one batch. `Err` only when truth cannot be read;
     /// an unreachable target is reported in the report and the others are still handled.
     pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &RunState) -> Result<Report, StoreError> {
+        let report = self.process_batch(ids, mode, run).await?;
+        crate::metrics::record_report(mode.trigger, &report);
+        Ok(report)
+    }
+
+    async fn process_batch(&self, ids: &[GoodsId], mode: &Mode, run: &RunState) -> Result<Report, StoreError> {
         // Sources may repeat a goods (dumps, several jobs): check each once.
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<GoodsId> = ids.iter().copied().filter(|g| seen.insert(*g)).collect();

@@ -9,11 +9,12 @@ pub mod audit;
 pub mod error;
 pub mod handler;
 pub mod limit;
+pub mod metrics;
 pub mod run;
-pub mod target;
+pub mod stores;
 pub mod truth;
 pub mod undo;
 
 pub use error::StoreError;
 pub use handler::{Handler, Mode, RunState};
-pub use target::{ApplyOutcome, ScanPage, Target};
+pub use stores::{ApplyOutcome, ScanPage, Target};

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::mysql::pager::ActivityGoodsPager;
 use model::report::Report;
 use model::{ActivityId, GoodsId};
 use roaring::RoaringTreemap;
@@ -15,7 +16,6 @@ use tokio::sync::mpsc;
 use crate::error::StoreError;
 use crate::handler::{Handler, Mode, RunState};
 use crate::limit::RateLimiter;
-use crate::truth::TruthReader;
 
 /// A batch of goods ids from an id source, or why the source failed.
 pub type IdBatch = Result<Vec<GoodsId>, String>;
@@ -67,7 +67,7 @@ pub async fn run_goods(
         }
     });
     let run = Arc::new(RunState::default());
-    Ok(drive(handler, rx, mode, opts, &run, "goods", None).await?)
+    drive(handler, rx, mode, opts, &run, "goods", None).await
 }
 
 /// Checks / repairs every goods that carries the activity (any row status, so goods
@@ -81,12 +81,22 @@ pub async fn run_activity(
     let exists = handler.truth().activity_exists(activity).await?;
     let found = Arc::new(AtomicU64::new(0));
     let counter = found.clone();
-    let rx = keyset_walk(handler, opts.batch_size, opts.concurrency.max(1), move |truth, shard, after, limit| {
-        let counter = counter.clone();
-        async move {
-            let page = truth.activity_goods_page(shard, activity, after, limit).await?;
+    let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
+    let mut pager = ActivityGoodsPager::new(handler.truth().pools(), activity, opts.batch_size.max(1) as u32);
+    tokio::spawn(async move {
+        loop {
+            let page = match pager.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx.send(Err(StoreError::mysql(e).to_string())).await;
+                    return;
+                }
+            };
             counter.fetch_add(page.len() as u64, Ordering::Relaxed);
-            Ok(page)
+            if tx.send(Ok(page)).await.is_err() {
+                return;
+            }
         }
     });
     let run = Arc::new(RunState::default());
@@ -97,36 +107,25 @@ pub async fn run_activity(
     Ok(report)
 }
 
-/// Spawns the keyset walk over every shard: distinct goods ids, ascending per shard,
-/// one shard per batch (so each batch costs one query per table).
+/// Spawns the keyset walk over every shard: distinct goods ids, ascending per shard
+/// (goods id 0 included), one shard per batch (so each batch costs one query per table),
+/// streamed through a channel a few batches deep.
 pub fn mysql_id_source(handler: &Arc<Handler>, batch_size: usize) -> mpsc::Receiver<IdBatch> {
-    keyset_walk(handler, batch_size, 4, |truth, shard, after, limit| async move {
-        truth.goods_page(shard, after, limit).await
-    })
-}
-
-/// Walks every shard in turn with `page(truth, shard, after, limit)` (ascending goods ids
-/// greater than `after`) and streams the pages through a channel of `depth` batches.
-fn keyset_walk<F, Fut>(handler: &Arc<Handler>, batch_size: usize, depth: usize, page: F) -> mpsc::Receiver<IdBatch>
-where
-    F: Fn(TruthReader, u32, GoodsId, u32) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Vec<GoodsId>, StoreError>> + Send,
-{
-    let (tx, rx) = mpsc::channel(depth);
+    let (tx, rx) = mpsc::channel(4);
     let truth = handler.truth().clone();
     let limit = batch_size.max(1) as u32;
     tokio::spawn(async move {
         for shard in 0..truth.layout().total_shards() {
-            let mut after = 0;
+            let mut after = None;
             loop {
-                match page(truth.clone(), shard, after, limit).await {
+                match truth.goods_page(shard, after, limit).await {
                     Err(e) => {
                         let _ = tx.send(Err(e.to_string())).await;
                         return;
                     }
                     Ok(ids) if ids.is_empty() => break,
                     Ok(ids) => {
-                        after = *ids.last().expect("non-empty");
+                        after = ids.last().copied();
                         if tx.send(Ok(ids)).await.is_err() {
                             return;
                         }

@@ -8,7 +8,7 @@ use model::{DriftKind, ObservedCell};
 
 use crate::error::StoreError;
 use crate::handler::{Handler, Mode};
-use crate::target::ApplyOutcome;
+use crate::stores::ApplyOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UndoError {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use handlers::target::hbase::HbaseStore;
+use handlers::stores::hbase::HbaseStore;
 use handlers::{ApplyOutcome, StoreError, Target};
 use hbase_emulator::store::{DeleteTarget, FamilySpec, Op, RowMutation, Store};
 use hbase_emulator::{EmulatorHandle, EmulatorOptions, Transport};

@@ -29,36 +29,8 @@ pub fn ddl(layout: &ShardLayout) -> Vec<String> {
   KEY idx_updated_at (updated_at)
 ) ENGINE=InnoDB"
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{meta}`.{REPAIR_LOG_TABLE} (
-  id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  run_id        VARCHAR(64)     NOT NULL,
-  target        VARCHAR(64)     NOT NULL,
-  goods_id      BIGINT UNSIGNED NOT NULL,
-  activity_id   BIGINT UNSIGNED NULL,
-  qualifier     VARBINARY(255)  NOT NULL,
-  kind          VARCHAR(16)     NOT NULL,
-  before_value  MEDIUMBLOB      NULL,
-  before_ts     BIGINT          NULL,
-  after_value   MEDIUMBLOB      NULL,
-  after_ts      BIGINT          NULL,
-  trigger_kind  VARCHAR(16)     NOT NULL,
-  status        VARCHAR(16)     NOT NULL,
-  undo_of       BIGINT UNSIGNED NULL,
-  created_at    DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-  KEY idx_goods (goods_id),
-  KEY idx_created_at (created_at)
-) ENGINE=InnoDB"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS `{meta}`.{CHECKPOINT_TABLE} (
-  name        VARCHAR(128)    NOT NULL PRIMARY KEY,
-  updated_at  DATETIME(3)     NOT NULL,
-  last_id     BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  changed_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
-) ENGINE=InnoDB"
-        ),
     ];
+    out.extend(own_tables(&meta));
     for d in 0..layout.databases {
         out.push(format!("CREATE DATABASE IF NOT EXISTS `{}`", layout.database(d)));
     }
@@ -95,6 +67,41 @@ pub fn ddl(layout: &ShardLayout) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The reconciler's own tables in `act_meta` (audit log, checkpoints), each idempotent.
+pub fn own_tables(meta: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{REPAIR_LOG_TABLE} (
+  id            BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  run_id        VARCHAR(64)     NOT NULL,
+  target        VARCHAR(64)     NOT NULL,
+  goods_id      BIGINT UNSIGNED NOT NULL,
+  activity_id   BIGINT UNSIGNED NULL,
+  qualifier     VARBINARY(255)  NOT NULL,
+  kind          VARCHAR(16)     NOT NULL,
+  before_value  MEDIUMBLOB      NULL,
+  before_ts     BIGINT          NULL,
+  after_value   MEDIUMBLOB      NULL,
+  after_ts      BIGINT          NULL,
+  trigger_kind  VARCHAR(16)     NOT NULL,
+  status        VARCHAR(16)     NOT NULL,
+  undo_of       BIGINT UNSIGNED NULL,
+  created_at    DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  KEY idx_goods (goods_id),
+  KEY idx_created_at (created_at)
+) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{CHECKPOINT_TABLE} (
+  name        VARCHAR(191)    NOT NULL PRIMARY KEY,
+  updated_at  DATETIME(3)     NOT NULL,
+  last_id     BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  changed_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
+) ENGINE=InnoDB"
+        ),
+    ]
 }
 
 /// Statements dropping every database of the layout (tests and benchmarks clean up).

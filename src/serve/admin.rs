@@ -14,11 +14,11 @@ use handlers::{Handler, Mode};
 use model::job::TriggerKind;
 use serde::Deserialize;
 
-use super::metrics::Metrics;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 pub struct AdminState {
     pub handler: Arc<Handler>,
-    pub metrics: Arc<Metrics>,
+    pub prometheus: PrometheusHandle,
     pub token: Option<String>,
     pub run_options: RunOptions,
 }
@@ -36,7 +36,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,7 +85,6 @@ async fn repair(State(state): State<Arc<AdminState>>, headers: HeaderMap, body: 
     };
     match result {
         Ok(report) => {
-            state.metrics.record_report(TriggerKind::Operator, &report);
             let status = if report.unreachable.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             (status, Json(report)).into_response()
         }

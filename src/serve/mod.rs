@@ -3,7 +3,7 @@
 //! commits offsets before exit.
 
 pub mod admin;
-pub mod metrics;
+pub mod telemetry;
 pub mod worker;
 
 use std::sync::Arc;
@@ -18,13 +18,11 @@ use triggers::bus::kafka::job_consumer::KafkaJobConsumer;
 use triggers::bus::kafka::publisher::KafkaPublisher;
 use triggers::bus::kafka::source::SourceOptions;
 use triggers::dts::trigger::{DtsOptions, DtsTrigger};
-use triggers::mysql::TruthPools;
 use triggers::scanner::Scanner;
 use triggers::schedule::{FullSchedule, FullTrigger};
 use triggers::JobPublisher;
 
 use crate::app::{exit, App};
-use metrics::Metrics;
 use worker::WorkerSettings;
 
 pub async fn run(app: App) -> i32 {
@@ -39,7 +37,7 @@ pub async fn run(app: App) -> i32 {
 
 async fn serve(app: App) -> anyhow::Result<()> {
     let _emulator = crate::commands::start_configured_emulator(&app.config)?;
-    let metrics = Arc::new(Metrics::default());
+    let prometheus = telemetry::install()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let config = &app.config;
     let settings = WorkerSettings {
@@ -55,7 +53,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
     tracing::info!(listen = %listener.local_addr()?, "admin http listening");
     let state = Arc::new(admin::AdminState {
         handler: app.handler.clone(),
-        metrics: metrics.clone(),
+        prometheus,
         token: config.admin.token.clone(),
         run_options: app.run_options(None),
     });
@@ -72,9 +70,9 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let (publisher, workers): (Arc<dyn JobPublisher>, tokio::task::JoinHandle<()>) = match config.bus.kind {
         BusKind::Embedded => {
             let (publisher, consumer) = triggers::bus::embedded::channel(config.bus.queue_capacity);
-            let (m, rx) = (metrics.clone(), shutdown_rx.clone());
+            let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                worker::run(handler, consumer, settings, m, rx).await;
+                worker::run(handler, consumer, settings, rx).await;
             });
             (Arc::new(publisher), task)
         }
@@ -93,9 +91,9 @@ async fn serve(app: App) -> anyhow::Result<()> {
                 &k.dead_letter_topic,
                 source_options(config),
             )?;
-            let (m, rx) = (metrics.clone(), shutdown_rx.clone());
+            let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                let consumer = worker::run(handler, consumer, settings, m, rx).await;
+                let consumer = worker::run(handler, consumer, settings, rx).await;
                 consumer.shutdown().await;
             });
             let extra: Vec<(&str, &str)> = k.producer_config.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
@@ -103,7 +101,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
         }
     };
 
-    let pools = TruthPools::connect_lazy(&config.mysql, config.layout())?;
+    let pools = app.pools.clone();
     let mut trigger_tasks = Vec::new();
     if !config.triggers.dts.is_empty() {
         let topics: Vec<&str> = config.triggers.dts.iter().map(|d| d.topic.as_str()).collect();
@@ -121,13 +119,13 @@ async fn serve(app: App) -> anyhow::Result<()> {
     if let Some(cron) = &config.triggers.full.cron {
         let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
         tracing::info!(cron = %cron, "scheduled full reconciliation armed");
-        let (app_handler, m) = (app.handler.clone(), metrics.clone());
+        let app_handler = app.handler.clone();
         let (opts, dump, config) = (app.run_options(None), config.triggers.full.dump.clone(), app.config.clone());
         let rx = shutdown_rx.clone();
         trigger_tasks.push(tokio::spawn(async move {
             tokio::select! {
                 _ = stopped(rx) => {}
-                _ = scheduled_full(full, app_handler, opts, dump, config, m) => {}
+                _ = scheduled_full(full, app_handler, opts, dump, config) => {}
             }
         }));
     }
@@ -187,18 +185,16 @@ async fn scheduled_full(
     mut opts: RunOptions,
     dump: Option<String>,
     config: Config,
-    metrics: Arc<Metrics>,
 ) {
-    let m = metrics.clone();
     opts.progress = Some(Arc::new(move |p: &handlers::run::Progress| {
-        m.set("reconciler_full_progress_goods", &[("phase", p.phase)], p.checked as i64);
+        metrics::gauge!(telemetry::FULL_PROGRESS, "phase" => p.phase).set(p.checked as f64);
     }));
     loop {
         let guard = match full.wait_due().await {
             Ok(Some(g)) => g,
             Ok(None) => return,
             Err(e) => {
-                metrics.inc("reconciler_errors_total", &[("component", "schedule")], 1);
+                metrics::counter!(telemetry::ERRORS, "component" => "schedule").increment(1);
                 tracing::warn!(error = %e, "full run schedule failed, retrying in 60 s");
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 continue;
@@ -210,7 +206,7 @@ async fn scheduled_full(
             Some(path) => match crate::dump::source(std::path::Path::new(path), &config, opts.batch_size) {
                 Ok(rx) => rx,
                 Err(e) => {
-                    metrics.inc("reconciler_errors_total", &[("component", "full")], 1);
+                    metrics::counter!(telemetry::ERRORS, "component" => "full").increment(1);
                     tracing::error!(error = %e, "full run dump unreadable");
                     let _ = guard.release().await;
                     continue;
@@ -220,7 +216,6 @@ async fn scheduled_full(
         let mode = Mode::repair(TriggerKind::Full, crate::app::run_id("scheduled-full"));
         match run_full(&handler, source, &mode, &opts).await {
             Ok(report) => {
-                metrics.record_report(TriggerKind::Full, &report);
                 tracing::info!(
                     checked = report.checked,
                     drift = report.drift.len(),
@@ -229,7 +224,7 @@ async fn scheduled_full(
                 );
             }
             Err(e) => {
-                metrics.inc("reconciler_errors_total", &[("component", "full")], 1);
+                metrics::counter!(telemetry::ERRORS, "component" => "full").increment(1);
                 tracing::error!(error = %e, "scheduled full reconciliation failed");
             }
         }

@@ -12,13 +12,14 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::clock::now_ms;
 use handlers::{Handler, Mode, RunState};
 use model::job::TriggerKind;
 use model::GoodsId;
 use tokio::sync::{mpsc, watch, Mutex};
 use triggers::{Delivery, JobConsumer};
 
-use super::metrics::Metrics;
+use super::telemetry::{CHANGE_TO_REPAIR, ERRORS, JOBS, JOBS_WAITING, JOB_LAG};
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
@@ -28,10 +29,6 @@ pub struct WorkerSettings {
     /// Jobs held for their not-before time at most; past it intake pauses (the Kafka
     /// consumer then pauses its partitions) until some fall due. Bounds memory.
     pub max_waiting: usize,
-}
-
-fn now_ms() -> i64 {
-    handlers::handler::now_ms()
 }
 
 /// A delivery waiting for its not-before time; ordered soonest first.
@@ -64,16 +61,14 @@ pub async fn run<C: JobConsumer + 'static>(
     handler: Arc<Handler>,
     mut consumer: C,
     settings: WorkerSettings,
-    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> C {
     let (ready_tx, ready_rx) = mpsc::channel::<Delivery>(settings.batch_size.max(1) * settings.workers.max(1));
     let ready_rx = Arc::new(Mutex::new(ready_rx));
     let mut workers = Vec::new();
     for _ in 0..settings.workers.max(1) {
-        let (handler, metrics, rx, settings, shutdown) =
-            (handler.clone(), metrics.clone(), ready_rx.clone(), settings.clone(), shutdown.clone());
-        workers.push(tokio::spawn(async move { worker(handler, rx, settings, metrics, shutdown).await }));
+        let (handler, rx, settings, shutdown) = (handler.clone(), ready_rx.clone(), settings.clone(), shutdown.clone());
+        workers.push(tokio::spawn(async move { worker(handler, rx, settings, shutdown).await }));
     }
 
     let mut shutdown_rx = shutdown.clone();
@@ -81,7 +76,7 @@ pub async fn run<C: JobConsumer + 'static>(
     let mut seq = 0u64;
     let mut backoff = Duration::from_millis(100);
     loop {
-        metrics.set("reconciler_jobs_waiting", &[], waiting.len() as i64);
+        metrics::gauge!(JOBS_WAITING).set(waiting.len() as f64);
         let next_due = waiting.peek().map(|w| w.due_ms);
         let sleep_for =
             next_due.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64)).unwrap_or(Duration::from_secs(3600));
@@ -107,7 +102,7 @@ pub async fn run<C: JobConsumer + 'static>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    metrics.inc("reconciler_errors_total", &[("component", "bus")], 1);
+                    metrics::counter!(ERRORS, "component" => "bus").increment(1);
                     tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "job bus error, retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -128,7 +123,6 @@ async fn worker(
     handler: Arc<Handler>,
     rx: Arc<Mutex<mpsc::Receiver<Delivery>>>,
     settings: WorkerSettings,
-    metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -145,18 +139,13 @@ async fn worker(
             }
             batch
         };
-        handle_batch(&handler, batch, &metrics, &shutdown).await;
+        handle_batch(&handler, batch, &shutdown).await;
     }
 }
 
 /// Checks and repairs one micro-batch, per trigger, retrying store failures with
 /// backoff; acknowledges the jobs once their work is done.
-pub async fn handle_batch(
-    handler: &Handler,
-    batch: Vec<Delivery>,
-    metrics: &Metrics,
-    shutdown: &watch::Receiver<bool>,
-) {
+pub async fn handle_batch(handler: &Handler, batch: Vec<Delivery>, shutdown: &watch::Receiver<bool>) {
     let mut by_trigger: std::collections::BTreeMap<&'static str, (TriggerKind, Vec<Delivery>)> = Default::default();
     for d in batch {
         by_trigger.entry(d.job.trigger.as_str()).or_insert_with(|| (d.job.trigger, Vec::new())).1.push(d);
@@ -171,7 +160,6 @@ pub async fn handle_batch(
                 // A target that could not be reached was not checked: keep the jobs and
                 // try again (repairs are idempotent), so nothing is lost while it is down.
                 Ok(report) if !report.unreachable.is_empty() => {
-                    metrics.record_report(trigger, &report);
                     tracing::warn!(targets = ?report.unreachable, goods = ids.len(), retry_in_ms = backoff.as_millis() as u64, "targets unreachable, batch kept for retry");
                     if *shutdown.borrow() {
                         tracing::info!(goods = ids.len(), "shutting down with a batch unacknowledged");
@@ -180,21 +168,21 @@ pub async fn handle_batch(
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
-                Ok(report) => {
-                    metrics.record_report(trigger, &report);
+                Ok(_) => {
                     let now = now_ms();
                     for d in deliveries {
-                        metrics.inc("reconciler_jobs_total", &[("trigger", trigger.as_str()), ("outcome", "done")], 1);
-                        metrics.set("reconciler_job_lag_ms", &[], (now - d.job.not_before_ms).max(0));
+                        metrics::counter!(JOBS, "trigger" => trigger.as_str(), "outcome" => "done").increment(1);
+                        metrics::gauge!(JOB_LAG).set((now - d.job.not_before_ms).max(0) as f64);
                         if d.job.origin_ms > 0 {
-                            metrics.observe_latency(trigger, (now - d.job.origin_ms).max(0) as u64);
+                            metrics::histogram!(CHANGE_TO_REPAIR, "trigger" => trigger.as_str())
+                                .record((now - d.job.origin_ms).max(0) as f64);
                         }
                         d.ack.ack();
                     }
                     break;
                 }
                 Err(e) => {
-                    metrics.inc("reconciler_errors_total", &[("component", "handler")], 1);
+                    metrics::counter!(ERRORS, "component" => "handler").increment(1);
                     tracing::warn!(error = %e, goods = ids.len(), retry_in_ms = backoff.as_millis() as u64, "batch failed, retrying");
                     if *shutdown.borrow() {
                         tracing::info!(goods = ids.len(), "shutting down with a failed batch unacknowledged");

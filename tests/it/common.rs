@@ -1,7 +1,7 @@
 //! Test harness: every test gets its own databases (random `db_prefix`), its own Redis
 //! key prefixes and its own in-process HBase emulator on port 0, against the real MariaDB
-//! and Redis servers. Addresses come from `RECONCILER_TEST_MYSQL_URL` and
-//! `RECONCILER_TEST_REDIS_URL`, defaulting to loopback. Raw clients (redis, thrift) let
+//! and Redis servers. Addresses come from `common::testenv` (`RECONCILER_TEST_*`,
+//! defaulting to loopback). Raw clients (redis, thrift) let
 //! tests tamper with and verify targets independently of the code under test.
 
 use std::collections::BTreeMap;
@@ -17,12 +17,18 @@ use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
 use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TIoChannel, TTcpChannel};
 
 pub fn mysql_url() -> String {
-    std::env::var("RECONCILER_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    ::common::testenv::mysql_url()
 }
 
 pub fn redis_url() -> String {
-    std::env::var("RECONCILER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    ::common::testenv::redis_url()
 }
+
+/// A raw Thrift1 client of the test's HBase server.
+pub type ThriftClient = HbaseSyncClient<
+    TBinaryInputProtocol<TBufferedReadTransport<thrift::transport::ReadHalf<TTcpChannel>>>,
+    TBinaryOutputProtocol<TBufferedWriteTransport<thrift::transport::WriteHalf<TTcpChannel>>>,
+>;
 
 pub struct TestEnv {
     pub prefix: String,
@@ -84,7 +90,7 @@ table = "{prefix}goods"
         let config_path = std::env::temp_dir().join(format!("{prefix}reconciler.toml"));
         std::fs::write(&config_path, &toml).unwrap();
         let app = App::new(config).expect("app");
-        reconciler::schema::create(&app.pools, &app.config.layout()).await.expect("schema");
+        ::common::mysql::schema::create(&app.pools).await.expect("schema");
         for t in &app.config.targets {
             if let model::config::TargetConfig::Hbase(h) = t {
                 let h = h.clone();
@@ -131,12 +137,7 @@ table = "{prefix}goods"
         format!("{}goods", self.prefix)
     }
 
-    pub fn thrift(
-        &self,
-    ) -> HbaseSyncClient<
-        TBinaryInputProtocol<TBufferedReadTransport<thrift::transport::ReadHalf<TTcpChannel>>>,
-        TBinaryOutputProtocol<TBufferedWriteTransport<thrift::transport::WriteHalf<TTcpChannel>>>,
-    > {
+    pub fn thrift(&self) -> ThriftClient {
         let mut channel = TTcpChannel::new();
         channel.open(self.hbase_addr.to_string()).unwrap();
         let (r, w) = channel.split().unwrap();

@@ -33,9 +33,7 @@ async fn produce(topic: &str, key: &str, payload: &str) {
         .unwrap();
 }
 
-fn now_ms() -> i64 {
-    handlers::handler::now_ms()
-}
+use ::common::clock::now_ms;
 
 fn strings(row: &Value) -> Value {
     Value::Object(
@@ -116,6 +114,9 @@ fn goods_row(env: &TestEnv, g: GoodsId) -> (String, String) {
     let shard = env.config().layout().route(g);
     (shard.database, shard.goods_table)
 }
+
+/// id, target, qualifier, kind, before_ts, after_ts, status, run_id of an audit row.
+type AuditRow = (u64, String, String, String, Option<i64>, Option<i64>, String, String);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canal_events_lead_to_repairs_after_the_stage_delay() {
@@ -227,7 +228,7 @@ async fn canal_events_lead_to_repairs_after_the_stage_delay() {
         .unwrap();
         let (_, stderr) = service.terminate();
         for d in &report.drift {
-            let rows: Vec<(u64, String, String, String, Option<i64>, Option<i64>, String, String)> = sqlx::query_as(&format!(
+            let rows: Vec<AuditRow> = sqlx::query_as(&format!(
                 "SELECT id, target, CAST(qualifier AS CHAR), kind, before_ts, after_ts, status, run_id FROM {}.reconcile_repair_log WHERE goods_id = {} ORDER BY id",
                 env.db("act_meta"), d.goods_id
             ))

@@ -243,3 +243,34 @@ async fn repeated_goods_in_one_batch_are_not_drift() {
     assert_eq!(held[0], held[1]);
     assert!(!held[1].cells.is_empty());
 }
+
+/// Regression (issue 8, item 10): the keyset walk started at `goods_id > 0`, so goods 0
+/// was never reached by a full run. Fails on the code before the fix: goods 0 stays
+/// missing on every target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goods_zero_is_reached_by_full_and_activity_runs() {
+    let env = TestEnv::new().await;
+    let (meta, shard) = (env.db("act_meta"), env.db("act_0"));
+    env.sql(&format!(
+        "INSERT INTO {meta}.activity (activity_id, name, type, biz_code, status, start_time, end_time, updated_at)
+         VALUES (7777, 'zero', 1, 'main', 1, '2026-01-01', '2027-01-01', NOW(3) - INTERVAL 1 HOUR)"
+    ))
+    .await;
+    env.sql(&format!(
+        "INSERT INTO {shard}.activity_goods_0000 (activity_id, goods_id, activity_price, status, updated_at)
+         VALUES (7777, 0, 990, 1, NOW(3) - INTERVAL 1 HOUR)"
+    ))
+    .await;
+    let report = full(&env, Mode::repair(TriggerKind::Full, "t-zero".into())).await;
+    let missing: Vec<_> = report.drift.iter().filter(|d| d.goods_id == 0).map(|d| d.target.as_str()).collect();
+    assert_eq!(missing, ["hbase-a", "redis-a", "redis-b"], "goods 0 found missing everywhere: {report:?}");
+    assert_equal_to_truth(&env, &[0]).await;
+
+    let _: () = redis::cmd("DEL").arg(env.redis_key("redis-a", 0)).query(&mut env.redis()).unwrap();
+    let opts = env.app.run_options(None);
+    let mode = Mode::repair(TriggerKind::Operator, "t-zero-activity".into());
+    let report = run_activity(&env.app.handler, 7777, &mode, &opts).await.unwrap();
+    assert_eq!(report.checked, 1, "{report:?}");
+    assert_eq!(report.repairs.len(), 1, "{report:?}");
+    assert_equal_to_truth(&env, &[0]).await;
+}

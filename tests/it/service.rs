@@ -14,7 +14,7 @@ use triggers::JobPublisher;
 use crate::common::{corrupt, data, healed, projected_goods, TestEnv};
 
 pub fn brokers() -> String {
-    std::env::var("RECONCILER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    ::common::testenv::kafka_brokers()
 }
 
 pub fn free_port() -> u16 {
@@ -145,7 +145,7 @@ async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
     let service = Service::start(&env, &kafka_section(&env));
     let publisher =
         triggers::bus::kafka::publisher::KafkaPublisher::new(&brokers(), &format!("{}jobs", env.prefix)).unwrap();
-    let now = handlers::handler::now_ms();
+    let now = ::common::clock::now_ms();
     let jobs: Vec<Job> = victims
         .iter()
         .enumerate()

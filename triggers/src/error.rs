@@ -1,6 +1,7 @@
 //! The crate's error type. Every error knows whether retrying the same step may succeed,
 //! so the runtime can back off on a broker or database outage and stop on a bad config.
 
+use common::Classify;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -22,19 +23,8 @@ impl TriggerError {
     /// errors a retry cannot fix (bad configuration, closed bus, broken dump file).
     pub fn is_retryable(&self) -> bool {
         match self {
-            TriggerError::Kafka(e) => !matches!(
-                e,
-                rdkafka::error::KafkaError::ClientConfig(..) | rdkafka::error::KafkaError::ClientCreation(_)
-            ),
-            TriggerError::Mysql(e) => {
-                matches!(
-                    e,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::WorkerCrashed
-                ) || matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("40001") || db.code().as_deref() == Some("HY000"))
-            }
+            TriggerError::Kafka(e) => e.is_transient(),
+            TriggerError::Mysql(e) => e.is_transient(),
             TriggerError::BusClosed | TriggerError::Config(_) | TriggerError::Dump(_) => false,
         }
     }

@@ -9,8 +9,8 @@
 //! shutdown, back-off and metrics stay in one place.
 //!
 //! What `serve` wires together:
-//! - [`bus::Bus::connect`] (or [`bus::embedded::channel`] / [`bus::kafka::KafkaPublisher`] +
-//!   [`bus::kafka::KafkaJobConsumer`]): one [`JobPublisher`] for every trigger, one
+//! - [`bus::embedded::channel`], or [`bus::kafka::KafkaPublisher`] +
+//!   [`bus::kafka::KafkaJobConsumer`]: one [`JobPublisher`] for every trigger, one
 //!   [`JobConsumer`] per handler worker; the handler acks each [`Delivery`] when its check
 //!   (and repair) is done.
 //! - [`dts::DtsTrigger`]: `new(&kafka, &triggers.dts, publisher, pools, options)`, then
@@ -24,7 +24,7 @@ pub mod bus;
 pub mod dts;
 pub mod dump;
 pub mod error;
-pub mod mysql;
+pub mod metrics;
 pub mod scanner;
 pub mod schedule;
 

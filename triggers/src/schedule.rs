@@ -15,8 +15,9 @@ use sqlx::mysql::{MySql, MySqlPool};
 use sqlx::pool::PoolConnection;
 
 use crate::error::{Result, TriggerError};
-use crate::mysql::{now_ms, TruthPools};
 use crate::scanner::{CheckpointStore, Watermark};
+use common::clock::now_ms;
+use common::mysql::MysqlPools;
 
 #[derive(Debug, Clone)]
 pub struct FullSchedule {
@@ -86,12 +87,18 @@ pub struct FullTrigger {
 const LAST_FIRE: &str = "full:last_fire";
 
 impl FullTrigger {
-    pub async fn new(schedule: FullSchedule, pools: &TruthPools) -> Result<FullTrigger> {
-        let meta = pools.layout.meta_database();
-        let checkpoints = CheckpointStore::open(pools.meta.clone(), &meta).await?;
+    pub async fn new(schedule: FullSchedule, pools: &MysqlPools) -> Result<FullTrigger> {
+        let meta = pools.layout().meta_database();
+        let checkpoints = CheckpointStore::open(pools).await?;
         let mut lock_name = format!("{meta}.reconciler_full_run");
         lock_name.truncate(64);
-        Ok(FullTrigger { schedule, pool: pools.meta.clone(), checkpoints, lock_name, last_considered_ms: now_ms() })
+        Ok(FullTrigger {
+            schedule,
+            pool: pools.meta_pool().clone(),
+            checkpoints,
+            lock_name,
+            last_considered_ms: now_ms(),
+        })
     }
 
     /// One step: tries to win the fire at `fire_ms`. `None` when another instance holds

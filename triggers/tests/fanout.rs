@@ -4,8 +4,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use ::common::mysql::pager::ActivityGoodsPager;
 use common::*;
-use triggers::dts::fanout::ActivityGoodsPager;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_activity_fans_out_to_every_goods_of_every_shard_in_bounded_pages() {

@@ -6,13 +6,13 @@
 //! repair with stale data. Sessions run with `time_zone = '+00:00'` and all times are
 //! converted to epoch milliseconds in SQL, treating stored DATETIMEs as UTC.
 
-mod pools;
 mod queries;
 
-pub use pools::{MysqlPools, PoolError};
+pub use common::mysql::{MysqlPools, PoolError};
 
 use std::collections::{HashMap, HashSet};
 
+use common::mysql::pager;
 use futures::future::try_join_all;
 use model::projection::{project_goods, ActivityRow, GoodsRow, SkuRow};
 use model::{ActivityId, GoodsId, GoodsTruth, ShardLayout};
@@ -27,12 +27,16 @@ pub struct TruthReader {
 }
 
 impl TruthReader {
-    pub fn new(pools: MysqlPools, layout: ShardLayout) -> TruthReader {
-        TruthReader { pools, layout }
+    pub fn new(pools: MysqlPools) -> TruthReader {
+        TruthReader { layout: pools.layout().clone(), pools }
     }
 
     pub fn layout(&self) -> &ShardLayout {
         &self.layout
+    }
+
+    pub fn pools(&self) -> &MysqlPools {
+        &self.pools
     }
 
     /// Truth of every goods in `ids` (goods without rows map to an empty truth).
@@ -46,7 +50,7 @@ impl TruthReader {
             tokio::try_join!(goods, skus)
         }))
         .await
-        .map_err(|e| self.pools.classify(e))?;
+        .map_err(StoreError::mysql)?;
 
         let aids: HashSet<ActivityId> = per_shard.iter().flat_map(|(g, _)| g.iter().map(|r| r.activity_id)).collect();
         let activities = self.activities(&aids.into_iter().collect::<Vec<_>>()).await?;
@@ -71,31 +75,19 @@ impl TruthReader {
         }
         let rows = queries::activity_rows(self.pools.meta_pool(), &self.layout.meta_database(), ids)
             .await
-            .map_err(|e| self.pools.classify(e))?;
+            .map_err(StoreError::mysql)?;
         Ok(rows.into_iter().map(|a| (a.activity_id, a)).collect())
     }
 
-    /// Up to `limit` distinct goods ids of one shard greater than `after`, ascending.
-    pub async fn goods_page(&self, shard_index: u32, after: GoodsId, limit: u32) -> Result<Vec<GoodsId>, StoreError> {
-        let shard = self.layout.shard(shard_index);
-        queries::goods_page(self.pools.shard_pool(shard.database_index), &shard, after, limit)
-            .await
-            .map_err(|e| self.pools.classify(e))
-    }
-
-    /// Up to `limit` goods ids of one shard carrying `activity` (any row status), greater
-    /// than `after`, ascending.
-    pub async fn activity_goods_page(
+    /// Up to `limit` distinct goods ids of one shard after `after` (`None`: from the
+    /// smallest), ascending.
+    pub async fn goods_page(
         &self,
         shard_index: u32,
-        activity: ActivityId,
-        after: GoodsId,
+        after: Option<GoodsId>,
         limit: u32,
     ) -> Result<Vec<GoodsId>, StoreError> {
-        let shard = self.layout.shard(shard_index);
-        queries::activity_goods_page(self.pools.shard_pool(shard.database_index), &shard, activity, after, limit)
-            .await
-            .map_err(|e| self.pools.classify(e))
+        pager::goods_page(&self.pools, shard_index, after, limit).await.map_err(StoreError::mysql)
     }
 
     /// Whether the activity exists in `act_meta.activity`.

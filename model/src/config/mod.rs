@@ -33,6 +33,7 @@ impl Config {
         let mut config = Config {
             mysql: section(&mut table, "mysql", &mut problems),
             repair: section(&mut table, "repair", &mut problems),
+            retry: section(&mut table, "retry", &mut problems),
             full: section(&mut table, "full", &mut problems),
             targets: Vec::new(),
             bus: section(&mut table, "bus", &mut problems),

@@ -14,6 +14,7 @@ use crate::shard::ShardLayout;
 pub struct Config {
     pub mysql: MysqlConfig,
     pub repair: RepairConfig,
+    pub retry: RetryConfig,
     pub full: FullConfig,
     pub targets: Vec<TargetConfig>,
     pub bus: BusConfig,
@@ -97,6 +98,25 @@ pub struct RepairConfig {
 impl Default for RepairConfig {
     fn default() -> Self {
         RepairConfig { settle_ms: 3000, max_drift_ratio: 0.2, min_goods_for_ratio: 100, max_repairs_per_sec: 1000 }
+    }
+}
+
+/// The one retry policy of the service: how long an outage (a store, the database, the
+/// broker) is waited out before work is given up on (dead-lettered or reported).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RetryConfig {
+    /// First delay after a transient error; doubles per attempt, with jitter.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between two attempts.
+    pub max_backoff_ms: u64,
+    /// Attempts in all (the first included) before the work is given up on.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig { initial_backoff_ms: 200, max_backoff_ms: 30_000, max_attempts: 12 }
     }
 }
 

@@ -9,6 +9,12 @@ pub fn validate(c: &Config) -> Vec<String> {
     if !c.mysql.url.starts_with("mysql://") && !c.mysql.url.starts_with("mariadb://") {
         p.push(format!("`mysql.url`: `{}` is not a mysql:// URL", super::redact_url(&c.mysql.url)));
     }
+    if c.retry.initial_backoff_ms == 0 || c.retry.initial_backoff_ms > c.retry.max_backoff_ms {
+        p.push("`retry.initial_backoff_ms`: must be at least 1 and at most `retry.max_backoff_ms`".into());
+    }
+    if c.retry.max_attempts == 0 {
+        p.push("`retry.max_attempts`: must be at least 1".into());
+    }
     if c.mysql.databases == 0 {
         p.push("`mysql.databases`: must be at least 1".into());
     }

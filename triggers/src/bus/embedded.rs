@@ -38,6 +38,7 @@ impl JobPublisher for EmbeddedPublisher {
             let delivery = Delivery { job: job.clone(), ack: AckHandle::embedded(permit) };
             self.tx.send(delivery).await.map_err(|_| TriggerError::BusClosed)?;
         }
+        crate::bus::count_published(jobs);
         Ok(())
     }
 }

@@ -7,7 +7,6 @@
 //! leaves the job unacknowledged (Kafka: redelivered after a restart or rebalance).
 
 pub mod ack;
-pub mod build;
 pub mod embedded;
 pub mod kafka;
 
@@ -15,7 +14,6 @@ use async_trait::async_trait;
 use model::job::Job;
 
 pub use ack::AckHandle;
-pub use build::Bus;
 
 use crate::error::Result;
 
@@ -25,6 +23,19 @@ use crate::error::Result;
 #[async_trait]
 pub trait JobPublisher: Send + Sync {
     async fn publish(&self, jobs: &[Job]) -> Result<()>;
+}
+
+/// Counts published jobs by trigger and stage (every publisher calls this once the
+/// jobs are accepted).
+pub(crate) fn count_published(jobs: &[Job]) {
+    let mut counts: std::collections::BTreeMap<(&'static str, u32), u64> = Default::default();
+    for j in jobs {
+        *counts.entry((j.trigger.as_str(), j.stage)).or_default() += 1;
+    }
+    for ((trigger, stage), n) in counts {
+        metrics::counter!(crate::metrics::JOBS_PUBLISHED, "trigger" => trigger, "stage" => stage.to_string())
+            .increment(n);
+    }
 }
 
 /// One job taken off the bus, with the handle that acknowledges it.

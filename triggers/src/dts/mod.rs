@@ -13,7 +13,6 @@
 pub mod canal;
 pub mod debezium;
 pub mod event;
-pub mod fanout;
 pub mod maxwell;
 pub mod planner;
 pub mod trigger;

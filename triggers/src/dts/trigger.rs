@@ -18,12 +18,13 @@ use model::GoodsId;
 use tokio::task::JoinSet;
 
 use super::event::{LogicalTable, Parsed};
-use super::fanout::ActivityGoodsPager;
 use super::planner::StagePlanner;
 use crate::bus::kafka::{DeadLetterPublisher, KafkaSource, RawRecord, SourceOptions};
 use crate::bus::{AckHandle, JobPublisher};
 use crate::error::{Result, TriggerError};
-use crate::mysql::{now_ms, TruthPools};
+use common::clock::now_ms;
+use common::mysql::pager::ActivityGoodsPager;
+use common::mysql::MysqlPools;
 
 #[derive(Debug, Clone)]
 pub struct DtsOptions {
@@ -56,7 +57,7 @@ struct Context {
     topics: HashMap<String, TopicState>,
     publisher: Arc<dyn JobPublisher>,
     dead_letters: DeadLetterPublisher,
-    pools: TruthPools,
+    pools: MysqlPools,
     options: DtsOptions,
 }
 
@@ -73,7 +74,7 @@ impl DtsTrigger {
         kafka: &KafkaConfig,
         dts: &[DtsConfig],
         publisher: Arc<dyn JobPublisher>,
-        pools: TruthPools,
+        pools: MysqlPools,
         options: DtsOptions,
     ) -> Result<DtsTrigger> {
         if dts.is_empty() {
@@ -137,7 +138,11 @@ async fn process(ctx: Arc<Context>, record: RawRecord, ack: AckHandle) {
                 let reason =
                     format!("topic {} partition {} offset {}: {reason}", record.topic, record.partition, record.offset);
                 match ctx.dead_letters.send(&record, &reason).await {
-                    Ok(()) => break,
+                    Ok(()) => {
+                        count_event(&ctx, &record, "dead_lettered");
+                        metrics::counter!(crate::metrics::DEAD_LETTERS, "source" => "dts").increment(1);
+                        break;
+                    }
                     Err(e) => tracing::warn!(error = %e, "dead letter not published, retrying"),
                 }
             }
@@ -175,11 +180,13 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
         Ok(Parsed::Change(event)) => event,
         Ok(Parsed::Skip(why)) => {
             tracing::debug!(topic = %record.topic, offset = record.offset, why, "skipping message");
+            count_event(ctx, record, "skipped");
             return Ok(());
         }
         Err(e) => return Err(Failure::Permanent(format!("unparseable {} message: {e}", format_name(topic.format)))),
     };
     let commit_ms = event.commit_ms.or(record.timestamp_ms).unwrap_or_else(now_ms);
+    count_event(ctx, record, "parsed");
     match event.table {
         LogicalTable::ActivityGoods | LogicalTable::ActivitySku => {
             publish_goods(ctx, topic, &event.ids, commit_ms).await?
@@ -187,7 +194,7 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
         LogicalTable::Activity => {
             for &activity_id in &event.ids {
                 let mut pager = ActivityGoodsPager::new(&ctx.pools, activity_id, ctx.options.page_size);
-                while let Some(goods) = pager.next_page().await? {
+                while let Some(goods) = pager.next_page().await.map_err(TriggerError::from)? {
                     publish_goods(ctx, topic, &goods, commit_ms).await?;
                 }
             }
@@ -206,6 +213,12 @@ async fn publish_goods(ctx: &Context, topic: &TopicState, goods: &[GoodsId], com
         }
     }
     Ok(())
+}
+
+fn count_event(ctx: &Context, record: &RawRecord, outcome: &'static str) {
+    let format = ctx.topics.get(&*record.topic).map_or("unknown", |t| format_name(t.format));
+    metrics::counter!(crate::metrics::EVENTS, "topic" => record.topic.to_string(), "format" => format, "outcome" => outcome)
+        .increment(1);
 }
 
 fn format_name(format: EventFormat) -> &'static str {

@@ -4,7 +4,8 @@
 use sqlx::mysql::MySqlPool;
 
 use crate::error::Result;
-use crate::mysql::{epoch_ms_of, quote_ident, DATETIME_OF_MS};
+use common::mysql::sql::{epoch_ms_of, quote_ident, DATETIME_OF_MS};
+use common::mysql::MysqlPools;
 
 /// Position after the last row handled: `(updated_at ms, key)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,19 +21,16 @@ pub struct CheckpointStore {
 }
 
 impl CheckpointStore {
-    /// Creates the checkpoint table in `meta_database` when absent.
-    pub async fn open(pool: MySqlPool, meta_database: &str) -> Result<CheckpointStore> {
-        let table = format!("{}.{}", quote_ident(meta_database), quote_ident("reconcile_checkpoint"));
-        let ddl = format!(
-            "CREATE TABLE IF NOT EXISTS {table} (
-               name       VARCHAR(191)    NOT NULL PRIMARY KEY,
-               updated_at DATETIME(3)     NOT NULL,
-               last_id    BIGINT UNSIGNED NOT NULL,
-               changed_at DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
-             ) ENGINE=InnoDB"
+    /// Opens the checkpoint table of `act_meta` (created from `model::schema` when
+    /// absent).
+    pub async fn open(pools: &MysqlPools) -> Result<CheckpointStore> {
+        common::mysql::schema::ensure_own_tables(pools).await?;
+        let table = format!(
+            "{}.{}",
+            quote_ident(&pools.layout().meta_database()),
+            quote_ident(model::schema::CHECKPOINT_TABLE)
         );
-        sqlx::query(&ddl).execute(&pool).await?;
-        Ok(CheckpointStore { pool, table })
+        Ok(CheckpointStore { pool: pools.meta_pool().clone(), table })
     }
 
     pub async fn load(&self, name: &str) -> Result<Option<Watermark>> {

@@ -22,7 +22,7 @@ pub use table_scan::{ScanTable, TableKind};
 
 use crate::bus::JobPublisher;
 use crate::error::Result;
-use crate::mysql::TruthPools;
+use common::mysql::MysqlPools;
 
 /// What one pass did, for logs and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub struct PassStats {
 }
 
 pub struct Scanner {
-    pools: TruthPools,
+    pools: MysqlPools,
     publisher: Arc<dyn JobPublisher>,
     config: ScannerConfig,
     checkpoints: CheckpointStore,
@@ -42,8 +42,8 @@ pub struct Scanner {
 
 impl Scanner {
     /// Creates the checkpoint table when absent.
-    pub async fn new(pools: TruthPools, publisher: Arc<dyn JobPublisher>, config: ScannerConfig) -> Result<Scanner> {
-        let checkpoints = CheckpointStore::open(pools.meta.clone(), &pools.layout.meta_database()).await?;
+    pub async fn new(pools: MysqlPools, publisher: Arc<dyn JobPublisher>, config: ScannerConfig) -> Result<Scanner> {
+        let checkpoints = CheckpointStore::open(&pools).await?;
         Ok(Scanner { pools, publisher, config, checkpoints, concurrency: 4 })
     }
 
@@ -53,7 +53,7 @@ impl Scanner {
 
     /// The tables of one shard (goods, sku), and `activity` as a shard of its own.
     fn groups(&self) -> Vec<Vec<ScanTable>> {
-        let layout = &self.pools.layout;
+        let layout = self.pools.layout();
         let mut groups: Vec<Vec<ScanTable>> = layout
             .all_shards()
             .map(|s| {

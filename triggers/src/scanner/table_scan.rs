@@ -9,9 +9,10 @@ use super::checkpoint::{CheckpointStore, Watermark};
 use super::pacer::Pacer;
 use super::PassStats;
 use crate::bus::JobPublisher;
-use crate::dts::fanout::ActivityGoodsPager;
 use crate::error::Result;
-use crate::mysql::{epoch_ms_of, quote_ident, TruthPools, DATETIME_OF_MS};
+use common::mysql::pager::ActivityGoodsPager;
+use common::mysql::sql::{epoch_ms_of, quote_ident, DATETIME_OF_MS};
+use common::mysql::MysqlPools;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
@@ -39,15 +40,15 @@ impl ScanTable {
 
 pub async fn scan(
     table: &ScanTable,
-    pools: &TruthPools,
+    pools: &MysqlPools,
     checkpoints: &CheckpointStore,
     publisher: &dyn JobPublisher,
     config: &ScannerConfig,
     pacer: &mut Pacer,
 ) -> Result<PassStats> {
     let pool = match table.database_index {
-        Some(i) => pools.database_pool(i),
-        None => &pools.meta,
+        Some(i) => pools.shard_pool(i),
+        None => pools.meta_pool(),
     };
     let now_sql = format!("SELECT {}", epoch_ms_of("NOW(3)"));
     let (db_now,): (i64,) = sqlx::query_as(&now_sql).fetch_one(pool).await?;
@@ -85,6 +86,7 @@ pub async fn scan(
             break;
         };
         stats.rows += rows.len() as u64;
+        metrics::counter!(crate::metrics::SCANNER_ROWS, "table" => table.table.clone()).increment(rows.len() as u64);
         stats.jobs += match table.kind {
             TableKind::Goods => publish_goods_rows(table, &rows, publisher).await?,
             TableKind::Activity => publish_activity_rows(pools, &rows, publisher, page_size).await?,
@@ -96,6 +98,8 @@ pub async fn scan(
             break;
         }
     }
+    metrics::gauge!(crate::metrics::SCANNER_LAG, "table" => table.table.clone())
+        .set((db_now - mark.updated_ms).max(0) as f64);
     Ok(stats)
 }
 
@@ -115,7 +119,7 @@ async fn publish_goods_rows(table: &ScanTable, rows: &[(u64, u64, i64)], publish
 }
 
 async fn publish_activity_rows(
-    pools: &TruthPools,
+    pools: &MysqlPools,
     rows: &[(u64, u64, i64)],
     publisher: &dyn JobPublisher,
     page_size: u32,

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::common::mysql::MysqlPools;
 use model::job::Job;
 use model::ShardLayout;
 use rand::Rng;
@@ -16,10 +17,9 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use triggers::bus::kafka::{KafkaSource, RawRecord, SourceOptions};
-use triggers::mysql::TruthPools;
 
 pub fn brokers() -> String {
-    std::env::var("RECONCILER_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+    ::common::testenv::kafka_brokers()
 }
 
 pub fn suffix() -> String {
@@ -101,54 +101,15 @@ pub struct Truth {
 
 impl Truth {
     pub async fn create() -> Truth {
-        let url = std::env::var("RECONCILER_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let url = ::common::testenv::mysql_url();
         let pool = MySqlPoolOptions::new().max_connections(8).connect(&url).await.expect("mariadb at 127.0.0.1:3306");
         let layout = ShardLayout { databases: 2, tables_per_database: 2, db_prefix: format!("t{}_", suffix()) };
-        let meta = layout.meta_database();
-        exec(&pool, &format!("CREATE DATABASE `{meta}`")).await;
-        exec(
-            &pool,
-            &format!(
-                "CREATE TABLE `{meta}`.activity (
-               activity_id BIGINT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, type TINYINT NOT NULL,
-               biz_code VARCHAR(32) NOT NULL, tags VARCHAR(255) NOT NULL DEFAULT '', status TINYINT NOT NULL,
-               start_time DATETIME(3) NOT NULL, end_time DATETIME(3) NOT NULL, priority INT NOT NULL DEFAULT 0,
-               updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-               KEY idx_updated_at (updated_at))"
-            ),
-        )
-        .await;
-        for d in 0..layout.databases {
-            exec(&pool, &format!("CREATE DATABASE `{}`", layout.database(d))).await;
-        }
-        for s in layout.all_shards() {
-            exec(&pool, &format!(
-                "CREATE TABLE `{}`.`{}` (
-                   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, activity_id BIGINT UNSIGNED NOT NULL,
-                   goods_id BIGINT UNSIGNED NOT NULL, activity_price BIGINT NOT NULL, limit_per_user INT NOT NULL DEFAULT 0,
-                   status TINYINT NOT NULL,
-                   updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-                   UNIQUE KEY uk_goods_activity (goods_id, activity_id), KEY idx_activity (activity_id), KEY idx_updated_at (updated_at))",
-                s.database, s.goods_table)).await;
-            exec(
-                &pool,
-                &format!(
-                    "CREATE TABLE `{}`.`{}` (
-                   id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, activity_id BIGINT UNSIGNED NOT NULL,
-                   goods_id BIGINT UNSIGNED NOT NULL, sku_id BIGINT UNSIGNED NOT NULL, activity_price BIGINT NOT NULL,
-                   status TINYINT NOT NULL,
-                   updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-                   UNIQUE KEY uk_goods_activity_sku (goods_id, activity_id, sku_id), KEY idx_updated_at (updated_at))",
-                    s.database, s.sku_table
-                ),
-            )
-            .await;
-        }
+        ::common::mysql::schema::create(&MysqlPools::from_pool(pool.clone(), layout.clone())).await.expect("schema");
         Truth { pool, layout }
     }
 
-    pub fn pools(&self) -> TruthPools {
-        TruthPools::from_pool(self.pool.clone(), self.layout.clone())
+    pub fn pools(&self) -> MysqlPools {
+        MysqlPools::from_pool(self.pool.clone(), self.layout.clone())
     }
 
     pub async fn insert_activity(&self, activity_id: u64, updated_at: &str) {
@@ -178,10 +139,7 @@ impl Truth {
     }
 
     pub async fn drop_all(&self) {
-        exec(&self.pool, &format!("DROP DATABASE IF EXISTS `{}`", self.layout.meta_database())).await;
-        for d in 0..self.layout.databases {
-            exec(&self.pool, &format!("DROP DATABASE IF EXISTS `{}`", self.layout.database(d))).await;
-        }
+        ::common::mysql::schema::drop_all(&self.pools()).await.expect("drop");
     }
 }
 

@@ -57,6 +57,7 @@ impl JobConsumer for KafkaJobConsumer {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
+                    metrics::counter!(crate::metrics::DEAD_LETTERS, "source" => "jobs").increment(1);
                     ack.ack();
                 }
             }

@@ -54,6 +54,7 @@ impl JobPublisher for KafkaPublisher {
             }
         });
         try_join_all(sends).await?;
+        crate::bus::count_published(jobs);
         Ok(())
     }
 }

@@ -97,6 +97,10 @@ pub struct TrackingContext {
 }
 
 impl ClientContext for TrackingContext {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        Self::record_lag(&statistics);
+    }
+
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
         use rdkafka::config::RDKafkaLogLevel::*;
         match level {
@@ -108,11 +112,26 @@ impl ClientContext for TrackingContext {
     }
 }
 
+impl TrackingContext {
+    /// Consumer lag per assigned partition, from librdkafka's statistics.
+    fn record_lag(stats: &rdkafka::Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    metrics::gauge!(crate::metrics::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                        .set(p.consumer_lag as f64);
+                }
+            }
+        }
+    }
+}
+
 impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
             for elem in list.elements() {
                 self.revocations.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::metrics::REVOCATIONS, "topic" => elem.topic().to_string()).increment(1);
                 tracing::info!(topic = elem.topic(), partition = elem.partition(), "partition revoked");
                 self.tracker.revoke(elem.topic(), elem.partition());
             }
@@ -169,7 +188,8 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.commit.interval.ms", options.commit_interval_ms.to_string())
             .set("auto.offset.reset", &options.auto_offset_reset)
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000");
         for (k, v) in &options.extra {
             config.set(k, v);
         }

@@ -94,9 +94,12 @@ impl Pool {
     /// exceptions the server sent are `Failed`, a broken or silent connection is
     /// `Unreachable`.
     fn classify(&self, e: thrift::Error) -> (bool, StoreError) {
-        match e {
+        // A broken connection or a protocol error leaves the stream unusable; exceptions
+        // the server sent leave it fine.
+        let keep = matches!(e, thrift::Error::User(_) | thrift::Error::Application(_));
+        let msg = match &e {
             thrift::Error::User(u) => {
-                let msg = if let Some(io) = u.downcast_ref::<IOError>() {
+                if let Some(io) = u.downcast_ref::<IOError>() {
                     format!("IOError: {}", first_line(io.message.as_deref()))
                 } else if let Some(ia) = u.downcast_ref::<IllegalArgument>() {
                     format!("IllegalArgument: {}", first_line(ia.message.as_deref()))
@@ -104,13 +107,13 @@ impl Pool {
                     format!("AlreadyExists: {}", first_line(ae.message.as_deref()))
                 } else {
                     u.to_string()
-                };
-                (true, StoreError::failed(&self.name, msg))
+                }
             }
-            thrift::Error::Application(a) => (true, StoreError::failed(&self.name, format!("application error: {a}"))),
-            thrift::Error::Protocol(p) => (false, StoreError::failed(&self.name, format!("protocol error: {p}"))),
-            thrift::Error::Transport(t) => (false, StoreError::unreachable(&self.name, t)),
-        }
+            thrift::Error::Application(a) => format!("application error: {a}"),
+            thrift::Error::Protocol(p) => format!("protocol error: {p}"),
+            thrift::Error::Transport(t) => t.to_string(),
+        };
+        (keep, StoreError::classified(&self.name, &e, msg))
     }
 
     fn connect(&self) -> Result<Client, StoreError> {

@@ -13,7 +13,7 @@ use redis::Value;
 use tokio::sync::Mutex;
 
 use crate::error::StoreError;
-use crate::target::{ApplyOutcome, ScanPage, Target};
+use crate::stores::{ApplyOutcome, ScanPage, Target};
 
 /// Per field: ARGV holds (field, has_expected, expected, has_new, new). Each field is
 /// written only if it still holds `expected` (absent when has_expected is 0). Returns,
@@ -91,11 +91,7 @@ impl RedisStore {
     }
 
     fn error(&self, e: redis::RedisError) -> StoreError {
-        if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() || e.is_connection_dropped() {
-            StoreError::unreachable(&self.name, e)
-        } else {
-            StoreError::failed(&self.name, e)
-        }
+        StoreError::classified(&self.name, &e, &e)
     }
 
     /// Runs `op` on the shared connection with the configured timeout; forgets the

@@ -12,8 +12,8 @@
 //!    with a newer (or the same) ts means someone else wrote: a conflict.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::clock::now_ms;
 use hbase_thrift::hbase::THbaseSyncClient;
 use model::repair_plan::{CellRepair, CellWrite};
 use model::{hbase_row_key, ObservedCell};
@@ -21,7 +21,7 @@ use model::{hbase_row_key, ObservedCell};
 use super::cells::{self, current, CellOp, Rows};
 use super::HbaseStore;
 use crate::error::StoreError;
-use crate::target::ApplyOutcome;
+use crate::stores::ApplyOutcome;
 
 /// A write waiting for its read-back.
 struct Pending {
@@ -30,10 +30,6 @@ struct Pending {
     ts: i64,
     /// `None` for a delete.
     value: Option<Vec<u8>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 pub async fn apply(store: &HbaseStore, repairs: &[CellRepair]) -> Result<Vec<ApplyOutcome>, StoreError> {

@@ -19,7 +19,7 @@ use model::shard::parse_hbase_row_key;
 use model::{hbase_row_key, GoodsId, ObservedGoods};
 
 use crate::error::StoreError;
-use crate::target::{ApplyOutcome, ScanPage, Target};
+use crate::stores::{ApplyOutcome, ScanPage, Target};
 use cells::Rows;
 use pool::Pool;
 
