@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates /work/main/.venv (idempotent) with happybase, the Python HBase Thrift1 client
+# Creates .venv at the repository root (idempotent) with happybase, the Python HBase Thrift1 client
 # the emulator's independent check runs against.
 set -euo pipefail
 

@@ -161,3 +161,34 @@ fn demo_runs_clean_on_the_embedded_default() {
     assert!(out.contains("15 repaired"), "{out}");
     assert!(out.contains("clean: every target equals truth"), "{out}");
 }
+
+/// Logs are for people (text, and no ANSI colour codes when stderr is a file or pipe:
+/// journald and log files got escape sequences before) or machines (`--log-format json`,
+/// one JSON object per line). Fails on the code before: colour was always on and JSON
+/// did not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let env = TestEnv::new().await;
+    let cfg = env.config_path.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--config", cfg];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["check", "--goods", "1,2"]);
+        Command::new(env!("CARGO_BIN_EXE_reconciler")).args(&args).env("RECONCILER_LOG", "debug").output().unwrap()
+    };
+    let text = run(&[]);
+    assert_eq!(code(&text), 0, "{}", stderr(&text));
+    let err = stderr(&text);
+    assert!(err.lines().count() > 0, "debug logs expected");
+    assert!(!err.contains('\u{1b}'), "no ANSI escapes off a terminal: {err:?}");
+
+    let json_logs = run(&["--log-format", "json"]);
+    assert_eq!(code(&json_logs), 0, "{}", stderr(&json_logs));
+    let err = stderr(&json_logs);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
+    }
+}
