@@ -45,7 +45,7 @@ impl Store {
         let guard = t.rows();
         let mut out = Vec::with_capacity(rows.len());
         for key in rows {
-            if let Some(r) = guard.get(key) {
+            if let Some(r) = guard.get(key.as_slice()) {
                 let mut cells = Vec::new();
                 sel.read(&t, r, w, &mut cells);
                 if !cells.is_empty() {

@@ -71,7 +71,7 @@ impl Scanner {
             None => Bound::Included(spec.start.as_slice()),
         };
         let stop = if spec.stop.is_empty() { Bound::Unbounded } else { Bound::Excluded(spec.stop.as_slice()) };
-        // BTreeMap::range panics on an inverted range; an inverted scan is just empty.
+        // BTreeSet::range panics on an inverted range; an inverted scan is just empty.
         let inverted = match (from, stop) {
             (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b)) => {
                 if spec.reversed {
@@ -86,22 +86,23 @@ impl Scanner {
             self.done = true;
             return out;
         }
-        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &super::cells::Row)>> = if spec.reversed {
+        let iter: Box<dyn Iterator<Item = &super::cells::RowBuf>> = if spec.reversed {
             Box::new(rows.range::<[u8], _>((stop, from)).rev())
         } else {
             Box::new(rows.range::<[u8], _>((from, stop)))
         };
         let w = Window { below: spec.below, versions: 1 };
         let mut finished = true;
-        for (key, row) in iter {
+        for row in iter {
+            let key = row.key();
             if spec.prefix.as_ref().is_some_and(|p| !key.starts_with(p)) {
                 break;
             }
-            self.last = Some(key.clone());
+            self.last = Some(key.to_vec());
             let mut cells = Vec::new();
             self.selection.read(&self.table, row, w, &mut cells);
             if !cells.is_empty() {
-                out.push((key.clone(), cells));
+                out.push((key.to_vec(), cells));
                 if out.len() == n {
                     finished = false;
                     break;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::cells::{Cell, Row, Window};
+use super::cells::{Cell, RowBuf, Window};
 use super::table::Table;
 use crate::error::Result;
 
@@ -65,8 +65,9 @@ impl Selection {
     }
 
     /// The visible cells of `row`, by family then qualifier, newest version first.
-    pub fn read(&self, table: &Table, row: &Row, w: Window, out: &mut Vec<Cell>) {
-        for (family, cells) in &row.families {
+    pub fn read(&self, table: &Table, row: &RowBuf, w: Window, out: &mut Vec<Cell>) {
+        for cells in row.families() {
+            let (family, spec) = table.family_by_id(cells.id);
             let wanted = match &self.families {
                 None => None,
                 Some(map) => match map.get(family) {
@@ -74,26 +75,18 @@ impl Selection {
                     Some(q) => q.as_ref(),
                 },
             };
-            let Ok(spec) = table.family(family) else { continue };
             let w = Window { versions: w.versions.min(spec.max_versions as usize), ..w };
-            let mut push = |qualifier: &Vec<u8>, column: &super::cells::Column| {
+            for column in cells.columns() {
+                if wanted.is_some_and(|set| !set.contains(column.qualifier)) {
+                    continue;
+                }
                 for (ts, value) in column.visible(cells.marker, w) {
                     out.push(Cell {
-                        family: family.clone(),
-                        qualifier: qualifier.clone(),
+                        family: family.to_vec(),
+                        qualifier: column.qualifier.to_vec(),
                         timestamp: ts,
-                        value: value.clone(),
+                        value: value.to_vec(),
                     });
-                }
-            };
-            match wanted {
-                None => cells.columns.iter().for_each(|(q, c)| push(q, c)),
-                Some(set) => {
-                    for q in set {
-                        if let Some(c) = cells.columns.get(q) {
-                            push(q, c);
-                        }
-                    }
                 }
             }
         }

@@ -1,13 +1,13 @@
-//! One table: its column families (fixed at creation, Thrift1 has no alter), its
-//! enabled flag and its rows, sorted bytewise.
+//! One table: its column families (fixed at creation, Thrift1 has no alter; rows name
+//! them by position), its enabled flag and its rows, sorted bytewise.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hbase_thrift::hbase::ColumnDescriptor;
 
-use super::cells::Row;
+use super::cells::{RowBuf, RowEdit};
 use crate::error::{Error, Result};
 
 /// A column family's settings, kept to echo them back in `getColumnDescriptors`.
@@ -87,17 +87,38 @@ impl FamilySpec {
 pub struct Table {
     pub name: Vec<u8>,
     pub families: BTreeMap<Vec<u8>, FamilySpec>,
+    /// The keys of `families`, in order: a family's id in the rows is its position here.
+    ids: Vec<Vec<u8>>,
     enabled: AtomicBool,
-    rows: RwLock<BTreeMap<Vec<u8>, Row>>,
+    rows: RwLock<Rows>,
 }
+
+/// A table's rows, ordered and looked up by key (`RowBuf: Borrow<[u8]>`).
+pub type Rows = BTreeSet<RowBuf>;
 
 impl Table {
     pub fn new(name: Vec<u8>, families: BTreeMap<Vec<u8>, FamilySpec>) -> Self {
-        Table { name, families, enabled: AtomicBool::new(true), rows: RwLock::default() }
+        let ids = families.keys().cloned().collect();
+        Table { name, families, ids, enabled: AtomicBool::new(true), rows: RwLock::default() }
     }
 
     pub fn family(&self, family: &[u8]) -> Result<&FamilySpec> {
         self.families.get(family).ok_or_else(|| Error::no_such_family(&self.name, family))
+    }
+
+    /// The id rows store for a family.
+    pub fn family_id(&self, family: &[u8]) -> Result<usize> {
+        self.ids.binary_search_by(|f| f.as_slice().cmp(family)).map_err(|_| Error::no_such_family(&self.name, family))
+    }
+
+    /// The name and settings of the family with that id.
+    pub fn family_by_id(&self, id: usize) -> (&[u8], &FamilySpec) {
+        let name = &self.ids[id];
+        (name, &self.families[name])
+    }
+
+    pub fn family_count(&self) -> usize {
+        self.ids.len()
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -117,16 +138,28 @@ impl Table {
         }
     }
 
-    pub fn rows(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Row>> {
+    pub fn rows(&self) -> RwLockReadGuard<'_, Rows> {
         self.rows.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn rows_mut(&self) -> RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Row>> {
+    pub fn rows_mut(&self) -> RwLockWriteGuard<'_, Rows> {
         self.rows.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Minor (`major = false`) or major compaction of every row.
+    /// Minor (`major = false`) or major compaction of every row. Only the rows that
+    /// change are re-encoded (rows left empty are removed).
     pub fn compact(&self, major: bool) {
-        self.rows_mut().retain(|_, row| !row.compact(major));
+        let mut rows = self.rows_mut();
+        let mut changed = Vec::new();
+        for row in rows.iter() {
+            let mut edit = RowEdit::decode(row);
+            if edit.compact(major) {
+                changed.push((row.key().to_vec(), (!edit.is_empty()).then(|| edit.encode(row.key()))));
+            }
+        }
+        for (key, new) in changed {
+            rows.remove(key.as_slice());
+            rows.extend(new);
+        }
     }
 }

@@ -2,11 +2,9 @@
 //! atomicIncrement and checkAndPut, each row applied atomically under the table's
 //! write lock.
 
-use std::collections::BTreeMap;
-
-use super::cells::{Row, Ts};
+use super::cells::{RowEdit, Ts};
 use super::read::check_row;
-use super::table::Table;
+use super::table::{Rows, Table};
 use super::Store;
 use crate::error::{Error, Result};
 
@@ -56,28 +54,30 @@ fn check_families<'a>(t: &Table, ops: impl IntoIterator<Item = &'a Op>) -> Resul
     Ok(())
 }
 
-fn apply<'a>(t: &Table, rows: &mut BTreeMap<Vec<u8>, Row>, key: &[u8], ops: impl IntoIterator<Item = &'a Op>, ts: Ts) {
-    if !rows.contains_key(key) {
-        rows.insert(key.to_vec(), Row::default());
-    }
-    let row = rows.get_mut(key).expect("just inserted");
+/// Applies `ops` to one row: decodes it (borrowing its bytes and the ops' values),
+/// changes it, and stores it re-encoded as one allocation.
+fn apply<'a>(t: &Table, rows: &mut Rows, key: &[u8], ops: impl IntoIterator<Item = &'a Op>, ts: Ts) {
+    let old = rows.take(key);
+    let mut row = old.as_ref().map(RowEdit::decode).unwrap_or_default();
+    let id = |family: &[u8]| t.family_id(family).expect("families checked before applying");
     for op in ops {
         match op {
             Op::Put { family, qualifier, value } => {
                 let max = t.families[family].max_versions as usize;
-                row.family_mut(family).column_mut(qualifier).put(ts, value.clone(), max);
+                row.family_mut(id(family)).column_mut(qualifier).put(ts, value, max);
             }
             Op::Delete(DeleteTarget::Column { family, qualifier }) => {
-                row.family_mut(family).column_mut(qualifier).delete(ts)
+                row.family_mut(id(family)).column_mut(qualifier).delete(ts)
             }
-            Op::Delete(DeleteTarget::Family { family }) => row.family_mut(family).delete(ts),
+            Op::Delete(DeleteTarget::Family { family }) => row.family_mut(id(family)).delete(ts),
             Op::Delete(DeleteTarget::Row) => {
-                for family in t.families.keys() {
+                for family in 0..t.family_count() {
                     row.family_mut(family).delete(ts);
                 }
             }
         }
     }
+    rows.insert(row.encode(key));
 }
 
 impl Store {
@@ -129,12 +129,13 @@ impl Store {
         check_row(row).map_err(Error::undeclared_illegal)?;
         let t = self.enabled_table(table)?;
         let max = t.family(family)?.max_versions as usize;
+        let fid = t.family_id(family)?;
         let now = self.now();
         let mut rows = t.rows_mut();
-        let (old, ts) = match rows.get(row).and_then(|r| r.current(family, qualifier)) {
+        let (old, ts) = match rows.get(row).and_then(|r| r.current(fid, qualifier)) {
             None => (0, now),
             Some((ts, v)) => {
-                let bytes: [u8; 8] = v.as_slice().try_into().map_err(|_| {
+                let bytes: [u8; 8] = v.try_into().map_err(|_| {
                     Error::Io(format!(
                         "org.apache.hadoop.hbase.DoNotRetryIOException: Field is not a long, it's {} bytes wide",
                         v.len()
@@ -144,8 +145,11 @@ impl Store {
             }
         };
         let sum = old.wrapping_add(amount);
-        let r = rows.entry(row.to_vec()).or_default();
-        r.family_mut(family).column_mut(qualifier).put(ts, sum.to_be_bytes().to_vec(), max);
+        let bytes = sum.to_be_bytes();
+        let old_row = rows.take(row);
+        let mut edit = old_row.as_ref().map(RowEdit::decode).unwrap_or_default();
+        edit.family_mut(fid).column_mut(qualifier).put(ts, &bytes, max);
+        rows.insert(edit.encode(row));
         Ok(sum)
     }
 
@@ -160,11 +164,11 @@ impl Store {
         put: &Op,
     ) -> Result<bool> {
         let t = self.enabled_table(table)?;
-        t.family(check.0)?;
+        let fid = t.family_id(check.0)?;
         check_families(&t, [put])?;
         let now = self.now();
         let mut rows = t.rows_mut();
-        let current = rows.get(row).and_then(|r| r.current(check.0, check.1)).map(|(_, v)| v.as_slice());
+        let current = rows.get(row).and_then(|r| r.current(fid, check.1)).map(|(_, v)| v);
         let matches = match current {
             None => expected.is_empty(),
             Some(v) => v == expected,
