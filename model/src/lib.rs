@@ -4,6 +4,7 @@
 //! Nothing in this crate does IO. Stores, brokers and clocks live in `handlers`,
 //! `triggers` and the binary; they feed values in and act on values that come out.
 
+pub mod change;
 pub mod config;
 pub mod diff;
 pub mod entity;

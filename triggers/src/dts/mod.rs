@@ -10,24 +10,12 @@
 //! nothing: unacked events are redelivered. Changes of one goods whose stage times fall in
 //! the same window get the same `not_before_ms` and job id, and are published once.
 
-pub mod canal;
-pub mod debezium;
-pub mod event;
-pub mod maxwell;
 pub mod planner;
 pub mod trigger;
 
-use model::config::EventFormat;
-
-pub use event::{ChangeEvent, ChangeOp, LogicalTable, ParseError, Parsed};
+// The event parsers are pure and live in the core (`model::change`), where they build
+// without a Kafka client (and are fuzzed, see fuzz/).
+pub use model::change::{canal, debezium, event, maxwell, parse};
+pub use model::change::{ChangeEvent, ChangeOp, LogicalTable, ParseError, Parsed};
 pub use planner::StagePlanner;
 pub use trigger::DtsTrigger;
-
-/// Parses one message of a change-event topic in the topic's configured format.
-pub fn parse(format: EventFormat, payload: &[u8]) -> Result<Parsed, ParseError> {
-    match format {
-        EventFormat::Canal => canal::parse(payload),
-        EventFormat::Debezium => debezium::parse(payload),
-        EventFormat::Maxwell => maxwell::parse(payload),
-    }
-}
