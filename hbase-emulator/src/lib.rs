@@ -84,6 +84,14 @@ pub fn start_with_store(listen: &str, opts: EmulatorOptions, store: Arc<Store>) 
     Ok(EmulatorHandle { addr, store, shared, acceptor: Some(acceptor) })
 }
 
+/// Answers the calls in `request` (the bytes a client sent on one connection) as a
+/// connection of the server would, and returns the reply bytes: the same transport,
+/// input protocol and handler as a socket, without one. For tests and fuzzing.
+pub fn answer(store: Arc<Store>, transport: Transport, protocol: Protocol, request: &[u8]) -> Vec<u8> {
+    let processor = hbase_thrift::hbase::HbaseSyncProcessor::new(Handler::new(store));
+    server::answer(&processor, transport, protocol, request)
+}
+
 impl EmulatorHandle {
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

@@ -16,9 +16,11 @@ use thrift::protocol::{
     TOutputProtocol,
 };
 use thrift::server::TProcessor;
-use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TFramedReadTransport, TFramedWriteTransport};
+use thrift::transport::{TBufferedWriteTransport, TFramedWriteTransport};
 
 use crate::handler::Handler;
+use crate::lenient::ahead::Ahead;
+use crate::lenient::framed::Framed;
 use crate::lenient::Lenient;
 use crate::{EmulatorOptions, Protocol, Transport};
 
@@ -88,55 +90,80 @@ fn start_worker(
     let id = shared.next_conn.fetch_add(1, Ordering::SeqCst);
     lock(&shared.conns).insert(id, stream.try_clone()?);
     *lock(&shared.active) += 1;
-    let (processor, worker_shared) = (processor.clone(), shared.clone());
+    let slot = Slot { id, shared: shared.clone() };
+    let processor = processor.clone();
     let spawned = std::thread::Builder::new().name(format!("hbase-emu-conn-{id}")).spawn(move || {
+        let _slot = slot;
         tracing::debug!(%peer, "connection opened");
         if let Err(e) = serve(&processor, stream, &opts) {
             tracing::debug!(%peer, error = %e, "connection closed");
         }
-        lock(&worker_shared.conns).remove(&id);
-        *lock(&worker_shared.active) -= 1;
-        worker_shared.freed.notify_all();
     });
-    match spawned {
-        Ok(handle) => {
-            let mut threads = lock(&shared.threads);
-            threads.retain(|h| !h.is_finished());
-            threads.push(handle);
-            Ok(())
-        }
-        Err(e) => {
-            lock(&shared.conns).remove(&id);
-            *lock(&shared.active) -= 1;
-            Err(e)
-        }
+    // A thread that could not start dropped its slot with the closure.
+    let handle = spawned?;
+    let mut threads = lock(&shared.threads);
+    threads.retain(|h| !h.is_finished());
+    threads.push(handle);
+    Ok(())
+}
+
+/// A connection's worker slot, released when its thread ends, even by a panic.
+struct Slot {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.shared.conns).remove(&self.id);
+        *lock(&self.shared.active) -= 1;
+        self.shared.freed.notify_all();
     }
 }
 
 /// Answers calls on one connection until the client hangs up (an error ends it too).
 fn serve(processor: &Processor, stream: TcpStream, opts: &EmulatorOptions) -> thrift::Result<()> {
     let read = stream.try_clone()?;
-    match opts.transport {
-        Transport::Buffered => with_protocol(
-            processor,
-            TBufferedReadTransport::new(read),
-            TBufferedWriteTransport::new(stream),
-            opts.protocol,
-        ),
+    with_transport(processor, read, stream, opts.transport, opts.protocol)
+}
+
+/// [`crate::answer`]: serves one connection's bytes from memory.
+pub(crate) fn answer(processor: &Processor, transport: Transport, protocol: Protocol, request: &[u8]) -> Vec<u8> {
+    let mut reply = Vec::new();
+    let _ = with_transport(processor, request, &mut reply, transport, protocol);
+    reply
+}
+
+fn with_transport<R: Read, W: Write>(
+    processor: &Processor,
+    r: R,
+    w: W,
+    transport: Transport,
+    protocol: Protocol,
+) -> thrift::Result<()> {
+    match transport {
+        Transport::Buffered => with_protocol(processor, Ahead::new(r), TBufferedWriteTransport::new(w), protocol),
         Transport::Framed => {
-            with_protocol(processor, TFramedReadTransport::new(read), TFramedWriteTransport::new(stream), opts.protocol)
+            with_protocol(processor, Ahead::new(Framed::new(r)), TFramedWriteTransport::new(w), protocol)
         }
     }
 }
 
-fn with_protocol<R: Read, W: Write>(processor: &Processor, r: R, w: W, protocol: Protocol) -> thrift::Result<()> {
+fn with_protocol<R: Read, W: Write>(
+    processor: &Processor,
+    r: Ahead<R>,
+    w: W,
+    protocol: Protocol,
+) -> thrift::Result<()> {
     match protocol {
         // Lenient reads accept old non-strict clients as HBase's server does.
         Protocol::Binary => {
-            run(processor, Lenient::new(TBinaryInputProtocol::new(r, false)), TBinaryOutputProtocol::new(w, true))
+            let i = Lenient::new(TBinaryInputProtocol::new(r.clone(), false), r, false);
+            run(processor, i, TBinaryOutputProtocol::new(w, true))
         }
         Protocol::Compact => {
-            run(processor, Lenient::new(TCompactInputProtocol::new(r)), TCompactOutputProtocol::new(w))
+            let i = Lenient::new(TCompactInputProtocol::new(r.clone()), r, true);
+            run(processor, i, TCompactOutputProtocol::new(w))
         }
     }
 }

@@ -94,3 +94,51 @@ fn clients_beyond_the_worker_pool_wait_for_a_free_worker() {
     assert_eq!(waiter.join().unwrap(), 0);
     emu.shutdown();
 }
+
+/// Regression (found by fuzzing, fuzz/seeds/thrift/crash-*): a list size of -1 made the
+/// generated reader panic on `Vec::with_capacity`, which killed the connection's thread
+/// without releasing its worker slot, so after `workers` such messages the emulator
+/// served no one; a length near 2^31 made it allocate that much first. Now each is a
+/// protocol error, answered (once the call is known) with an exception naming it, that
+/// closes that connection only.
+#[test]
+fn malformed_messages_close_their_connection_and_free_the_worker() {
+    use std::io::{Read, Write};
+    let emu = hbase_emulator::start("127.0.0.1:0", EmulatorOptions { workers: 1, ..Default::default() }).unwrap();
+    let addr = emu.local_addr();
+    let header = |name: &str| {
+        let mut m = vec![0x80, 0x01, 0x00, 0x01];
+        m.extend_from_slice(&(name.len() as i32).to_be_bytes());
+        m.extend_from_slice(name.as_bytes());
+        m.extend_from_slice(&1i32.to_be_bytes());
+        m
+    };
+    let mut negative_list = header("mutateRows");
+    negative_list.extend_from_slice(&[0x0f, 0x00, 0x02, 0x0c, 0xff, 0xff, 0xff, 0xff]);
+    let mut huge_string = header("getTableNames");
+    huge_string.extend_from_slice(&[0x0b, 0x00, 0x01, 0x7f, 0xff, 0xff, 0xff]);
+    let mut negative_name = vec![0x80, 0x01, 0x00, 0x01, 0xff, 0xff, 0xff, 0xf0];
+    negative_name.extend_from_slice(&[0; 8]);
+    let cases = [
+        ("negative list size", negative_list, "negative list size: -1"),
+        ("huge string", huge_string, "string length 2147483647 exceeds the message limit"),
+        ("negative name length", negative_name, ""),
+    ];
+    for (what, message, answer) in cases {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&message).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(reply.contains(answer), "{what}: {reply:?}");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let names = connect(addr, Transport::Buffered, Protocol::Binary).get_table_names();
+            let _ = tx.send(names.is_ok());
+        });
+        let served = rx.recv_timeout(Duration::from_secs(10));
+        assert_eq!(served, Ok(true), "{what}: the next client is served by the one worker");
+    }
+}
