@@ -75,6 +75,8 @@ pub struct Lenient<P, R> {
     method: String,
     /// Struct nesting; the arguments struct is depth 1.
     depth: usize,
+    /// The last field id read in each open struct (compact protocol: ids are deltas).
+    field_ids: Vec<i16>,
     /// Field ids of the arguments struct read so far.
     seen: Vec<i16>,
     /// The inner protocol has delivered the arguments struct's stop field.
@@ -92,6 +94,7 @@ impl<P: TInputProtocol, R: Read> Lenient<P, R> {
             compact,
             method: String::new(),
             depth: 0,
+            field_ids: Vec::new(),
             seen: Vec::new(),
             stopped: false,
             supplying: None,
@@ -174,6 +177,29 @@ impl<P: TInputProtocol, R: Read> Lenient<P, R> {
         Ok(None)
     }
 
+    /// The inner protocol's next field header. In the compact protocol a field id is a
+    /// delta from the last one; one that would run past `i16::MAX` is refused (thrift's
+    /// reader overflows on it: a panic in debug builds, a wrong id in release).
+    fn next_field(&mut self) -> thrift::Result<TFieldIdentifier> {
+        if let (true, Some(&last)) = (self.compact, self.field_ids.last()) {
+            if let Some(header) = self.ahead.peek(0)? {
+                let delta = (header >> 4) as i16;
+                if header & 0x0f != 0 && last.checked_add(delta).is_none() {
+                    let message = format!("field id {last} + {delta} is past {}", i16::MAX);
+                    return Err(thrift::Error::Protocol(ProtocolError {
+                        kind: ProtocolErrorKind::InvalidData,
+                        message,
+                    }));
+                }
+            }
+        }
+        let f = self.inner.read_field_begin()?;
+        if let (Some(id), Some(last)) = (f.id, self.field_ids.last_mut()) {
+            *last = id;
+        }
+        Ok(f)
+    }
+
     fn missing(&self) -> Option<(i16, TType)> {
         OPTIONAL_ARGS.iter().find(|(m, id, _)| *m == self.method && !self.seen.contains(id)).map(|&(_, id, t)| (id, t))
     }
@@ -186,6 +212,7 @@ impl<P: TInputProtocol, R: Read> TInputProtocol for Lenient<P, R> {
         let m = self.inner.read_message_begin()?;
         self.method = m.name.clone();
         self.depth = 0;
+        self.field_ids.clear();
         self.seen.clear();
         self.stopped = false;
         self.supplying = None;
@@ -198,20 +225,22 @@ impl<P: TInputProtocol, R: Read> TInputProtocol for Lenient<P, R> {
 
     fn read_struct_begin(&mut self) -> thrift::Result<Option<TStructIdentifier>> {
         self.depth += 1;
+        self.field_ids.push(0);
         self.inner.read_struct_begin()
     }
 
     fn read_struct_end(&mut self) -> thrift::Result<()> {
         self.depth = self.depth.saturating_sub(1);
+        self.field_ids.pop();
         self.inner.read_struct_end()
     }
 
     fn read_field_begin(&mut self) -> thrift::Result<TFieldIdentifier> {
         if self.depth != 1 {
-            return self.inner.read_field_begin();
+            return self.next_field();
         }
         if !self.stopped {
-            let f = self.inner.read_field_begin()?;
+            let f = self.next_field()?;
             if f.field_type != TType::Stop {
                 self.seen.extend(f.id);
                 return Ok(f);
@@ -378,6 +407,25 @@ mod tests {
             ProtocolErrorKind::SizeLimit
         );
         assert_eq!(binary(&[0x0c, 0x00, 0x00, 0x00, 0x01, 0x00]).read_list_begin().unwrap().size, 1);
+    }
+
+    /// Regression (fuzzing, fuzz/seeds/thrift/crash-compact-field-id-overflow): a field
+    /// id delta after field 32767 overflowed inside thrift's compact reader.
+    #[test]
+    fn compact_field_ids_cannot_run_past_i16_max() {
+        // field 32767 (explicit id, type i32) = 0, then a field with delta 1
+        let mut p = compact(&[0x05, 0xfe, 0xff, 0x03, 0x00, 0x15, 0x00, 0x00]);
+        p.read_struct_begin().unwrap();
+        assert_eq!(p.read_field_begin().unwrap().id, Some(i16::MAX));
+        assert_eq!(p.read_i32().unwrap(), 0);
+        p.read_field_end().unwrap();
+        assert_eq!(protocol_kind(p.read_field_begin()), ProtocolErrorKind::InvalidData);
+        // a nested struct starts again from 0
+        let mut p = compact(&[0x1c, 0x15, 0x00, 0x00, 0x00]);
+        p.read_struct_begin().unwrap();
+        assert_eq!(p.read_field_begin().unwrap().id, Some(1));
+        p.read_struct_begin().unwrap();
+        assert_eq!(p.read_field_begin().unwrap().id, Some(1));
     }
 
     #[test]
