@@ -52,7 +52,10 @@ for t in "${targets[@]}"; do
         findings="none"
     else
         status=1
-        findings="$(grep -m1 -E 'ERROR: libFuzzer|panicked at|==ERROR' "$log" | cut -c1-80); see $log"
+        reason=$(grep -m1 -A1 'panicked at' "$log" | sed -n 2p)
+        [ -n "$reason" ] || reason=$(grep -m1 -o -E '(ERROR: libFuzzer|ERROR: AddressSanitizer): .*' "$log" | cut -c1-80)
+        artifact=$(grep -o 'Test unit written to .*' "$log" | tail -1 | sed 's/Test unit written to //')
+        findings="${reason:-exit $code}; input ${artifact:-none}; log $log"
     fi
     rate=$([ "$execs" != "?" ] && echo "$execs / $seconds" | bc || echo "?")
     printf '%-10s %12s %9.0f %9s  %s\n' "$t" "$execs" "$seconds" "$rate" "$findings"
