@@ -148,7 +148,11 @@ mod tests {
     use crate::entity::sample;
 
     fn truth_of(entities: Vec<Entity>) -> GoodsTruth {
-        GoodsTruth { entities: entities.into_iter().map(|e| (e.aid, e)).collect(), last_change_ms: 0 }
+        GoodsTruth {
+            entities: entities.into_iter().map(|e| (e.aid, e)).collect(),
+            last_change_ms: 0,
+            ..Default::default()
+        }
     }
 
     fn held(cells: Vec<(&str, Vec<u8>)>) -> ObservedGoods {

@@ -30,6 +30,8 @@ pub enum TriggerKind {
     Full,
     /// An operator (CLI `repair`, admin `POST /repair`).
     Operator,
+    /// The price verifier: a pricing sample was wrong because its source target drifted.
+    Verifier,
 }
 
 impl TriggerKind {
@@ -39,6 +41,7 @@ impl TriggerKind {
             TriggerKind::Scanner => "scanner",
             TriggerKind::Full => "full",
             TriggerKind::Operator => "operator",
+            TriggerKind::Verifier => "verifier",
         }
     }
 }

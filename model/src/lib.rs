@@ -10,6 +10,7 @@ pub mod diff;
 pub mod entity;
 pub mod ids;
 pub mod job;
+pub mod pricing;
 pub mod projection;
 pub mod repair_plan;
 pub mod report;

@@ -1,7 +1,7 @@
 //! The projection rule (contract section 3): from the truth rows of one goods to the
 //! entities every derived store must hold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::entity::Entity;
 use crate::ids::{ActivityId, GoodsId};
@@ -56,6 +56,11 @@ pub struct GoodsTruth {
     /// (removed rows, offline activities). Drives the settle window: a goods whose truth
     /// moved this recently may still be in flight through the sync pipeline.
     pub last_change_ms: i64,
+    /// Activities with an `activity_goods` row for the goods, whatever its status, whose
+    /// `activity` row exists, whatever its status. An activity a sample names that is
+    /// not here had its rows physically removed (archived) or never had any: the price
+    /// verifier cannot tell what truth said before, so such a sample is inconclusive.
+    pub present: BTreeSet<ActivityId>,
 }
 
 /// Splits `tags` on ',' dropping empty parts, keeping stored order.
@@ -81,6 +86,7 @@ pub fn project_goods(
     for s in sku_rows {
         bump(s.updated_ms);
     }
+    truth.present = goods_rows.iter().map(|r| r.activity_id).filter(|aid| activities.contains_key(aid)).collect();
 
     for r in goods_rows.iter().filter(|r| r.status == ROW_EFFECTIVE) {
         let Some(a) = activities.get(&r.activity_id).filter(|a| a.status == ACTIVITY_ONLINE) else {
@@ -164,6 +170,7 @@ mod tests {
         let t = project_goods(&[goods(7, 0, 50)], &[], &acts(vec![activity(7, 1, 3)]));
         assert!(t.entities.is_empty());
         assert_eq!(t.last_change_ms, 50);
+        assert_eq!(t.present, [7].into(), "a removed row is still present");
     }
 
     #[test]
@@ -175,6 +182,7 @@ mod tests {
         }
         let t = project_goods(&[goods(7, 1, 5)], &[], &HashMap::new());
         assert!(t.entities.is_empty());
+        assert!(t.present.is_empty(), "an activity row that does not exist makes the goods row absent too");
     }
 
     #[test]

@@ -100,8 +100,11 @@ mod tests {
         e2.aid = 2;
         let mut e3 = sample();
         e3.aid = 3;
-        let truth =
-            GoodsTruth { entities: [(7001, sample()), (2, e2.clone()), (3, e3.clone())].into(), last_change_ms: 0 };
+        let truth = GoodsTruth {
+            entities: [(7001, sample()), (2, e2.clone()), (3, e3.clone())].into(),
+            last_change_ms: 0,
+            ..Default::default()
+        };
         let mut stale = e2.clone();
         stale.price = 1;
         let observed = ObservedGoods {

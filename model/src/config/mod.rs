@@ -42,6 +42,7 @@ impl Config {
             handler: section(&mut table, "handler", &mut problems),
             admin: section(&mut table, "admin", &mut problems),
             hbase_emulator: section(&mut table, "hbase_emulator", &mut problems),
+            verifier: section(&mut table, "verifier", &mut problems),
         };
         let targets_given = table.contains_key("targets");
         match table.remove("targets") {

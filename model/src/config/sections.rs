@@ -23,6 +23,7 @@ pub struct Config {
     pub handler: HandlerConfig,
     pub admin: AdminConfig,
     pub hbase_emulator: Option<EmulatorConfig>,
+    pub verifier: VerifierConfig,
 }
 
 impl Config {
@@ -407,6 +408,45 @@ impl std::fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .finish()
+    }
+}
+
+/// The price verifier (contract section 10): `serve` consumes pricing samples from
+/// `topic` when it is set; `reconciler verify` and the demo use the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct VerifierConfig {
+    /// Kafka topic of pricing samples; absent: no price verification in `serve`. The
+    /// verifiers of every instance share the consumer group `kafka.group + ".verifier"`.
+    pub topic: Option<String>,
+    /// Ascending upper bounds (cents) of the price bands samples are counted by.
+    pub price_bands: Vec<i64>,
+    /// Activity tags counted under their own label; every other tag is `other`.
+    pub tags: Vec<String>,
+    /// Business codes counted under their own label, the rest `other`; empty: every code
+    /// as it is, up to `max_biz_codes` distinct codes per process.
+    pub biz_codes: Vec<String>,
+    pub max_biz_codes: usize,
+    /// Samples verified per micro-batch (one truth query per shard table per batch).
+    pub batch_size: usize,
+    /// Longest wait to fill a micro-batch.
+    pub batch_wait_ms: u64,
+    /// Micro-batches verified at once.
+    pub concurrency: usize,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            topic: None,
+            price_bands: vec![1000, 5000, 10_000, 50_000, 100_000],
+            tags: Vec::new(),
+            biz_codes: Vec::new(),
+            max_biz_codes: 50,
+            batch_size: 500,
+            batch_wait_ms: 50,
+            concurrency: 4,
+        }
     }
 }
 

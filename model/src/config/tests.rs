@@ -143,3 +143,24 @@ listen = "127.0.0.1:9100"
     assert_eq!(c.triggers.full.cron.as_deref(), Some("0 0 3 * * *"));
     assert!(c.triggers.scanner.enabled);
 }
+
+#[test]
+fn verifier_section_defaults_and_validation() {
+    let c = Config::parse(CONTRACT_MINIMAL, "t.toml", &no_env).unwrap();
+    assert_eq!(c.verifier.topic, None, "absent: no verifier in serve");
+    assert_eq!(c.verifier.price_bands, vec![1000, 5000, 10_000, 50_000, 100_000]);
+    let text = format!("{CONTRACT_MINIMAL}\n[verifier]\ntopic = \"pricing.samples\"\ntags = [\"618\"]\n");
+    let c = Config::parse(&text, "v.toml", &no_env).unwrap();
+    assert_eq!(c.verifier.topic.as_deref(), Some("pricing.samples"));
+    assert_eq!(c.verifier.tags, vec!["618"]);
+
+    let bad = format!(
+        "{CONTRACT_MINIMAL}\n[verifier]\ntopic = \"\"\nprice_bands = [500, 100]\nbatch_size = 0\ncolour = \"red\"\n"
+    );
+    let all = Config::parse(&bad, "v.toml", &no_env).unwrap_err().to_string();
+    for needle in
+        ["`verifier.topic`", "`verifier.price_bands`", "`verifier.batch_size`", "unknown key `verifier.colour`"]
+    {
+        assert!(all.contains(needle), "missing {needle} in:\n{all}");
+    }
+}

@@ -112,6 +112,28 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.admin.listen.parse::<std::net::SocketAddr>().is_err() {
         p.push(format!("`admin.listen`: `{}` is not ip:port", c.admin.listen));
     }
+    let v = &c.verifier;
+    if v.topic.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        p.push("`verifier.topic`: must not be empty (leave it out for no verifier)".into());
+    }
+    if v.topic.is_some() && c.kafka.brokers.trim().is_empty() {
+        p.push("`kafka.brokers`: required when `verifier.topic` is set".into());
+    }
+    if v.price_bands.iter().any(|b| *b <= 0) || v.price_bands.windows(2).any(|w| w[0] >= w[1]) {
+        p.push(format!("`verifier.price_bands`: {:?} must be positive and strictly ascending (cents)", v.price_bands));
+    }
+    if v.price_bands.len() > 20 {
+        p.push("`verifier.price_bands`: at most 20 bounds (each band is a label value)".into());
+    }
+    if v.tags.len() > 100 || v.biz_codes.len() > 100 || v.max_biz_codes > 1000 {
+        p.push("`verifier`: at most 100 tags and 100 biz_codes, max_biz_codes at most 1000 (label values)".into());
+    }
+    if v.batch_size == 0 || v.batch_size > 10_000 {
+        p.push("`verifier.batch_size`: must be in 1..=10000".into());
+    }
+    if v.concurrency == 0 {
+        p.push("`verifier.concurrency`: must be at least 1".into());
+    }
     if let Some(e) = &c.hbase_emulator {
         if e.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!("`hbase_emulator.listen`: `{}` is not ip:port", e.listen));
