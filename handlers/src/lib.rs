@@ -14,7 +14,9 @@ pub mod run;
 pub mod stores;
 pub mod truth;
 pub mod undo;
+pub mod verify;
 
 pub use error::StoreError;
 pub use handler::{Handler, Mode, RunState};
 pub use stores::{ApplyOutcome, ScanPage, Target};
+pub use verify::Verifier;
