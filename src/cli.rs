@@ -44,6 +44,8 @@ pub enum Command {
     Undo(UndoArgs),
     /// Full reconciliation and repair, with an orphan scan of every target.
     Full(FullArgs),
+    /// Verify a file of pricing samples (JSON lines) against truth.
+    Verify(VerifyArgs),
     /// The long-running service: triggers, handlers, admin HTTP.
     Serve,
     /// A standalone HBase Thrift1 server for tests and the embedded default.
@@ -109,6 +111,16 @@ pub struct FullArgs {
     pub dump: Option<PathBuf>,
     #[arg(long)]
     pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// JSON-lines file of pricing samples, `-` for stdin.
+    #[arg(long, value_name = "PATH")]
+    pub samples: PathBuf,
+    /// One JSON document: counts and every mismatch.
     #[arg(long)]
     pub json: bool,
 }

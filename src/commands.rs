@@ -87,6 +87,7 @@ pub async fn run(cli: Cli) -> i32 {
             };
             finish(run_full(&app.handler, source, &mode, &opts).await, args.json)
         }
+        Command::Verify(args) => crate::verify::file::run(&app, &args.samples, args.json).await,
         Command::Serve => crate::serve::run(app).await,
         Command::HbaseEmulator(_) => unreachable!("handled above"),
     }

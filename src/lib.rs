@@ -12,3 +12,4 @@ pub mod output;
 pub mod progress;
 pub mod seed;
 pub mod serve;
+pub mod verify;
