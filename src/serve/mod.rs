@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod telemetry;
+pub mod verifier;
 pub mod worker;
 
 use std::sync::Arc;
@@ -128,6 +129,10 @@ async fn serve(app: App) -> anyhow::Result<()> {
                 _ = scheduled_full(full, app_handler, opts, dump, config) => {}
             }
         }));
+    }
+
+    if let Some(task) = verifier::spawn(&app, publisher.clone(), shutdown_rx.clone()).await? {
+        trigger_tasks.push(task);
     }
 
     crate::commands::wait_for_shutdown().await;

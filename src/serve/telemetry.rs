@@ -24,7 +24,7 @@ pub const LATENCY_BUCKETS_MS: [f64; 14] = [
 
 pub const METRICS: &[MetricDef] = &[
     MetricDef::counter(JOBS, &["trigger", "outcome"], "check jobs handled by this instance, by trigger and outcome"),
-    MetricDef::counter(ERRORS, &["component"], "errors, by component (bus, handler, schedule, full)"),
+    MetricDef::counter(ERRORS, &["component"], "errors, by component (bus, handler, schedule, full, verifier)"),
     MetricDef::gauge(JOB_LAG, &[], "how late the last job was handled after its not-before time"),
     MetricDef::gauge(JOBS_WAITING, &[], "jobs received and waiting for their not-before time"),
     MetricDef::gauge(FULL_PROGRESS, &["phase"], "goods checked by the running full reconciliation"),
@@ -37,7 +37,7 @@ pub const METRICS: &[MetricDef] = &[
 
 /// Every metric the service exports.
 pub fn all() -> Vec<MetricDef> {
-    [handlers::metrics::METRICS, triggers::metrics::METRICS, METRICS].concat()
+    [handlers::metrics::METRICS, triggers::metrics::METRICS, METRICS, crate::verify::metrics::METRICS].concat()
 }
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
