@@ -15,6 +15,9 @@ pub struct ActivitySeed {
     pub tags: String,
     pub status: i8,
     pub priority: i32,
+    /// Epoch ms (UTC).
+    pub start_ms: i64,
+    pub end_ms: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub fn generate(seed: u64, activities: u64, first_goods: GoodsId, goods: u64) ->
             tags: tags[(i % 5) as usize].into(),
             status,
             priority: (i % 7) as i32 * 10,
+            start_ms: 1_781_740_800_000, // 2026-06-18 00:00:00.000
+            end_ms: 1_781_999_999_000,   // 2026-06-20 23:59:59.000
         });
     }
     for g in first_goods..first_goods + goods {
@@ -102,8 +107,9 @@ pub async fn insert(pools: &MysqlPools, layout: &ShardLayout, set: &DataSet, age
                 .push_bind(&a.biz_code)
                 .push_bind(&a.tags)
                 .push_bind(a.status)
-                .push_unseparated(", '2026-06-18 00:00:00.000', '2026-06-20 23:59:59.000', ")
-                .push_bind_unseparated(a.priority)
+                .push_bind(datetime(a.start_ms))
+                .push_bind(datetime(a.end_ms))
+                .push_bind(a.priority)
                 .push_unseparated(format!(", {at}"));
         });
         qb.build().execute(pools.meta_pool()).await?;
@@ -160,4 +166,23 @@ pub async fn truncate(pools: &MysqlPools, layout: &ShardLayout) -> Result<(), sq
         sqlx::raw_sql(&format!("TRUNCATE TABLE `{}`.{}", s.database, s.sku_table)).execute(pool).await?;
     }
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of epoch milliseconds, for DATETIME(3) columns.
+pub fn datetime(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let milli = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{milli:03}", sod / 3600, sod % 3600 / 60, sod % 60)
 }

@@ -148,24 +148,7 @@ pub fn truth(goods_id: GoodsId, clock: Clock, acts: &HashMap<ActivityId, Activit
     project_goods(&d.goods, &d.skus, acts)
 }
 
-/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of epoch milliseconds.
-pub fn datetime(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let milli = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{milli:03}", sod / 3600, sod % 3600 / 60, sod % 60)
-}
+pub use reconciler::seed::datetime;
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,15 @@
 //! `reconciler demo`: the main job on the embedded default, end to end on the real
 //! servers. Creates the schema, seeds sample activities (rows dated an hour ago, so the
-//! settle window does not hold repairs back), projects them into every target, injects
-//! one drift of every kind into every target, runs a full reconciliation that finds and
-//! repairs it, re-checks clean and prints the reports.
+//! settle window does not hold repairs back; activity windows around now), projects them
+//! into every target, injects one drift of every kind into every target, verifies a few
+//! hundred pricing samples (`samples.rs`: most right, some answered from the drifted
+//! targets, some with planted mistakes), runs a full reconciliation that finds and
+//! repairs the drift, re-checks clean and prints the reports.
+
+mod samples;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use handlers::run::{mysql_id_source, run_full};
@@ -15,6 +20,8 @@ use model::repair_plan::{CellRepair, CellWrite};
 use model::{DriftKind, Entity, GoodsId, ObservedGoods};
 
 use crate::app::{run_id, App};
+use crate::verify::tally::Tally;
+use crate::verify::Engine;
 use crate::{output, seed};
 
 /// Sample goods ids `FIRST_GOODS..FIRST_GOODS + GOODS`.
@@ -28,7 +35,12 @@ pub struct DemoOutcome {
     pub injected: Vec<(String, DriftKind, GoodsId)>,
     pub first: model::report::Report,
     pub recheck: model::report::Report,
+    /// The verification of the demo's pricing samples.
+    pub verification: Tally,
 }
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
 
 pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
     let layout = app.config.layout();
@@ -52,7 +64,17 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
         }
     }
     seed::truncate(&app.pools, &layout).await.context("clearing demo truth")?;
-    let data = seed::generate(42, ACTIVITIES, FIRST_GOODS, GOODS);
+    let mut data = seed::generate(42, ACTIVITIES, FIRST_GOODS, GOODS);
+    // Activity windows around now, so the pricing samples below see every case: most
+    // running, one in six not started yet, one in six ended.
+    let now = common::clock::now_ms();
+    for (i, a) in data.activities.iter_mut().enumerate() {
+        (a.start_ms, a.end_ms) = match i % 6 {
+            4 => (now + DAY_MS, now + 2 * DAY_MS),
+            5 => (now - 2 * DAY_MS, now - HOUR_MS),
+            _ => (now - DAY_MS, now + DAY_MS),
+        };
+    }
     seed::insert(&app.pools, &layout, &data, 3_600_000).await.context("seeding truth")?;
     let skus: usize = data.goods.iter().map(|g| g.skus.len()).sum();
     say(format!(
@@ -77,6 +99,18 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
         say(format!("  {t:<10} {:<8} goods {g}", k.as_str()));
     }
 
+    say("\nprice verification of sampled pricing requests (some answered from the drifted targets):".into());
+    let samples = samples::generate(app, common::clock::now_ms(), &injected).await?;
+    let engine = Engine::new(app);
+    let mut verification = Tally::default();
+    let started = Instant::now();
+    for chunk in samples.chunks(app.config.verifier.batch_size) {
+        for v in engine.verify(chunk.to_vec()).await? {
+            verification.add(&v);
+        }
+    }
+    say(verification.human(started.elapsed().as_millis() as u64));
+
     say("\nfull reconciliation (repair):".into());
     let first = run_full(
         &app.handler,
@@ -96,7 +130,7 @@ pub async fn run(app: &App, print: bool) -> anyhow::Result<DemoOutcome> {
     .await?;
     say(output::human(&recheck));
     say(if recheck.drift.is_empty() { "clean: every target equals truth".into() } else { "NOT CLEAN".into() });
-    Ok(DemoOutcome { injected, first, recheck })
+    Ok(DemoOutcome { injected, first, recheck, verification })
 }
 
 /// Removes everything the targets hold (the embedded default's stores belong to the
@@ -147,9 +181,10 @@ async fn inject(targets: &[Arc<dyn Target>]) -> anyhow::Result<Vec<(String, Drif
             let (kind, write) = match k {
                 0 => (DriftKind::Missing, CellWrite::Delete),
                 1 => {
+                    // A lost price update: same version, other price (written over the
+                    // cell at its own timestamp).
                     let mut e = entity.clone();
                     e.price += 100;
-                    e.ver += 1;
                     (DriftKind::Stale, CellWrite::Put { value: e.encode(), ver: e.ver })
                 }
                 2 => (DriftKind::Corrupt, CellWrite::Put { value: b"{\"aid\":7".to_vec(), ver: entity.ver + 1 }),
