@@ -38,3 +38,19 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-cli -h 127.0.0.1 ping >/dev/null || { log "redis does not answer on 127.0.0.1:6379"; exit 1; }
 fi
 log "mariadb and redis are up"
+
+# promtool (Debian's prometheus package) checks and unit-tests deploy/prometheus/ in the
+# test suite. Only the tool is wanted: the package's server is kept from starting (it
+# would take :9090, the HBase emulator's port).
+if ! command -v promtool >/dev/null 2>&1; then
+  log "installing prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  policy_added=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [ "$policy_added" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  command -v promtool >/dev/null 2>&1 || { log "promtool missing after installing prometheus"; exit 1; }
+fi
