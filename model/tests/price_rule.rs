@@ -36,7 +36,7 @@ fn naive(entities: &[Entity], sku: Option<u64>, at: i64, member: bool) -> Option
     }
     applying.sort_by_key(|a| a.0); // smallest id
     applying.sort_by_key(|a| a.2); // lowest price
-    applying.sort_by(|a, b| b.1.cmp(&a.1)); // highest priority
+    applying.sort_by_key(|a| std::cmp::Reverse(a.1)); // highest priority
     applying.first().map(|a| (a.0, a.2))
 }
 

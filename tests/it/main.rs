@@ -8,3 +8,4 @@ mod reconcile;
 mod safety;
 mod service;
 mod triggers_e2e;
+mod verify;
