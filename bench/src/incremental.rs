@@ -90,7 +90,7 @@ stages_ms = [{stage_ms}]
     )
 }
 
-struct Service(Child);
+pub struct Service(pub Child);
 
 impl Drop for Service {
     fn drop(&mut self) {

@@ -5,7 +5,8 @@
 //! the naive baseline on a sample; drift injection and a full reconciliation that
 //! repairs it (accuracy against what was injected); a check that must come back clean;
 //! peak RSS of `reconciler full` as a child process at N and (with `--scale4`) at 4N;
-//! the incremental phase. Prints a table and writes BENCHMARKS.md.
+//! the price verifier (`verify --samples` on a file, and `serve` on Kafka); the
+//! incremental phase. Prints a table and writes BENCHMARKS.md.
 
 mod data;
 mod drift;
@@ -17,6 +18,7 @@ mod naive;
 mod report;
 mod rss;
 mod seed;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -83,6 +85,12 @@ struct Args {
     /// profiling `reconciler --config target/bench/bench.toml full` by hand).
     #[arg(long)]
     external_hbase: bool,
+    /// Price verifier: samples in the file given to `reconciler verify --samples` (0: skip).
+    #[arg(long, default_value_t = 1_000_000)]
+    verify_samples: u64,
+    /// Price verifier: samples consumed by `reconciler serve` from Kafka (0: skip).
+    #[arg(long, default_value_t = 200_000)]
+    verify_kafka_samples: u64,
     /// Skip `cargo build --release --bin reconciler`.
     #[arg(long)]
     no_build: bool,
@@ -281,7 +289,41 @@ async fn run(args: Args) -> Result<()> {
     fig.rss_n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
     fig.notes
         .push(format!("child `reconciler full` at N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
-    // 7. Incremental, on the data set of N goods.
+    // 7. The price verifier, on the clean data set.
+    if args.verify_samples > 0 {
+        say(format!("verify: reconciler verify --samples on {} samples", args.verify_samples));
+        match verify::file(&root, &config_path, clock, &acts, args.goods, args.verify_samples) {
+            Ok(v) => {
+                say(format!(
+                    "verify --samples: {:.0} samples/s, max RSS {} kB, exit {}: {}",
+                    v.rate, v.max_rss_kb, v.exit, v.summary
+                ));
+                fig.verify_file = Some((v.rate, v.max_rss_kb, v.samples));
+                fig.notes.push(format!(
+                    "`reconciler verify --samples` ({} samples, exit {}): {}",
+                    v.samples, v.exit, v.summary
+                ));
+            }
+            Err(e) => fig.notes.push(format!("verify --samples not measured: {e:#}")),
+        }
+    }
+    if args.verify_kafka_samples > 0 {
+        say(format!("verify: reconciler serve consuming {} samples from Kafka", args.verify_kafka_samples));
+        match verify::kafka(&root, &env::config_text(&settings), clock, &acts, args.goods, args.verify_kafka_samples)
+            .await
+        {
+            Ok(v) => {
+                say(format!("verify through Kafka: {:.0} samples/s", v.rate));
+                fig.verify_kafka = Some((v.rate, v.samples));
+            }
+            Err(e) => {
+                say(format!("verify through Kafka not measured: {e:#}"));
+                fig.notes.push(format!("verify through Kafka not measured: {e:#}"));
+            }
+        }
+    }
+
+    // 8. Incremental, on the data set of N goods.
     if args.events_per_sec > 0 {
         say(format!(
             "incremental: {} events/s for {} s through Kafka, stage delay {} ms",

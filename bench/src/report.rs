@@ -29,6 +29,10 @@ pub struct Figures {
     pub recheck_drift: Option<u64>,
     pub incremental: Option<String>,
     pub incremental_met: Option<bool>,
+    /// `verify --samples`: samples/s, peak RSS kB, samples.
+    pub verify_file: Option<(f64, u64, u64)>,
+    /// `serve` verifier on Kafka: samples/s, samples.
+    pub verify_kafka: Option<(f64, u64)>,
     pub notes: Vec<String>,
 }
 
@@ -114,6 +118,19 @@ impl Figures {
             "| incremental (Kafka, Canal events) | {} | ≥ 2000 events/s, p99 ≤ stage delay + 1 s: {} |",
             self.incremental.as_deref().unwrap_or("not measured"),
             self.incremental_met.map_or("not measured", verdict)
+        );
+        let _ = writeln!(
+            t,
+            "| price verifier, `verify --samples` | {} | |",
+            self.verify_file.map_or("not measured".into(), |(r, kb, n)| format!(
+                "{r:.0} samples/s on {n} samples, peak RSS {:.1} MB",
+                kb as f64 / 1024.0
+            ))
+        );
+        let _ = writeln!(
+            t,
+            "| price verifier, `serve` on Kafka | {} | |",
+            self.verify_kafka.map_or("not measured".into(), |(r, n)| format!("{r:.0} samples/s ({n} samples)"))
         );
         if let Some(a) = &self.accuracy {
             let _ = writeln!(

@@ -1,5 +1,5 @@
-//! A full run of the release binary as a child process (`reconciler --config <bench>
-//! full --json`), with its peak RSS and its JSON report.
+//! A command of the release binary as a child process (`reconciler --config <bench>
+//! full --json`, `verify --samples ...`), with its peak RSS and its output.
 //!
 //! The peak is the child's `VmHWM` (/proc/<pid>/status), polled every 2 ms until it
 //! exits. Not `wait4`'s `ru_maxrss`: Linux folds the high-water mark of the address
@@ -21,17 +21,39 @@ pub struct ChildRun {
     pub drift: u64,
 }
 
+/// What a child run printed and used.
+pub struct Child {
+    pub elapsed: Duration,
+    pub max_rss_kb: u64,
+    pub exit: i32,
+    pub stdout: String,
+}
+
 pub fn full(binary: &Path, config: &Path) -> Result<ChildRun> {
+    let c = child(binary, config, &["full", "--json"])?;
+    let json: serde_json::Value = serde_json::from_str(c.stdout.trim())
+        .with_context(|| format!("report of reconciler full (exit {})", c.exit))?;
+    Ok(ChildRun {
+        elapsed: c.elapsed,
+        max_rss_kb: c.max_rss_kb,
+        exit: c.exit,
+        checked: json["checked"].as_u64().unwrap_or(0),
+        drift: json["drift"].as_array().map_or(0, |d| d.len() as u64),
+    })
+}
+
+/// Runs `reconciler --config CONFIG ARGS...`, polling its VmHWM until it exits.
+pub fn child(binary: &Path, config: &Path, args: &[&str]) -> Result<Child> {
     let started = Instant::now();
     let mut child = Command::new(binary)
         .arg("--config")
         .arg(config)
-        .args(["full", "--json"])
+        .args(args)
         .env("RECONCILER_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .context("starting reconciler full")?;
+        .with_context(|| format!("starting reconciler {}", args.join(" ")))?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let reader = std::thread::spawn(move || {
         let mut s = String::new();
@@ -70,13 +92,5 @@ pub fn full(binary: &Path, config: &Path) -> Result<ChildRun> {
     let exit = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
     // The child is reaped; make sure std does not wait for it again.
     std::mem::forget(child);
-    let json: serde_json::Value =
-        serde_json::from_str(out.trim()).with_context(|| format!("report of reconciler full (exit {exit})"))?;
-    Ok(ChildRun {
-        elapsed,
-        max_rss_kb: peak,
-        exit,
-        checked: json["checked"].as_u64().unwrap_or(0),
-        drift: json["drift"].as_array().map_or(0, |d| d.len() as u64),
-    })
+    Ok(Child { elapsed, max_rss_kb: peak, exit, stdout: out })
 }
