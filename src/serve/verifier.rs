@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::retry::RetryPolicy;
 use model::job::{Job, TriggerKind};
 use model::pricing::Sample;
 use tokio::sync::{watch, Semaphore};
@@ -22,6 +23,7 @@ use tokio::task::JoinSet;
 use triggers::bus::kafka::{DeadLetterPublisher, KafkaSource, RawRecord};
 use triggers::{AckHandle, JobPublisher};
 
+use super::telemetry::ERRORS;
 use crate::app::App;
 use crate::verify::{metrics as m, Engine};
 
@@ -49,7 +51,7 @@ pub async fn spawn(
         batch_wait: Duration::from_millis(config.verifier.batch_wait_ms),
         concurrency: config.verifier.concurrency,
     };
-    let parts = Parts { engine, publisher, dead_letters };
+    let parts = Parts { retry: RetryPolicy::from_config(&config.retry), engine, publisher, dead_letters };
     Ok(Some(tokio::spawn(run(source, Arc::new(parts), settings, shutdown))))
 }
 
@@ -60,6 +62,7 @@ struct Settings {
 }
 
 struct Parts {
+    retry: RetryPolicy,
     engine: Arc<Engine>,
     publisher: Arc<dyn JobPublisher>,
     dead_letters: DeadLetterPublisher,
@@ -117,7 +120,8 @@ async fn handle_batch(parts: &Parts, batch: Vec<(RawRecord, AckHandle)>, shutdow
                     "pricing sample at topic {} partition {} offset {}: {e}",
                     record.topic, record.partition, record.offset
                 );
-                if !retry(shutdown, "dead letter", || parts.dead_letters.send(&record, &reason)).await {
+                let send = || parts.dead_letters.send(&record, &reason);
+                if until_done(&parts.retry, shutdown, "dead letter", count_error, send).await.is_none() {
                     return;
                 }
                 metrics::counter!(m::MALFORMED).increment(1);
@@ -129,7 +133,9 @@ async fn handle_batch(parts: &Parts, batch: Vec<(RawRecord, AckHandle)>, shutdow
         return;
     }
     let verify = || parts.engine.verify(samples.clone());
-    let Some(verified) = retry_value(shutdown, verify).await else { return };
+    let Some(verified) = until_done(&parts.retry, shutdown, "verify", count_retry, verify).await else {
+        return;
+    };
     let mut jobs: Vec<Job> = Vec::new();
     let now = common::clock::now_ms();
     for (v, position) in verified.iter().zip(&positions) {
@@ -142,7 +148,8 @@ async fn handle_batch(parts: &Parts, batch: Vec<(RawRecord, AckHandle)>, shutdow
         metrics::gauge!(m::LAG_SECONDS).set((now - last.sample.at_ms).max(0) as f64 / 1000.0);
     }
     if !jobs.is_empty() {
-        if !retry(shutdown, "check job publish", || parts.publisher.publish(&jobs)).await {
+        let publish = || parts.publisher.publish(&jobs);
+        if until_done(&parts.retry, shutdown, "check job publish", count_error, publish).await.is_none() {
             return;
         }
         metrics::counter!(m::CHECK_JOBS).increment(jobs.len() as u64);
@@ -152,49 +159,98 @@ async fn handle_batch(parts: &Parts, batch: Vec<(RawRecord, AckHandle)>, shutdow
     }
 }
 
-/// Retries `op` with backoff until it succeeds (true) or shutdown is requested (false,
-/// the batch then stays unacknowledged and is redelivered).
-async fn retry<F, Fut, E>(shutdown: &watch::Receiver<bool>, what: &str, mut op: F) -> bool
+/// Runs `op` until it succeeds (`Some`) or shutdown is requested (`None`: the batch then
+/// stays unacknowledged and is redelivered). Attempts are paced by the service's retry
+/// policy, its delay schedule started over when used up: a sample is never given up on.
+async fn until_done<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    shutdown: &watch::Receiver<bool>,
+    what: &str,
+    count_failure: fn(),
+    mut op: F,
+) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
     E: std::fmt::Display,
 {
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = policy.delays();
     loop {
-        match op().await {
-            Ok(()) => return true,
-            Err(e) => {
-                metrics::counter!(super::telemetry::ERRORS, "component" => "verifier").increment(1);
-                tracing::warn!(error = %e, what, retry_in_ms = backoff.as_millis() as u64, "price verifier step failed, retrying");
-            }
-        }
-        if *shutdown.borrow() {
-            return false;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
-    }
-}
-
-async fn retry_value<F, Fut, T>(shutdown: &watch::Receiver<bool>, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, handlers::StoreError>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match op().await {
+        let error = match op().await {
             Ok(v) => return Some(v),
-            Err(e) => {
-                metrics::counter!(m::BATCH_RETRIES).increment(1);
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sample batch failed, retrying");
+            Err(e) => e,
+        };
+        count_failure();
+        let delay = match delays.next() {
+            Some(d) => d,
+            None => {
+                delays = policy.delays();
+                policy.max_delay
             }
-        }
+        };
+        tracing::warn!(%error, what, retry_in_ms = delay.as_millis() as u64, "price verifier step failed, retrying");
         if *shutdown.borrow() {
             return None;
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn count_error() {
+    metrics::counter!(ERRORS, "component" => "verifier").increment(1);
+}
+
+fn count_retry() {
+    metrics::counter!(m::BATCH_RETRIES).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            initial: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            max_attempts: 3,
+            jitter: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_past_the_policy_bound_until_it_works() {
+        let (_tx, rx) = watch::channel(false);
+        let calls = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let got = until_done(
+            &policy(),
+            &rx,
+            "t",
+            || {},
+            || {
+                let n = calls.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    if n < 5 {
+                        Err("down")
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(got, Some(5), "never given up on: six attempts with a policy of three");
+        // 100 + 200 ms, then the schedule again: (1 s when used up) + 100 + 200 ms, ...
+        assert!(started.elapsed() >= Duration::from_millis(1300), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_only_on_shutdown() {
+        let (tx, rx) = watch::channel(false);
+        tx.send(true).unwrap();
+        let got: Option<()> = until_done(&policy(), &rx, "t", || {}, || async { Err("down") }).await;
+        assert_eq!(got, None, "the batch stays unacknowledged");
     }
 }
