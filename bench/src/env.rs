@@ -82,8 +82,9 @@ pub fn hbase_target(config: &Config) -> HbaseTarget {
         .expect("bench config has an hbase target")
 }
 
+/// The release binary `cargo build` puts under `CARGO_TARGET_DIR` (default `target/`).
 pub fn reconciler_binary(root: &Path) -> PathBuf {
-    root.join("target/release/reconciler")
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("release/reconciler")
 }
 
 /// Builds the release `reconciler` binary (a no-op when up to date).
@@ -137,12 +138,14 @@ impl Drop for Emulator {
     }
 }
 
-/// Sizes MariaDB for the data set (dynamic settings only) and empties the bench's
-/// Redis dbs and databases.
+/// Sizes MariaDB for the data set (dynamic settings only; `buffer_pool_gb` 0 leaves the
+/// server as it is) and empties the bench's Redis dbs and databases.
 pub async fn prepare_servers(pool: &sqlx::MySqlPool, buffer_pool_gb: u64) -> Result<()> {
     let bytes = buffer_pool_gb << 30;
-    if let Err(e) = sqlx::raw_sql(&format!("SET GLOBAL innodb_buffer_pool_size = {bytes}")).execute(pool).await {
-        tracing::warn!(error = %e, "could not resize the InnoDB buffer pool");
+    if buffer_pool_gb > 0 {
+        if let Err(e) = sqlx::raw_sql(&format!("SET GLOBAL innodb_buffer_pool_size = {bytes}")).execute(pool).await {
+            tracing::warn!(error = %e, "could not resize the InnoDB buffer pool");
+        }
     }
     for url in [REDIS_A, REDIS_B] {
         let client = redis::Client::open(url)?;

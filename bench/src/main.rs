@@ -58,7 +58,7 @@ struct Args {
     /// Workers (`full.concurrency` of the bench config).
     #[arg(long, default_value_t = model::config::FullConfig::default().concurrency)]
     concurrency: usize,
-    /// InnoDB buffer pool to set before seeding, GB.
+    /// InnoDB buffer pool to set before seeding, GB (0: leave the server's setting).
     #[arg(long, default_value_t = 6)]
     buffer_pool_gb: u64,
     /// Reuse the data already seeded by a previous run with the same --goods (skips
