@@ -39,7 +39,9 @@ pub async fn spawn(
     let k = &config.kafka;
     triggers::bus::kafka::admin::ensure_topics(&k.brokers, &[&topic, &k.dead_letter_topic], k.partitions).await?;
     let mut options = super::source_options(config);
-    options.buffer = config.verifier.batch_size * config.verifier.concurrency;
+    // Records held for the batches to come; never below the service's hand-over buffer
+    // (a small one pauses and resumes partitions all the time, BENCHMARKS.md).
+    options.buffer = options.buffer.max(config.verifier.batch_size * config.verifier.concurrency * 8);
     let group = format!("{}.verifier", k.group);
     let source = KafkaSource::subscribe(&k.brokers, &group, &[&topic], options)?;
     let dead_letters = DeadLetterPublisher::new(&k.brokers, &k.dead_letter_topic)?;
