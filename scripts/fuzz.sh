@@ -17,7 +17,7 @@ runs="${1:-1000000}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(canal debezium maxwell job entity config thrift)
+    targets=(canal debezium maxwell job entity config thrift sample)
 fi
 work="${FUZZ_WORK:-/var/tmp/reconciler-fuzz}"
 target_dir="${CARGO_TARGET_DIR:-/var/tmp/reconciler-target}/fuzz"

@@ -17,6 +17,7 @@ use hbase_emulator::{Protocol, Transport};
 use model::change::Parsed;
 use model::config::{Config, EventFormat};
 use model::job::Job;
+use model::pricing::{judge, Sample, SourceView, Verdict};
 use model::Entity;
 
 /// A target's body: any bytes in, a panic for a finding.
@@ -31,6 +32,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("entity", entity),
     ("config", config),
     ("thrift", thrift),
+    ("sample", sample),
 ];
 
 pub fn canal(data: &[u8]) {
@@ -73,6 +75,22 @@ pub fn entity(data: &[u8]) {
         let again = Entity::decode(&e.encode()).expect("an encoded entity decodes");
         assert_eq!(again, e);
         assert!(e.differing_fields(&again).is_empty());
+    }
+}
+
+/// A pricing sample: a decoded one holds what the decoder promises and can be judged
+/// (against a goods with no rows: no activity applies, any named activity is gone);
+/// an error says what is wrong.
+pub fn sample(data: &[u8]) {
+    match Sample::decode(data) {
+        Ok(s) => {
+            assert!(!s.sample_id.is_empty() && s.goods_id > 0 && s.at_ms >= 0, "{s:?}");
+            let j = judge(&s, &model::GoodsTruth::default(), &SourceView::Absent);
+            let names_any = s.named_activities().next().is_some();
+            let want = if names_any { Verdict::Inconclusive } else { Verdict::Match };
+            assert_eq!(j.verdict, want, "{s:?}: {j:?}");
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
     }
 }
 
