@@ -42,6 +42,7 @@ impl App {
             concurrency: self.config.full.concurrency,
             goods_per_sec: self.config.full.goods_per_sec,
             progress,
+            ..Default::default()
         }
     }
 }

@@ -50,6 +50,27 @@ pub enum Command {
     Serve,
     /// A standalone HBase Thrift1 server for tests and the embedded default.
     HbaseEmulator(EmulatorArgs),
+    /// The running service's blast-radius breaker (through its admin HTTP).
+    Breaker(BreakerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BreakerArgs {
+    /// `status` (default) or `reset`.
+    #[arg(value_enum, default_value_t = BreakerAction::Status)]
+    pub action: BreakerAction,
+    /// Reset only this target (default: every target).
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Admin address of the service (default: `admin.listen` of the config).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub admin: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BreakerAction {
+    Status,
+    Reset,
 }
 
 #[derive(Debug, Args)]

@@ -45,9 +45,9 @@ pub async fn run(cli: Cli) -> i32 {
             let mode = Mode::sync(run_id("sync"));
             let selection = Selection { goods: args.goods, activity: args.activity };
             if args.all {
-                let opts = app.run_options(progress::reporter(args.json));
+                let (opts, spool) = spooled(&app, &mode, args.json);
                 let r = run_full(&app.handler, mysql_id_source(&app.handler, opts.batch_size), &mode, &opts).await;
-                finish(r, args.json)
+                finish_spooled(r, args.json, &spool)
             } else if selection.goods.is_none() && selection.activity.is_none() {
                 eprintln!("error: sync needs one of --goods IDS, --activity ID or --all");
                 exit::USAGE
@@ -62,6 +62,7 @@ pub async fn run(cli: Cli) -> i32 {
             selected(&app, &args.selection, &mode, args.json).await
         }
         Command::Undo(args) => {
+            resolve_pending(&app).await;
             match undo(&app.handler, args.repair_id, &Mode::repair(TriggerKind::Operator, run_id("undo"))).await {
                 Ok(report) => print_report(&report, args.json),
                 Err(UndoError::Store(e)) => store_failure(&e),
@@ -74,7 +75,10 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Full(args) => {
             let mut mode = Mode::repair(TriggerKind::Full, run_id("full"));
             mode.dry_run = args.dry_run;
-            let opts = app.run_options(progress::reporter(args.json));
+            if !mode.dry_run {
+                resolve_pending(&app).await;
+            }
+            let (opts, spool) = spooled(&app, &mode, args.json);
             let source = match &args.dump {
                 None => mysql_id_source(&app.handler, opts.batch_size),
                 Some(path) => match crate::dump::source(path, &app.config, opts.batch_size) {
@@ -85,16 +89,20 @@ pub async fn run(cli: Cli) -> i32 {
                     }
                 },
             };
-            finish(run_full(&app.handler, source, &mode, &opts).await, args.json)
+            finish_spooled(run_full(&app.handler, source, &mode, &opts).await, args.json, &spool)
         }
         Command::Verify(args) => crate::verify::file::run(&app, &args.samples, args.json).await,
         Command::Serve => crate::serve::run(app).await,
+        Command::Breaker(args) => crate::admin_client::breaker(&app.config, &args).await,
         Command::HbaseEmulator(_) => unreachable!("handled above"),
     }
 }
 
 async fn selected(app: &App, selection: &Selection, mode: &Mode, json: bool) -> i32 {
-    let opts = app.run_options(progress::reporter(json));
+    if mode.repair && !mode.dry_run && !mode.bootstrap {
+        resolve_pending(app).await;
+    }
+    let (opts, spool) = spooled(app, mode, json);
     let result = match (&selection.goods, selection.activity) {
         (Some(ids), _) => match parse_id_list(ids) {
             Ok(ids) => run_goods(&app.handler, &ids, mode, &opts).await,
@@ -109,7 +117,35 @@ async fn selected(app: &App, selection: &Selection, mode: &Mode, json: bool) -> 
             return exit::USAGE;
         }
     };
-    finish(result, json)
+    finish_spooled(result, json, &spool)
+}
+
+/// Run options whose entries stream into a spool (memory flat whatever the drift).
+fn spooled(app: &App, mode: &Mode, json: bool) -> (handlers::run::RunOptions, Arc<output::Spool>) {
+    let spool = output::Spool::new(&mode.run_id);
+    let mut opts = app.run_options(progress::reporter(json));
+    opts.entries = Some(spool.clone());
+    (opts, spool)
+}
+
+/// Audit rows left `pending` by an earlier crash are settled before a run repairs.
+async fn resolve_pending(app: &App) {
+    if let Err(e) = app.handler.resolve_pending(handlers::audit::PENDING_MIN_AGE_MS).await {
+        tracing::warn!(error = %e, "pending audit rows not resolved");
+    }
+}
+
+fn finish_spooled(result: Result<Report, RunError>, json: bool, spool: &output::Spool) -> i32 {
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => return finish(Err(e), json),
+    };
+    let outcome = report.outcome();
+    if let Err(e) = spool.print(report, json) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    exit_status(outcome)
 }
 
 fn finish(result: Result<Report, RunError>, json: bool) -> i32 {
@@ -133,7 +169,11 @@ fn print_report(report: &Report, json: bool) -> i32 {
     } else {
         print!("{}", output::human(report));
     }
-    match report.outcome() {
+    exit_status(report.outcome())
+}
+
+fn exit_status(outcome: Outcome) -> i32 {
+    match outcome {
         Outcome::Clean => exit::CLEAN,
         Outcome::DriftLeft => exit::DRIFT_LEFT,
         Outcome::Usage => exit::USAGE,

@@ -2,6 +2,7 @@
 //! the demo, and what operators see. The logic lives in the `model`, `handlers` and
 //! `triggers` crates; this crate only connects them.
 
+pub mod admin_client;
 pub mod app;
 pub mod cli;
 pub mod commands;

@@ -1,7 +1,18 @@
 //! The repair audit log, `act_meta.reconcile_repair_log`: the only MySQL table handlers
 //! write. Each repair is recorded `pending` before it is applied (write-ahead, so a crash
-//! between the two leaves a trace) and then marked `applied` or `conflict`, with the
-//! before and after images and timestamps that `undo` needs.
+//! between the two leaves a trace) and then marked `applied`, `conflict` or `failed`
+//! (verified not written), with the before and after images and timestamps that `undo`
+//! needs. A row whose write had no clear outcome stays `pending` until the target is
+//! read again ([`Handler::resolve_pending`](crate::Handler::resolve_pending)).
+//!
+//! Exact ids: a batch of rows is inserted with a client-generated `write_key` and each
+//! row's position (`write_seq`), then the ids MySQL assigned are read back by that key,
+//! whatever `auto_increment_increment` and `innodb_autoinc_lock_mode` are.
+//!
+//! Any data is accepted: qualifiers and images are BLOBs; an image (or qualifier) above
+//! [`IMAGE_LIMIT`] bytes is stored as its prefix and the row flagged `truncated` (such a
+//! repair cannot be undone from the log; everything else about it is recorded), and rows
+//! go in statements of at most [`STATEMENT_BYTES`], below any `max_allowed_packet`.
 
 use model::job::TriggerKind;
 use model::repair_plan::{CellRepair, CellWrite};
@@ -10,15 +21,22 @@ use sqlx::mysql::MySqlPool;
 use sqlx::Row;
 
 use crate::error::StoreError;
-use crate::stores::ApplyOutcome;
+
+/// Largest image or qualifier stored in full.
+pub const IMAGE_LIMIT: usize = 256 * 1024;
+/// Rows of one INSERT are cut at this many bytes of data.
+pub const STATEMENT_BYTES: usize = 1024 * 1024;
+/// A `pending` row younger than this may belong to a write still in flight (in this or
+/// another process); older ones are resolved by reading the target.
+pub const PENDING_MIN_AGE_MS: u64 = 60_000;
 
 #[derive(Clone)]
 pub struct AuditLog {
     pool: MySqlPool,
+    meta: String,
     table: String,
-    /// Whether one multi-row INSERT gets consecutive ids (`innodb_autoinc_lock_mode` 0
-    /// or 1; MariaDB's default is 1). Asked once; with mode 2 rows go in one by one.
-    consecutive_ids: std::sync::Arc<tokio::sync::OnceCell<bool>>,
+    /// The table is created / upgraded once, on first use.
+    ready: std::sync::Arc<tokio::sync::OnceCell<()>>,
 }
 
 /// One audited repair as stored.
@@ -35,34 +53,87 @@ pub struct AuditRow {
     pub after_value: Option<Vec<u8>>,
     pub after_ts: Option<i64>,
     pub status: String,
+    /// An image or the qualifier was stored as a prefix only.
+    pub truncated: bool,
+    /// The repair removed a whole key of another type.
+    pub whole: bool,
+}
+
+impl AuditRow {
+    /// The write this row recorded.
+    pub fn write(&self) -> CellWrite {
+        match (&self.after_value, self.whole) {
+            (_, true) => CellWrite::DeleteWhole,
+            (Some(v), false) => CellWrite::Put { value: v.clone(), ver: self.after_ts.unwrap_or(0) },
+            (None, false) => CellWrite::Delete,
+        }
+    }
+}
+
+/// A row's final status: `applied`, `conflict` (the cell held something else) or
+/// `failed` (verified not written), with the timestamp actually written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    pub id: u64,
+    pub status: &'static str,
+    pub after_ts: Option<i64>,
 }
 
 fn failed(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => StoreError::unreachable("mysql", e),
-        other => StoreError::failed("mysql", format!("audit log: {other}")),
+    StoreError::classified("mysql", &e, format!("audit log: {e}"))
+}
+
+fn capped(bytes: &[u8], truncated: &mut bool) -> Vec<u8> {
+    if bytes.len() > IMAGE_LIMIT {
+        *truncated = true;
+        bytes[..IMAGE_LIMIT].to_vec()
+    } else {
+        bytes.to_vec()
     }
+}
+
+const COLUMNS: &str =
+    "id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, status, truncated, whole";
+
+fn row_of(r: &sqlx::mysql::MySqlRow) -> Result<AuditRow, sqlx::Error> {
+    Ok(AuditRow {
+        id: r.try_get(0)?,
+        target: r.try_get(1)?,
+        goods_id: r.try_get(2)?,
+        activity_id: r.try_get(3)?,
+        qualifier: r.try_get(4)?,
+        kind: r.try_get(5)?,
+        before_value: r.try_get(6)?,
+        before_ts: r.try_get(7)?,
+        after_value: r.try_get(8)?,
+        after_ts: r.try_get(9)?,
+        status: r.try_get(10)?,
+        truncated: r.try_get::<i8, _>(11)? != 0,
+        whole: r.try_get::<i8, _>(12)? != 0,
+    })
 }
 
 impl AuditLog {
     pub fn new(pool: MySqlPool, meta_database: &str) -> AuditLog {
-        AuditLog { pool, table: format!("`{meta_database}`.{REPAIR_LOG_TABLE}"), consecutive_ids: Default::default() }
+        AuditLog {
+            pool,
+            meta: meta_database.to_string(),
+            table: format!("`{meta_database}`.{REPAIR_LOG_TABLE}"),
+            ready: Default::default(),
+        }
     }
 
-    async fn consecutive_ids(&self) -> Result<bool, StoreError> {
-        self.consecutive_ids
+    /// Creates the table when absent and upgrades one made by an earlier version.
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.ready
             .get_or_try_init(|| async {
-                let mode: i64 = sqlx::query_scalar("SELECT CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(failed)?;
-                Ok(mode < 2)
+                common::mysql::schema::ensure_own_tables_on(&self.pool, &self.meta).await.map_err(failed)
             })
             .await
-            .copied()
+            .map(|_| ())
     }
 
-    /// Records repairs as `pending` in one statement; returns their ids in order.
+    /// Records repairs as `pending`; returns the ids MySQL assigned, in order.
     pub async fn record_pending(
         &self,
         run_id: &str,
@@ -74,85 +145,105 @@ impl AuditLog {
         if repairs.is_empty() {
             return Ok(Vec::new());
         }
-        if repairs.len() > 1 && !self.consecutive_ids().await? {
-            let mut ids = Vec::with_capacity(repairs.len());
-            for r in repairs {
-                ids.extend(
-                    Box::pin(self.record_pending(run_id, target, trigger, std::slice::from_ref(r), undo_of)).await?,
-                );
+        self.ready().await?;
+        let write_key: [u8; 16] = rand::random();
+        let mut start = 0;
+        while start < repairs.len() {
+            // Cut statements by size so no INSERT exceeds `max_allowed_packet`.
+            let mut end = start;
+            let mut bytes = 0;
+            while end < repairs.len() && (end == start || bytes < STATEMENT_BYTES) {
+                let r = &repairs[end];
+                bytes += 256
+                    + r.qualifier.len().min(IMAGE_LIMIT)
+                    + r.expected.as_ref().map_or(0, |c| c.value.len().min(IMAGE_LIMIT))
+                    + match &r.write {
+                        CellWrite::Put { value, .. } => value.len().min(IMAGE_LIMIT),
+                        _ => 0,
+                    };
+                end += 1;
             }
-            return Ok(ids);
+            self.insert(run_id, target, trigger, undo_of, &write_key, start, &repairs[start..end]).await?;
+            start = end;
         }
+        let rows: Vec<(u64, u32)> =
+            sqlx::query_as(&format!("SELECT id, write_seq FROM {} WHERE write_key = ? ORDER BY write_seq", self.table))
+                .bind(&write_key[..])
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed)?;
+        if rows.len() != repairs.len() || rows.iter().enumerate().any(|(i, (_, seq))| *seq as usize != i) {
+            return Err(StoreError::failed(
+                "mysql",
+                format!("audit log: {} rows read back for {} written", rows.len(), repairs.len()),
+            ));
+        }
+        Ok(rows.into_iter().map(|(id, _)| id).collect())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert(
+        &self,
+        run_id: &str,
+        target: &str,
+        trigger: TriggerKind,
+        undo_of: Option<u64>,
+        write_key: &[u8; 16],
+        first_seq: usize,
+        repairs: &[CellRepair],
+    ) -> Result<(), StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
-            "INSERT INTO {} (run_id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, trigger_kind, status, undo_of) ",
+            "INSERT INTO {} (run_id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, trigger_kind, status, undo_of, truncated, whole, write_key, write_seq) ",
             self.table
         ));
-        qb.push_values(repairs, |mut b, r| {
+        qb.push_values(repairs.iter().enumerate(), |mut b, (i, r)| {
+            let mut truncated = false;
             let (after_value, after_ts) = match &r.write {
-                CellWrite::Put { value, ver } => (Some(value.clone()), Some(*ver)),
-                CellWrite::Delete => (None, None),
+                CellWrite::Put { value, ver } => (Some(capped(value, &mut truncated)), Some(*ver)),
+                CellWrite::Delete | CellWrite::DeleteWhole => (None, None),
             };
+            let qualifier = capped(&r.qualifier, &mut truncated);
+            let before = r.expected.as_ref().map(|c| capped(&c.value, &mut truncated));
             b.push_bind(run_id)
                 .push_bind(target)
                 .push_bind(r.goods_id)
                 .push_bind(r.activity_id)
-                .push_bind(r.qualifier.clone())
+                .push_bind(qualifier)
                 .push_bind(if undo_of.is_some() { "undo" } else { r.kind.as_str() })
-                .push_bind(r.expected.as_ref().map(|c| c.value.clone()))
+                .push_bind(before)
                 .push_bind(r.expected.as_ref().and_then(|c| c.timestamp))
                 .push_bind(after_value)
                 .push_bind(after_ts)
                 .push_bind(trigger.as_str())
                 .push_bind("pending")
-                .push_bind(undo_of);
+                .push_bind(undo_of)
+                .push_bind(truncated as i8)
+                .push_bind((r.write == CellWrite::DeleteWhole) as i8)
+                .push_bind(&write_key[..])
+                .push_bind((first_seq + i) as u32);
         });
-        let done = qb.build().execute(&self.pool).await.map_err(failed)?;
-        // One multi-row INSERT got consecutive ids (checked above).
-        let first = done.last_insert_id();
-        Ok((0..repairs.len() as u64).map(|i| first + i).collect())
+        qb.build().execute(&self.pool).await.map_err(failed)?;
+        Ok(())
     }
 
-    /// Marks each repair with its outcome (and the timestamp actually written).
-    pub async fn record_outcomes(&self, ids: &[u64], outcomes: &[ApplyOutcome]) -> Result<(), StoreError> {
-        let mut applied = Vec::new();
-        let mut conflicts = Vec::new();
-        let mut ts_updates = Vec::new();
-        for (id, o) in ids.iter().zip(outcomes) {
-            match o {
-                ApplyOutcome::Applied { timestamp } => {
-                    applied.push(*id);
-                    if let Some(ts) = timestamp {
-                        ts_updates.push((*id, *ts));
-                    }
-                }
-                ApplyOutcome::Conflict { .. } => conflicts.push(*id),
-            }
-        }
-        for (status, list) in [("applied", &applied), ("conflict", &conflicts)] {
-            if list.is_empty() {
+    /// Marks rows with their outcome (and the timestamp actually written).
+    pub async fn finish(&self, rows: &[Finished]) -> Result<(), StoreError> {
+        for status in ["applied", "conflict", "failed"] {
+            let ids: Vec<String> = rows.iter().filter(|r| r.status == status).map(|r| r.id.to_string()).collect();
+            if ids.is_empty() {
                 continue;
             }
-            let ids: Vec<String> = list.iter().map(u64::to_string).collect();
             let sql = format!("UPDATE {} SET status = '{status}' WHERE id IN ({})", self.table, ids.join(","));
             sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
         }
-        if !ts_updates.is_empty() {
-            let cases: String = ts_updates.iter().map(|(id, ts)| format!(" WHEN {id} THEN {ts}")).collect();
-            let ids: Vec<String> = ts_updates.iter().map(|(id, _)| id.to_string()).collect();
+        let ts: Vec<(u64, i64)> = rows.iter().filter_map(|r| Some((r.id, r.after_ts?))).collect();
+        if !ts.is_empty() {
+            let cases: String = ts.iter().map(|(id, ts)| format!(" WHEN {id} THEN {ts}")).collect();
+            let ids: Vec<String> = ts.iter().map(|(id, _)| id.to_string()).collect();
             let sql =
                 format!("UPDATE {} SET after_ts = CASE id{cases} END WHERE id IN ({})", self.table, ids.join(","));
             sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
         }
-        Ok(())
-    }
-
-    pub async fn mark_many(&self, ids: &[u64], status: &str) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let list: Vec<String> = ids.iter().map(u64::to_string).collect();
-        let sql = format!("UPDATE {} SET status = ? WHERE id IN ({})", self.table, list.join(","));
-        sqlx::query(&sql).bind(status).execute(&self.pool).await.map_err(failed)?;
         Ok(())
     }
 
@@ -167,30 +258,44 @@ impl AuditLog {
     }
 
     pub async fn get(&self, id: u64) -> Result<Option<AuditRow>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, status FROM {} WHERE id = ?",
+        self.ready().await?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM {} WHERE id = ?", self.table))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed)?;
+        row.as_ref().map(row_of).transpose().map_err(failed)
+    }
+
+    /// Up to `limit` rows still `pending` that were written at least `min_age_ms` ago
+    /// (a write in flight is younger), oldest first, after id `after`.
+    pub async fn pending(&self, min_age_ms: u64, after: u64, limit: u32) -> Result<Vec<AuditRow>, StoreError> {
+        self.ready().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {} WHERE status = 'pending' AND created_at <= NOW(3) - INTERVAL ? MICROSECOND AND id > ? ORDER BY id LIMIT ?",
             self.table
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(failed)?;
-        let Some(r) = row else { return Ok(None) };
-        let get = || -> Result<AuditRow, sqlx::Error> {
-            Ok(AuditRow {
-                id: r.try_get(0)?,
-                target: r.try_get(1)?,
-                goods_id: r.try_get(2)?,
-                activity_id: r.try_get(3)?,
-                qualifier: r.try_get(4)?,
-                kind: r.try_get(5)?,
-                before_value: r.try_get(6)?,
-                before_ts: r.try_get(7)?,
-                after_value: r.try_get(8)?,
-                after_ts: r.try_get(9)?,
-                status: r.try_get(10)?,
-            })
-        };
-        get().map(Some).map_err(failed)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(min_age_ms.saturating_mul(1000))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)?;
+        rows.iter().map(row_of).collect::<Result<_, _>>().map_err(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn images_above_the_cap_are_kept_as_a_prefix() {
+        let mut t = false;
+        assert_eq!(capped(b"abc", &mut t), b"abc");
+        assert!(!t);
+        assert_eq!(capped(&vec![7u8; IMAGE_LIMIT + 1], &mut t).len(), IMAGE_LIMIT);
+        assert!(t);
     }
 }

@@ -1,24 +1,30 @@
 //! Check and repair one batch of goods against every target.
 //!
 //! The flow, per batch: read truth once (one query per shard table), read every target
-//! concurrently, diff; then, when repairing, judge the run's blast radius, re-read truth
-//! for the drifted goods and defer any whose truth changed since the check or within the
-//! settle window, and apply the rest with compare-and-set, audited write-ahead.
+//! concurrently, diff; then, when repairing, let the blast-radius breaker judge each
+//! target's window, re-read truth for the drifted goods and defer any whose truth changed
+//! since the check or within the settle window, and apply the rest with compare-and-set,
+//! audited write-ahead.
+//!
+//! Poison is never an outage: a goods whose truth rows cannot be used, or that one
+//! target could not read, is reported in `errors` and the rest of the batch is checked
+//! and repaired as usual; a key of another type is drift like any other. A target is
+//! `unreachable` only when the store does not answer.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::clock::now_ms;
 use futures::future::join_all;
 use model::config::RepairConfig;
 use model::diff::{diff_goods_encoded, Encoded};
 use model::job::TriggerKind;
-use model::repair_plan::{plan_repairs, CellRepair};
-use model::report::{DeferredEntry, DriftEntry, RepairEntry, Report};
-use model::GoodsId;
+use model::repair_plan::{plan_repairs, CellRepair, CellWrite};
+use model::report::{DeferredEntry, DriftEntry, GoodsError, RepairEntry, Report};
+use model::{GoodsId, ObservedCell, ObservedGoods};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditLog, AuditRow, Finished};
+use crate::breaker::Breaker;
 use crate::error::StoreError;
 use crate::limit::RateLimiter;
 use crate::stores::{ApplyOutcome, Target};
@@ -53,17 +59,59 @@ impl Mode {
     }
 }
 
-/// Counters shared by every batch of one run, for the blast-radius limit.
-#[derive(Debug, Default)]
-pub struct RunState {
-    checked: AtomicU64,
-    drifted: AtomicU64,
-    halted: Mutex<Option<String>>,
+/// What a run's batches share: the blast-radius breaker they are judged by.
+pub type RunState = Breaker;
+
+impl Default for Breaker {
+    /// The default limits on the system clock.
+    fn default() -> Breaker {
+        Breaker::from_config(&RepairConfig::default())
+    }
 }
 
-impl RunState {
-    pub fn halted(&self) -> Option<String> {
-        self.halted.lock().unwrap().clone()
+/// What became of one repair write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Applied {
+        timestamp: Option<i64>,
+    },
+    /// The cell held something else than the check saw: nothing written.
+    Conflict,
+    /// The write did not land (verified by re-reading after an error).
+    NotApplied {
+        reason: String,
+    },
+    /// Neither the store nor a re-read could say; the audit row stays `pending`.
+    Unknown {
+        reason: String,
+    },
+}
+
+/// One repair's audit id (`None` when not audited) and verdict.
+pub type Applied = (Option<u64>, Verdict);
+
+/// Compares what the target holds now with a repair's before and after images.
+fn verdict_from_read(r: &CellRepair, now: &ObservedGoods, truncated: bool) -> Verdict {
+    let same = |held: &[u8], image: &[u8]| if truncated { held.starts_with(image) } else { held == image };
+    let expected = r.expected.as_ref().map(|c| c.value.as_slice());
+    let not_applied = || Verdict::NotApplied { reason: "re-read: the target still holds the before image".into() };
+    match &r.write {
+        CellWrite::DeleteWhole => match &now.foreign {
+            None => Verdict::Applied { timestamp: None },
+            Some(f) if expected.is_some_and(|e| same(&f.value, e)) => not_applied(),
+            Some(_) => Verdict::Conflict,
+        },
+        CellWrite::Put { value, .. } => match now.cells.get(&r.qualifier) {
+            Some(c) if same(&c.value, value) => Verdict::Applied { timestamp: c.timestamp },
+            None if expected.is_none() => not_applied(),
+            Some(c) if expected.is_some_and(|e| same(&c.value, e)) => not_applied(),
+            _ => Verdict::Conflict,
+        },
+        CellWrite::Delete => match now.cells.get(&r.qualifier) {
+            None => Verdict::Applied { timestamp: None },
+            Some(c) if expected.is_some_and(|e| same(&c.value, e)) => not_applied(),
+            Some(_) => Verdict::Conflict,
+        },
     }
 }
 
@@ -73,11 +121,25 @@ pub struct Handler {
     audit: AuditLog,
     limiter: RateLimiter,
     config: RepairConfig,
+    breaker: Arc<Breaker>,
 }
 
 impl Handler {
     pub fn new(truth: TruthReader, targets: Vec<Arc<dyn Target>>, audit: AuditLog, config: RepairConfig) -> Handler {
-        Handler { limiter: RateLimiter::new(config.max_repairs_per_sec), truth, targets, audit, config }
+        Handler {
+            limiter: RateLimiter::new(config.max_repairs_per_sec),
+            breaker: Arc::new(Breaker::from_config(&config)),
+            truth,
+            targets,
+            audit,
+            config,
+        }
+    }
+
+    /// Replaces the process-wide breaker (tests give it a paused clock).
+    pub fn with_breaker(mut self, breaker: Breaker) -> Handler {
+        self.breaker = Arc::new(breaker);
+        self
     }
 
     pub fn truth(&self) -> &TruthReader {
@@ -96,15 +158,30 @@ impl Handler {
         &self.limiter
     }
 
+    pub fn config(&self) -> &RepairConfig {
+        &self.config
+    }
+
+    /// The process-wide breaker: every batch of `serve` (jobs, scheduled full runs) is
+    /// judged by it.
+    pub fn breaker(&self) -> &Arc<Breaker> {
+        &self.breaker
+    }
+
+    /// A fresh breaker for one run (CLI commands, an operator's `POST /repair`).
+    pub fn run_breaker(&self) -> Breaker {
+        Breaker::from_config(&self.config)
+    }
+
     /// Checks (and per `mode` repairs) one batch. `Err` only when truth cannot be read;
     /// an unreachable target is reported in the report and the others are still handled.
-    pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &RunState) -> Result<Report, StoreError> {
+    pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &Breaker) -> Result<Report, StoreError> {
         let report = self.process_batch(ids, mode, run).await?;
         crate::metrics::record_report(mode.trigger, &report);
         Ok(report)
     }
 
-    async fn process_batch(&self, ids: &[GoodsId], mode: &Mode, run: &RunState) -> Result<Report, StoreError> {
+    async fn process_batch(&self, ids: &[GoodsId], mode: &Mode, breaker: &Breaker) -> Result<Report, StoreError> {
         // Sources may repeat a goods (dumps, several jobs): check each once.
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<GoodsId> = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
@@ -114,15 +191,24 @@ impl Handler {
             return Ok(report);
         }
         // Truth and every target are read concurrently: none depends on another.
-        let (truth, reads) = tokio::join!(self.truth.read(ids), join_all(self.targets.iter().map(|t| t.read(ids))));
+        let (truth, reads) =
+            tokio::join!(self.truth.read_checked(ids), join_all(self.targets.iter().map(|t| t.read(ids))));
         let truth = truth?;
+        let (unusable, truth) = (truth.unusable, truth.truth);
+        for (&goods_id, why) in &unusable {
+            report.errors.push(GoodsError { goods_id, target: None, reason: why.clone() });
+        }
         // Each goods' canonical encodings, once for all targets.
         let encoded: HashMap<GoodsId, Encoded> =
             truth.iter().filter(|(_, t)| !t.entities.is_empty()).map(|(&g, t)| (g, Encoded::of(t))).collect();
         let no_entities = Encoded::default();
 
         let mut drifted: BTreeSet<GoodsId> = BTreeSet::new();
+        let mut unchecked: HashSet<GoodsId> = unusable.keys().copied().collect();
         let mut plans: Vec<Vec<CellRepair>> = vec![Vec::new(); self.targets.len()];
+        // Per target: goods checked and drifted there (for the breaker); `None` when the
+        // target could not be read at all.
+        let mut tally: Vec<Option<(u64, u64)>> = vec![None; self.targets.len()];
         for (ti, (target, read)) in self.targets.iter().zip(reads).enumerate() {
             let observed = match read {
                 Ok(o) => o,
@@ -132,12 +218,27 @@ impl Handler {
                     continue;
                 }
             };
+            let (mut checked, mut drifted_here) = (0u64, 0u64);
             for (&goods, held) in ids.iter().zip(&observed) {
+                if unusable.contains_key(&goods) {
+                    continue;
+                }
+                if let Some(why) = &held.error {
+                    unchecked.insert(goods);
+                    report.errors.push(GoodsError {
+                        goods_id: goods,
+                        target: Some(target.name().to_string()),
+                        reason: why.clone(),
+                    });
+                    continue;
+                }
+                checked += 1;
                 let t = &truth[&goods];
                 let drift = diff_goods_encoded(goods, t, encoded.get(&goods).unwrap_or(&no_entities), held);
                 if drift.is_empty() {
                     continue;
                 }
+                drifted_here += 1;
                 drifted.insert(goods);
                 plans[ti].extend(plan_repairs(t, held, &drift));
                 report.drift.extend(drift.into_iter().map(|d| DriftEntry {
@@ -148,34 +249,54 @@ impl Handler {
                     kind: d.kind,
                 }));
             }
+            tally[ti] = Some((checked, drifted_here));
         }
         report.drifted_goods = drifted.len() as u64;
-        report.unknown_goods =
-            ids.iter().filter(|g| truth[g].last_change_ms == 0 && !drifted.contains(g)).copied().collect();
-        let checked = run.checked.fetch_add(ids.len() as u64, Ordering::Relaxed) + ids.len() as u64;
-        let drifted_total = run.drifted.fetch_add(drifted.len() as u64, Ordering::Relaxed) + drifted.len() as u64;
+        report.unknown_goods = ids
+            .iter()
+            .filter(|g| truth[g].last_change_ms == 0 && !drifted.contains(g) && !unchecked.contains(g))
+            .copied()
+            .collect();
+        report.errors.sort_by(|a, b| (a.goods_id, &a.target).cmp(&(b.goods_id, &b.target)));
 
-        if !mode.repair || drifted.is_empty() || mode.dry_run {
+        if !mode.repair || mode.dry_run {
             return Ok(report);
         }
         if !mode.bootstrap {
-            if let Some(reason) = self.blast_radius(checked, drifted_total, run) {
-                report.halted = Some(reason);
-                return Ok(report);
+            // Every check counts towards the window, clean ones too; a target whose
+            // breaker is open gets no repairs.
+            let mut halted = Vec::new();
+            for (ti, target) in self.targets.iter().enumerate() {
+                let Some((checked, drifted_here)) = tally[ti] else { continue };
+                if let Some(reason) = breaker.record(target.name(), checked, drifted_here) {
+                    if !plans[ti].is_empty() {
+                        plans[ti].clear();
+                        halted.push(reason);
+                    }
+                }
             }
+            if !halted.is_empty() {
+                report.halted = Some(halted.join("; "));
+            }
+        }
+        if plans.iter().all(Vec::is_empty) {
+            return Ok(report);
         }
 
         // Safety: re-read truth right before repairing.
-        let goods: Vec<GoodsId> = drifted.iter().copied().collect();
-        let fresh = self.truth.read(&goods).await?;
+        let goods: Vec<GoodsId> =
+            plans.iter().flatten().map(|r| r.goods_id).collect::<BTreeSet<_>>().into_iter().collect();
+        let fresh = self.truth.read_checked(&goods).await?;
         let now = now_ms();
         let mut hold: HashMap<GoodsId, String> = HashMap::new();
         for g in &goods {
-            let (before, after) = (&truth[g], &fresh[g]);
-            if before.entities != after.entities {
+            let (before, after) = (&truth[g], &fresh.truth[g]);
+            if let Some(why) = fresh.unusable.get(g) {
+                hold.insert(*g, format!("truth became unusable: {why}"));
+            } else if before.entities != after.entities {
                 hold.insert(*g, "truth changed since the check".into());
-            } else if !mode.bootstrap && now - after.last_change_ms < self.config.settle_ms as i64 {
-                hold.insert(*g, format!("truth changed {} ms ago", now - after.last_change_ms));
+            } else if !mode.bootstrap && now.saturating_sub(after.last_change_ms) < self.config.settle_ms as i64 {
+                hold.insert(*g, format!("truth changed {} ms ago", now.saturating_sub(after.last_change_ms)));
             }
         }
         let applies = self.targets.iter().zip(plans).map(|(target, plan)| {
@@ -209,77 +330,182 @@ impl Handler {
         Ok(report)
     }
 
-    fn blast_radius(&self, checked: u64, drifted: u64, run: &RunState) -> Option<String> {
-        let mut halted = run.halted.lock().unwrap();
-        if halted.is_none()
-            && checked >= self.config.min_goods_for_ratio
-            && drifted as f64 > self.config.max_drift_ratio * checked as f64
-        {
-            let reason = format!(
-                "drifted goods {drifted} of {checked} checked exceed max_drift_ratio {}: repairs stopped, a systemic fault needs a human",
-                self.config.max_drift_ratio
-            );
-            tracing::error!(%reason, "blast radius limit reached");
-            *halted = Some(reason);
-        }
-        halted.clone()
-    }
-
     /// Applies one target's repairs: rate limit, write-ahead audit, compare-and-set
-    /// write, outcome audit. Conflicts come back as deferrals.
+    /// write, outcome audit. Conflicts, and writes that verifiably did not land, come
+    /// back as deferrals.
     pub async fn apply(
         &self,
         target: &dyn Target,
         repairs: Vec<CellRepair>,
         mode: &Mode,
     ) -> Result<Report, StoreError> {
+        let applied = self.apply_audited(target, &repairs, mode, None).await?;
         let mut report = Report::default();
+        let mut deferred = HashSet::new();
+        for (r, (id, verdict)) in repairs.iter().zip(applied) {
+            let reason = match verdict {
+                Verdict::Applied { .. } => {
+                    report.repairs.push(RepairEntry {
+                        goods_id: r.goods_id,
+                        target: target.name().to_string(),
+                        activity_id: r.activity_id,
+                        kind: r.kind,
+                        repair_id: id,
+                    });
+                    continue;
+                }
+                Verdict::Conflict => "target value changed since the check; left for the next check".to_string(),
+                Verdict::NotApplied { reason } => format!("the write did not land ({reason}); left for the next check"),
+                Verdict::Unknown { reason } => format!("write outcome unknown ({reason}); audit row left pending"),
+            };
+            if deferred.insert(r.goods_id) {
+                report.deferred.push(DeferredEntry { goods_id: r.goods_id, target: target.name().to_string(), reason });
+            }
+        }
+        Ok(report)
+    }
+
+    /// The one apply path of repairs and undos: takes tokens from the rate limiter,
+    /// records the rows `pending` (not for a bootstrap), writes with compare-and-set,
+    /// settles an unclear outcome by reading the target again, and records each outcome.
+    /// `Err` when the store failed and could not be read back either (the rows stay
+    /// `pending` and are resolved later).
+    pub async fn apply_audited(
+        &self,
+        target: &dyn Target,
+        repairs: &[CellRepair],
+        mode: &Mode,
+        undo_of: Option<u64>,
+    ) -> Result<Vec<Applied>, StoreError> {
         if repairs.is_empty() {
-            return Ok(report);
+            return Ok(Vec::new());
         }
         self.limiter.acquire(repairs.len()).await;
         let ids: Vec<Option<u64>> = if mode.bootstrap {
             vec![None; repairs.len()]
         } else {
             self.audit
-                .record_pending(&mode.run_id, target.name(), mode.trigger, &repairs, None)
+                .record_pending(&mode.run_id, target.name(), mode.trigger, repairs, undo_of)
                 .await?
                 .into_iter()
                 .map(Some)
                 .collect()
         };
-        let audited: Vec<u64> = ids.iter().flatten().copied().collect();
-        let outcomes = match target.apply(&repairs).await {
-            Ok(o) => o,
+        let (outcomes, failure) = match target.apply(repairs).await {
+            Ok(o) => (o, None),
             Err(e) => {
-                let _ = self.audit.mark_many(&audited, "failed").await;
-                return Err(e);
+                tracing::warn!(target = target.name(), error = %e, "repair write failed; reading the target back");
+                (vec![ApplyOutcome::Unknown { reason: e.to_string() }; repairs.len()], Some(e))
             }
         };
-        if !audited.is_empty() {
-            self.audit.record_outcomes(&audited, &outcomes).await?;
-        }
-        let mut conflicted = HashSet::new();
-        for ((r, id), outcome) in repairs.iter().zip(ids).zip(outcomes) {
-            match outcome {
-                ApplyOutcome::Applied { .. } => report.repairs.push(RepairEntry {
-                    goods_id: r.goods_id,
-                    target: target.name().to_string(),
-                    activity_id: r.activity_id,
-                    kind: r.kind,
-                    repair_id: id,
-                }),
-                ApplyOutcome::Conflict { .. } => {
-                    if conflicted.insert(r.goods_id) {
-                        report.deferred.push(DeferredEntry {
-                            goods_id: r.goods_id,
-                            target: target.name().to_string(),
-                            reason: "target value changed since the check; left for the next check".into(),
-                        });
+        let mut verdicts: Vec<Verdict> = outcomes
+            .into_iter()
+            .map(|o| match o {
+                ApplyOutcome::Applied { timestamp } => Verdict::Applied { timestamp },
+                ApplyOutcome::Conflict { .. } => Verdict::Conflict,
+                ApplyOutcome::Unknown { reason } => Verdict::Unknown { reason },
+            })
+            .collect();
+        let unknown: Vec<usize> =
+            (0..repairs.len()).filter(|&i| matches!(verdicts[i], Verdict::Unknown { .. })).collect();
+        if !unknown.is_empty() {
+            let goods: Vec<GoodsId> =
+                unknown.iter().map(|&i| repairs[i].goods_id).collect::<BTreeSet<_>>().into_iter().collect();
+            match target.read(&goods).await {
+                Ok(now) => {
+                    let now: HashMap<GoodsId, ObservedGoods> = goods.into_iter().zip(now).collect();
+                    for &i in &unknown {
+                        let v = verdict_from_read(&repairs[i], &now[&repairs[i].goods_id], false);
+                        count_resolved(target.name(), &v);
+                        verdicts[i] = v;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(target = target.name(), error = %e, "repair outcome unknown: rows left pending");
+                    if let Some(f) = failure {
+                        return Err(f);
                     }
                 }
             }
         }
-        Ok(report)
+        let finished: Vec<Finished> = ids.iter().zip(&verdicts).filter_map(|(id, v)| finished((*id)?, v)).collect();
+        self.audit.finish(&finished).await?;
+        Ok(ids.into_iter().zip(verdicts).collect())
     }
+
+    /// Resolves audit rows left `pending` by a crash, SIGTERM or an unreachable target:
+    /// each is marked by reading its target again (`applied` when the cell holds the
+    /// after image, `failed` when it still holds the before image, `conflict` otherwise).
+    /// Rows younger than `min_age_ms` may belong to a write in flight and are left.
+    /// Returns how many rows were resolved; rows of a target that cannot be read (or is
+    /// not configured) stay pending.
+    pub async fn resolve_pending(&self, min_age_ms: u64) -> Result<u64, StoreError> {
+        let mut resolved = 0;
+        let mut after = 0;
+        loop {
+            let rows = self.audit.pending(min_age_ms, after, 500).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            let mut by_target: HashMap<&str, Vec<&AuditRow>> = HashMap::new();
+            for r in &rows {
+                by_target.entry(r.target.as_str()).or_default().push(r);
+            }
+            for (name, rows) in by_target {
+                let Some(target) = self.targets.iter().find(|t| t.name() == name) else {
+                    tracing::warn!(target = name, rows = rows.len(), "pending audit rows of a target not configured");
+                    continue;
+                };
+                let goods: Vec<GoodsId> =
+                    rows.iter().map(|r| r.goods_id).collect::<BTreeSet<_>>().into_iter().collect();
+                let now = match target.read(&goods).await {
+                    Ok(now) => goods.into_iter().zip(now).collect::<HashMap<_, _>>(),
+                    Err(e) => {
+                        tracing::warn!(target = name, error = %e, "pending audit rows left: target unreadable");
+                        continue;
+                    }
+                };
+                let mut done = Vec::new();
+                for r in rows {
+                    let repair = CellRepair {
+                        goods_id: r.goods_id,
+                        activity_id: r.activity_id,
+                        qualifier: r.qualifier.clone(),
+                        kind: model::DriftKind::Stale,
+                        expected: r.before_value.clone().map(|value| ObservedCell { value, timestamp: r.before_ts }),
+                        write: r.write(),
+                    };
+                    let v = verdict_from_read(&repair, &now[&r.goods_id], r.truncated);
+                    count_resolved(name, &v);
+                    done.extend(finished(r.id, &v));
+                }
+                resolved += done.len() as u64;
+                self.audit.finish(&done).await?;
+            }
+        }
+        if resolved > 0 {
+            tracing::info!(rows = resolved, "pending audit rows resolved by reading the targets again");
+        }
+        Ok(resolved)
+    }
+}
+
+fn finished(id: u64, v: &Verdict) -> Option<Finished> {
+    let (status, after_ts) = match v {
+        Verdict::Applied { timestamp } => ("applied", *timestamp),
+        Verdict::Conflict => ("conflict", None),
+        Verdict::NotApplied { .. } => ("failed", None),
+        Verdict::Unknown { .. } => return None,
+    };
+    Some(Finished { id, status, after_ts })
+}
+
+fn count_resolved(target: &str, v: &Verdict) {
+    let status = match v {
+        Verdict::Applied { .. } => "applied",
+        Verdict::Conflict => "conflict",
+        Verdict::NotApplied { .. } => "failed",
+        Verdict::Unknown { .. } => "unknown",
+    };
+    metrics::counter!(crate::metrics::UNKNOWN_OUTCOMES, "target" => target.to_string(), "status" => status)
+        .increment(1);
 }

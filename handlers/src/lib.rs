@@ -6,6 +6,7 @@
 //! read methods; the only MySQL write is the audit log ([`audit::AuditLog`]).
 
 pub mod audit;
+pub mod breaker;
 pub mod error;
 pub mod handler;
 pub mod limit;
@@ -16,7 +17,8 @@ pub mod truth;
 pub mod undo;
 pub mod verify;
 
+pub use breaker::Breaker;
 pub use error::StoreError;
-pub use handler::{Handler, Mode, RunState};
+pub use handler::{Handler, Mode, RunState, Verdict};
 pub use stores::{ApplyOutcome, ScanPage, Target};
 pub use verify::Verifier;

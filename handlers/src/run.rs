@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::mysql::pager::ActivityGoodsPager;
-use model::report::Report;
+use model::report::{Entries, Report};
 use model::{ActivityId, GoodsId};
 use roaring::RoaringTreemap;
 use tokio::sync::mpsc;
 
+use crate::breaker::Breaker;
 use crate::error::StoreError;
-use crate::handler::{Handler, Mode, RunState};
+use crate::handler::{Handler, Mode};
 use crate::limit::RateLimiter;
 
 /// A batch of goods ids from an id source, or why the source failed.
@@ -31,13 +32,38 @@ pub struct Progress {
 
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
 
-#[derive(Clone)]
+/// Where a run's drift, repair, deferral, unknown-goods and error entries go as its
+/// batches finish, instead of accumulating in the run's report (which then keeps only
+/// counters): a full run's memory stays flat whatever the drift.
+pub trait EntrySink: Send + Sync {
+    fn accept(&self, entries: Entries);
+}
+
+/// Keeps no entry: the run's report counts them (scheduled runs, whose figures go to
+/// the log and metrics).
+pub struct CountOnly;
+
+impl EntrySink for CountOnly {
+    fn accept(&self, _: Entries) {}
+}
+
+#[derive(Clone, Default)]
 pub struct RunOptions {
     pub batch_size: usize,
     pub concurrency: usize,
     /// Goods per second fed to the workers (0: unlimited).
     pub goods_per_sec: u32,
     pub progress: Option<ProgressFn>,
+    /// Streams entries out batch by batch; `None`: the report holds them all.
+    pub entries: Option<Arc<dyn EntrySink>>,
+    /// The blast-radius breaker the run is judged by; `None`: a fresh one for the run.
+    pub breaker: Option<Arc<Breaker>>,
+}
+
+impl RunOptions {
+    fn breaker(&self, handler: &Handler) -> Arc<Breaker> {
+        self.breaker.clone().unwrap_or_else(|| Arc::new(handler.run_breaker()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +92,7 @@ pub async fn run_goods(
             }
         }
     });
-    let run = Arc::new(RunState::default());
+    let run = opts.breaker(handler);
     drive(handler, rx, mode, opts, &run, "goods", None).await
 }
 
@@ -99,7 +125,7 @@ pub async fn run_activity(
             }
         }
     });
-    let run = Arc::new(RunState::default());
+    let run = opts.breaker(handler);
     let report = drive(handler, rx, mode, opts, &run, "activity", None).await?;
     if !exists && found.load(Ordering::Relaxed) == 0 {
         return Err(RunError::UnknownActivity(activity));
@@ -145,7 +171,7 @@ pub async fn run_full(
     mode: &Mode,
     opts: &RunOptions,
 ) -> Result<Report, RunError> {
-    let run = Arc::new(RunState::default());
+    let run = opts.breaker(handler);
     let seen = Arc::new(std::sync::Mutex::new(RoaringTreemap::new()));
     let mut report = drive(handler, source, mode, opts, &run, "full", Some(seen.clone())).await?;
 
@@ -215,7 +241,7 @@ async fn drive(
     rx: mpsc::Receiver<IdBatch>,
     mode: &Mode,
     opts: &RunOptions,
-    run: &Arc<RunState>,
+    run: &Arc<Breaker>,
     phase: &'static str,
     seen: Option<Arc<std::sync::Mutex<RoaringTreemap>>>,
 ) -> Result<Report, RunError> {
@@ -258,13 +284,16 @@ async fn drive(
                 if let Some(l) = &limiter {
                     l.acquire(batch.len()).await;
                 }
-                let part = handler.process(&batch, mode, run).await?;
+                let mut part = handler.process(&batch, mode, run).await?;
+                if let Some(sink) = &opts.entries {
+                    sink.accept(part.take_entries());
+                }
                 if let Some(cb) = &opts.progress {
                     let snapshot = {
                         let mut p = progress.lock().unwrap();
                         p.checked += part.checked;
                         p.drifted += part.drifted_goods;
-                        p.repaired += part.repairs.len() as u64;
+                        p.repaired += part.repair_count();
                         p.clone()
                     };
                     cb(&snapshot);

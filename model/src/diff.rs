@@ -18,9 +18,30 @@ pub struct ObservedCell {
 
 /// Everything one target holds for one goods, by hash field / column qualifier. Empty
 /// when the key or row does not exist.
+///
+/// Poison is data, not an outage: a key that is not of the contract's shape (a Redis
+/// key of another type) is held in `foreign`, as an opaque image the store can compare
+/// before removing it (Redis: the `DUMP` serialization); the diff reports it as drift of
+/// the goods. A goods the store could not read for a reason of its own (an error reply
+/// for this key only) carries `error`, which the report shows for that goods alone.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedGoods {
     pub cells: BTreeMap<Vec<u8>, ObservedCell>,
+    /// The store holds something for this goods that is not a set of cells; its image.
+    pub foreign: Option<ObservedCell>,
+    /// This goods (only) could not be read: why.
+    pub error: Option<String>,
+}
+
+impl ObservedGoods {
+    pub fn of_cells(cells: BTreeMap<Vec<u8>, ObservedCell>) -> ObservedGoods {
+        ObservedGoods { cells, ..Default::default() }
+    }
+
+    /// Nothing at all is stored for the goods.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty() && self.foreign.is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -32,7 +53,8 @@ pub enum DriftKind {
     Extra,
     /// Both have it and fields differ.
     Stale,
-    /// The target's value does not decode.
+    /// The target's value does not decode, or (with a null activity id) the whole key is
+    /// not of the contract's shape (a Redis key of another type).
     Corrupt,
     /// The target holds a key/row for a goods with no entities.
     Orphan,
@@ -107,12 +129,17 @@ pub fn diff_goods_encoded(
 ) -> Vec<Drift> {
     debug_assert_eq!(encoded.cells.len(), truth.entities.len());
     if truth.entities.is_empty() {
-        if observed.cells.is_empty() {
+        if observed.is_empty() {
             return Vec::new();
         }
         return vec![Drift { goods_id, kind: DriftKind::Orphan, activity_id: None, fields: Vec::new() }];
     }
     let mut drift = Vec::new();
+    if observed.foreign.is_some() {
+        // The key must go before the entities can be written: one whole-goods corrupt,
+        // then (its cells being empty) every entity is missing.
+        drift.push(Drift { goods_id, kind: DriftKind::Corrupt, activity_id: None, fields: Vec::new() });
+    }
     for ((&aid, entity), (q, canonical)) in truth.entities.iter().zip(&encoded.cells) {
         let found = match observed.cells.get(q) {
             None => Some((DriftKind::Missing, Vec::new())),
@@ -156,12 +183,16 @@ mod tests {
     }
 
     fn held(cells: Vec<(&str, Vec<u8>)>) -> ObservedGoods {
-        ObservedGoods {
-            cells: cells
+        ObservedGoods::of_cells(
+            cells
                 .into_iter()
                 .map(|(q, v)| (q.as_bytes().to_vec(), ObservedCell { value: v, timestamp: None }))
                 .collect(),
-        }
+        )
+    }
+
+    fn foreign() -> ObservedGoods {
+        ObservedGoods { foreign: Some(ObservedCell { value: b"dump".to_vec(), timestamp: None }), ..Default::default() }
     }
 
     #[test]
@@ -238,6 +269,35 @@ mod tests {
     fn goods_without_entities_but_data_is_one_orphan() {
         let d = diff_goods(1, &truth_of(vec![]), &held(vec![("7001", sample().encode()), ("2", b"junk".to_vec())]));
         assert_eq!(d, vec![Drift { goods_id: 1, kind: DriftKind::Orphan, activity_id: None, fields: vec![] }]);
+    }
+
+    #[test]
+    fn a_key_of_another_type_is_corrupt_then_every_entity_missing() {
+        let mut e2 = sample();
+        e2.aid = 2;
+        let d = diff_goods(1, &truth_of(vec![sample(), e2]), &foreign());
+        let got: Vec<_> = d.iter().map(|d| (d.kind, d.activity_id)).collect();
+        assert_eq!(
+            got,
+            vec![(DriftKind::Corrupt, None), (DriftKind::Missing, Some(2)), (DriftKind::Missing, Some(7001))]
+        );
+        let d = diff_goods(1, &truth_of(vec![]), &foreign());
+        assert_eq!(d, vec![Drift { goods_id: 1, kind: DriftKind::Orphan, activity_id: None, fields: vec![] }]);
+    }
+
+    #[test]
+    fn qualifiers_of_any_length_and_bytes_are_extra() {
+        let long = "9".repeat(300);
+        let junk = ObservedGoods::of_cells(
+            [
+                (long.as_bytes().to_vec(), ObservedCell { value: vec![0xff; 70_000], timestamp: None }),
+                (vec![0, 0xfe, b'\n'], ObservedCell { value: vec![], timestamp: None }),
+            ]
+            .into(),
+        );
+        let d = diff_goods(1, &truth_of(vec![sample()]), &junk);
+        let got: Vec<_> = d.iter().map(|d| (d.kind, d.activity_id)).collect();
+        assert_eq!(got, vec![(DriftKind::Missing, Some(7001)), (DriftKind::Extra, None), (DriftKind::Extra, None)]);
     }
 
     #[test]

@@ -64,6 +64,15 @@ pub struct Job {
     /// latency; 0 when unknown.
     #[serde(default)]
     pub origin_ms: i64,
+    /// How many times this check was already put back on the bus because its repair was
+    /// deferred (settle window, compare-and-set conflict) or its goods could not be
+    /// checked; past the retry bound the job is dead-lettered. Absent: 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rechecks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Error)]
@@ -76,7 +85,7 @@ pub enum JobDecodeError {
 
 impl Job {
     pub fn new(goods_id: GoodsId, trigger: TriggerKind, job_id: String) -> Job {
-        Job { v: JOB_VERSION, job_id, goods_id, trigger, stage: 0, not_before_ms: 0, origin_ms: 0 }
+        Job { v: JOB_VERSION, job_id, goods_id, trigger, stage: 0, not_before_ms: 0, origin_ms: 0, rechecks: 0 }
     }
 
     pub fn key(&self) -> String {

@@ -14,6 +14,10 @@ pub enum CellWrite {
     Put { value: Vec<u8>, ver: i64 },
     /// Remove the cell.
     Delete,
+    /// Remove whatever the store holds for the goods: a key that is not of the contract's
+    /// shape (a Redis key of another type). `expected` is the store's image of it (Redis:
+    /// `DUMP`), so a key changed since the check is left alone. The qualifier is empty.
+    DeleteWhole,
 }
 
 /// One cell-level repair for one target.
@@ -33,9 +37,20 @@ pub struct CellRepair {
 /// computed against.
 pub fn plan_repairs(truth: &GoodsTruth, observed: &ObservedGoods, drift: &[Drift]) -> Vec<CellRepair> {
     let mut out = Vec::new();
+    let delete_whole = |d: &Drift, foreign: &ObservedCell| CellRepair {
+        goods_id: d.goods_id,
+        activity_id: None,
+        qualifier: Vec::new(),
+        kind: d.kind,
+        expected: Some(foreign.clone()),
+        write: CellWrite::DeleteWhole,
+    };
     for d in drift {
         match d.kind {
             DriftKind::Orphan => {
+                if let Some(foreign) = &observed.foreign {
+                    out.push(delete_whole(d, foreign));
+                }
                 for (q, cell) in &observed.cells {
                     out.push(CellRepair {
                         goods_id: d.goods_id,
@@ -63,8 +78,13 @@ pub fn plan_repairs(truth: &GoodsTruth, observed: &ObservedGoods, drift: &[Drift
                     }
                 }
             }
+            DriftKind::Corrupt if d.activity_id.is_none() => {
+                if let Some(foreign) = &observed.foreign {
+                    out.push(delete_whole(d, foreign));
+                }
+            }
             DriftKind::Missing | DriftKind::Stale | DriftKind::Corrupt => {
-                let aid = d.activity_id.expect("entity drift has an activity id");
+                let Some(aid) = d.activity_id else { continue };
                 let entity = &truth.entities[&aid];
                 let q = qualifier(aid);
                 out.push(CellRepair {
@@ -80,7 +100,7 @@ pub fn plan_repairs(truth: &GoodsTruth, observed: &ObservedGoods, drift: &[Drift
     }
     // Extra drift with `activity_id: None` matches every junk qualifier at once.
     let mut seen = std::collections::HashSet::new();
-    out.retain(|r| seen.insert(r.qualifier.clone()));
+    out.retain(|r| r.write == CellWrite::DeleteWhole || seen.insert(r.qualifier.clone()));
     out
 }
 
@@ -107,8 +127,8 @@ mod tests {
         };
         let mut stale = e2.clone();
         stale.price = 1;
-        let observed = ObservedGoods {
-            cells: [
+        let observed = ObservedGoods::of_cells(
+            [
                 (b"2".to_vec(), cell(&stale.encode(), 10)),
                 (b"3".to_vec(), cell(b"junk", 11)),
                 (b"9".to_vec(), cell(b"x", 12)),
@@ -116,7 +136,7 @@ mod tests {
                 (b"yy".to_vec(), cell(b"y", 14)),
             ]
             .into(),
-        };
+        );
         let drift = diff_goods(1, &truth, &observed);
         let plan = plan_repairs(&truth, &observed, &drift);
         let summary: Vec<_> = plan
@@ -147,10 +167,28 @@ mod tests {
     #[test]
     fn orphan_deletes_every_cell_seen() {
         let truth = GoodsTruth::default();
-        let observed = ObservedGoods { cells: [(b"5".to_vec(), cell(b"a", 1)), (b"6".to_vec(), cell(b"b", 2))].into() };
+        let observed = ObservedGoods::of_cells([(b"5".to_vec(), cell(b"a", 1)), (b"6".to_vec(), cell(b"b", 2))].into());
         let plan = plan_repairs(&truth, &observed, &diff_goods(1, &truth, &observed));
         assert_eq!(plan.len(), 2);
         assert!(plan.iter().all(|r| r.kind == DriftKind::Orphan && r.write == CellWrite::Delete));
         assert_eq!(plan[1].activity_id, Some(6));
+    }
+
+    #[test]
+    fn a_key_of_another_type_is_removed_first_then_every_entity_put() {
+        let truth = GoodsTruth { entities: [(7001, sample())].into(), ..Default::default() };
+        let image = ObservedCell { value: b"\x00\x03abc".to_vec(), timestamp: None };
+        let observed = ObservedGoods { foreign: Some(image.clone()), ..Default::default() };
+        let plan = plan_repairs(&truth, &observed, &diff_goods(1, &truth, &observed));
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert_eq!((plan[0].write.clone(), plan[0].expected.clone()), (CellWrite::DeleteWhole, Some(image.clone())));
+        assert_eq!(plan[0].kind, DriftKind::Corrupt);
+        assert!(plan[0].qualifier.is_empty() && plan[0].activity_id.is_none());
+        assert_eq!((plan[1].kind, plan[1].expected.clone()), (DriftKind::Missing, None));
+        // Without truth the key is an orphan, removed whole.
+        let empty = GoodsTruth::default();
+        let plan = plan_repairs(&empty, &observed, &diff_goods(1, &empty, &observed));
+        assert_eq!(plan.len(), 1);
+        assert_eq!((plan[0].kind, plan[0].write.clone()), (DriftKind::Orphan, CellWrite::DeleteWhole));
     }
 }

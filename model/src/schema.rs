@@ -79,7 +79,7 @@ pub fn own_tables(meta: &str) -> Vec<String> {
   target        VARCHAR(64)     NOT NULL,
   goods_id      BIGINT UNSIGNED NOT NULL,
   activity_id   BIGINT UNSIGNED NULL,
-  qualifier     VARBINARY(255)  NOT NULL,
+  qualifier     MEDIUMBLOB      NOT NULL,
   kind          VARCHAR(16)     NOT NULL,
   before_value  MEDIUMBLOB      NULL,
   before_ts     BIGINT          NULL,
@@ -89,8 +89,14 @@ pub fn own_tables(meta: &str) -> Vec<String> {
   status        VARCHAR(16)     NOT NULL,
   undo_of       BIGINT UNSIGNED NULL,
   created_at    DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+  truncated     TINYINT         NOT NULL DEFAULT 0,
+  whole         TINYINT         NOT NULL DEFAULT 0,
+  write_key     BINARY(16)      NULL,
+  write_seq     INT UNSIGNED    NULL,
   KEY idx_goods (goods_id),
-  KEY idx_created_at (created_at)
+  KEY idx_created_at (created_at),
+  KEY idx_write_key (write_key),
+  KEY idx_status (status, created_at)
 ) ENGINE=InnoDB"
         ),
         format!(
@@ -101,6 +107,56 @@ pub fn own_tables(meta: &str) -> Vec<String> {
   changed_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
 ) ENGINE=InnoDB"
         ),
+    ]
+}
+
+/// A column an older version of a reconciler table lacks, or has with another type:
+/// `statement` is run when `information_schema.COLUMNS` shows `column` of `table` missing
+/// or of another `DATA_TYPE` (portable: no `IF NOT EXISTS` in MySQL's `ALTER TABLE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnUpgrade {
+    pub table: &'static str,
+    pub column: &'static str,
+    /// `information_schema.COLUMNS.DATA_TYPE` once upgraded.
+    pub data_type: &'static str,
+    pub statement: String,
+}
+
+/// Upgrades of the reconciler's own tables created by earlier versions, in order.
+pub fn own_table_upgrades(meta: &str) -> Vec<ColumnUpgrade> {
+    let log = format!("`{meta}`.{REPAIR_LOG_TABLE}");
+    vec![
+        // Qualifiers of any length (junk fields and qualifiers are drift to repair).
+        ColumnUpgrade {
+            table: REPAIR_LOG_TABLE,
+            column: "qualifier",
+            data_type: "mediumblob",
+            statement: format!("ALTER TABLE {log} MODIFY qualifier MEDIUMBLOB NOT NULL"),
+        },
+        // Images above the audit's size cap are kept as a prefix, flagged.
+        ColumnUpgrade {
+            table: REPAIR_LOG_TABLE,
+            column: "truncated",
+            data_type: "tinyint",
+            statement: format!("ALTER TABLE {log} ADD COLUMN truncated TINYINT NOT NULL DEFAULT 0"),
+        },
+        // The removal of a whole key of another type (before image: Redis DUMP).
+        ColumnUpgrade {
+            table: REPAIR_LOG_TABLE,
+            column: "whole",
+            data_type: "tinyint",
+            statement: format!("ALTER TABLE {log} ADD COLUMN whole TINYINT NOT NULL DEFAULT 0"),
+        },
+        // Client-generated write keys: the ids MySQL assigned, read back whatever the
+        // auto-increment settings; pending rows found fast at start.
+        ColumnUpgrade {
+            table: REPAIR_LOG_TABLE,
+            column: "write_key",
+            data_type: "binary",
+            statement: format!(
+                "ALTER TABLE {log} ADD COLUMN write_key BINARY(16) NULL, ADD COLUMN write_seq INT UNSIGNED NULL, ADD KEY idx_write_key (write_key), ADD KEY idx_status (status, created_at)"
+            ),
+        },
     ]
 }
 

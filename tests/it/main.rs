@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod dts;
+mod poison;
 mod reconcile;
 mod safety;
 mod service;

@@ -20,6 +20,9 @@ pub enum ApplyOutcome {
     Applied { timestamp: Option<i64> },
     /// The cell no longer held what the check saw; nothing was written.
     Conflict { found: Option<ObservedCell> },
+    /// The store did not say (an error after the write may have landed): the handler
+    /// re-reads the cell to learn what happened.
+    Unknown { reason: String },
 }
 
 /// One page of an orphan scan.
@@ -39,7 +42,9 @@ pub trait Target: Send + Sync {
     fn name(&self) -> &str;
     /// `redis` or `hbase`.
     fn kind(&self) -> &'static str;
-    /// What the target holds for each goods, in input order (empty when absent).
+    /// What the target holds for each goods, in input order (empty when absent). `Err`
+    /// only when the store cannot answer at all: poison in one goods (a key of another
+    /// type, an error reply for one key) is reported in that goods' [`ObservedGoods`].
     async fn read(&self, goods: &[GoodsId]) -> Result<Vec<ObservedGoods>, StoreError>;
     /// Applies repairs, each only if its cell still holds `expected`; one outcome per
     /// repair, in order. A repair of a goods never touches cells it does not name.

@@ -19,6 +19,15 @@ use model::{ActivityId, GoodsId, GoodsTruth, ShardLayout};
 
 use crate::error::StoreError;
 
+/// Truth of a batch, and the goods whose truth rows cannot be used.
+#[derive(Debug, Clone, Default)]
+pub struct TruthBatch {
+    pub truth: HashMap<GoodsId, GoodsTruth>,
+    /// Goods with a row that cannot be used (a zero DATETIME), and what is wrong: they
+    /// are reported, never repaired from a partial truth.
+    pub unusable: HashMap<GoodsId, String>,
+}
+
 /// Reads truth; holds no write method by design.
 #[derive(Clone)]
 pub struct TruthReader {
@@ -39,8 +48,16 @@ impl TruthReader {
         &self.pools
     }
 
-    /// Truth of every goods in `ids` (goods without rows map to an empty truth).
+    /// Truth of every goods in `ids` (goods without rows map to an empty truth). Rows
+    /// that cannot be used (see [`read_checked`](Self::read_checked)) are left out.
     pub async fn read(&self, ids: &[GoodsId]) -> Result<HashMap<GoodsId, GoodsTruth>, StoreError> {
+        Ok(self.read_checked(ids).await?.truth)
+    }
+
+    /// Truth of every goods in `ids`, and the goods whose rows cannot be used (a zero
+    /// DATETIME in a goods, SKU or activity row), each with the reason. `Err` only when
+    /// MySQL cannot answer.
+    pub async fn read_checked(&self, ids: &[GoodsId]) -> Result<TruthBatch, StoreError> {
         let groups = self.layout.group_by_shard(ids);
         let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
             let shard = self.layout.shard(s);
@@ -52,31 +69,48 @@ impl TruthReader {
         .await
         .map_err(StoreError::mysql)?;
 
-        let aids: HashSet<ActivityId> = per_shard.iter().flat_map(|(g, _)| g.iter().map(|r| r.activity_id)).collect();
-        let activities = self.activities(&aids.into_iter().collect::<Vec<_>>()).await?;
+        let aids: HashSet<ActivityId> =
+            per_shard.iter().flat_map(|((g, _), _)| g.iter().map(|r| r.activity_id)).collect();
+        let (activities, bad_activities) = self.activity_rows(&aids.into_iter().collect::<Vec<_>>()).await?;
 
+        let mut unusable: HashMap<GoodsId, String> = HashMap::new();
         let mut by_goods: HashMap<GoodsId, (Vec<GoodsRow>, Vec<SkuRow>)> =
             ids.iter().map(|&id| (id, Default::default())).collect();
-        for (goods, skus) in per_shard {
+        for ((goods, bad_goods), (skus, bad_skus)) in per_shard {
             for r in goods {
+                if let Some(why) = bad_activities.get(&r.activity_id) {
+                    unusable.entry(r.goods_id).or_insert_with(|| why.clone());
+                }
                 by_goods.entry(r.goods_id).or_default().0.push(r);
             }
             for s in skus {
                 by_goods.entry(s.goods_id).or_default().1.push(s);
             }
+            for (goods_id, why) in bad_goods.into_iter().chain(bad_skus) {
+                unusable.entry(goods_id).or_insert(why);
+            }
         }
-        Ok(by_goods.into_iter().map(|(id, (goods, skus))| (id, project_goods(&goods, &skus, &activities))).collect())
+        let truth =
+            by_goods.into_iter().map(|(id, (goods, skus))| (id, project_goods(&goods, &skus, &activities))).collect();
+        Ok(TruthBatch { truth, unusable })
     }
 
-    /// Activity rows by id, read fresh.
-    pub async fn activities(&self, ids: &[ActivityId]) -> Result<HashMap<ActivityId, ActivityRow>, StoreError> {
+    async fn activity_rows(
+        &self,
+        ids: &[ActivityId],
+    ) -> Result<(HashMap<ActivityId, ActivityRow>, HashMap<ActivityId, String>), StoreError> {
         if ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(Default::default());
         }
-        let rows = queries::activity_rows(self.pools.meta_pool(), &self.layout.meta_database(), ids)
+        let (rows, bad) = queries::activity_rows(self.pools.meta_pool(), &self.layout.meta_database(), ids)
             .await
             .map_err(StoreError::mysql)?;
-        Ok(rows.into_iter().map(|a| (a.activity_id, a)).collect())
+        Ok((rows.into_iter().map(|a| (a.activity_id, a)).collect(), bad.into_iter().collect()))
+    }
+
+    /// Activity rows by id, read fresh (rows with an unusable DATETIME left out).
+    pub async fn activities(&self, ids: &[ActivityId]) -> Result<HashMap<ActivityId, ActivityRow>, StoreError> {
+        Ok(self.activity_rows(ids).await?.0)
     }
 
     /// Up to `limit` distinct goods ids of one shard after `after` (`None`: from the
@@ -92,6 +126,7 @@ impl TruthReader {
 
     /// Whether the activity exists in `act_meta.activity`.
     pub async fn activity_exists(&self, activity: ActivityId) -> Result<bool, StoreError> {
-        Ok(!self.activities(&[activity]).await?.is_empty())
+        let (rows, bad) = self.activity_rows(&[activity]).await?;
+        Ok(!rows.is_empty() || !bad.is_empty())
     }
 }

@@ -1,6 +1,10 @@
 //! The SELECTs behind [`super::TruthReader`]. Id lists are integers rendered into the
 //! statement (no injection surface) and sent over the text protocol: one round trip per
 //! query, no prepared-statement cache growth for varying list lengths.
+//!
+//! A row whose DATETIME does not convert (a zero date such as `0000-00-00`, stored by a
+//! writer running without strict mode) is not an error of the whole query: it comes back
+//! in the `unusable` list with what is wrong, and only its goods is reported.
 
 use common::mysql::sql::{epoch_ms_of, id_list};
 use model::projection::{ActivityRow, GoodsRow, SkuRow};
@@ -8,57 +12,79 @@ use model::{ActivityId, GoodsId, ShardRef};
 use sqlx::mysql::MySqlPool;
 use sqlx::Row;
 
-pub async fn goods_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Vec<GoodsRow>, sqlx::Error> {
+/// Rows that converted, and `(id, what is wrong)` of those that did not (goods id for
+/// goods and SKU rows, activity id for activity rows).
+pub type Rows<T> = (Vec<T>, Vec<(u64, String)>);
+
+/// The epoch-ms column `i`, or why it is unusable.
+fn time_of(r: &sqlx::mysql::MySqlRow, i: usize, column: &str, table: &str, id: u64) -> Result<i64, String> {
+    match r.try_get::<Option<i64>, _>(i) {
+        Ok(Some(ms)) => Ok(ms),
+        _ => Err(format!("{table} row {id}: {column} is a zero or invalid DATETIME")),
+    }
+}
+
+pub async fn goods_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Rows<GoodsRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} WHERE goods_id IN ({})",
+        "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {}, id FROM `{}`.{} WHERE goods_id IN ({})",
         epoch_ms_of("updated_at"),
         shard.database,
         shard.goods_table,
         id_list(ids)
     );
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(GoodsRow {
+    let table = format!("`{}`.{}", shard.database, shard.goods_table);
+    let mut out: Rows<GoodsRow> = Default::default();
+    for r in &rows {
+        let goods_id: GoodsId = r.try_get(1)?;
+        match time_of(r, 5, "updated_at", &table, r.try_get(6)?) {
+            Ok(updated_ms) => out.0.push(GoodsRow {
                 activity_id: r.try_get(0)?,
-                goods_id: r.try_get(1)?,
+                goods_id,
                 activity_price: r.try_get(2)?,
                 limit_per_user: r.try_get(3)?,
                 status: r.try_get(4)?,
-                updated_ms: r.try_get(5)?,
-            })
-        })
-        .collect()
+                updated_ms,
+            }),
+            Err(why) => out.1.push((goods_id, why)),
+        }
+    }
+    Ok(out)
 }
 
-pub async fn sku_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Vec<SkuRow>, sqlx::Error> {
+pub async fn sku_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Rows<SkuRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} WHERE goods_id IN ({})",
+        "SELECT activity_id, goods_id, sku_id, activity_price, status, {}, id FROM `{}`.{} WHERE goods_id IN ({})",
         epoch_ms_of("updated_at"),
         shard.database,
         shard.sku_table,
         id_list(ids)
     );
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(SkuRow {
+    let table = format!("`{}`.{}", shard.database, shard.sku_table);
+    let mut out: Rows<SkuRow> = Default::default();
+    for r in &rows {
+        let goods_id: GoodsId = r.try_get(1)?;
+        match time_of(r, 5, "updated_at", &table, r.try_get(6)?) {
+            Ok(updated_ms) => out.0.push(SkuRow {
                 activity_id: r.try_get(0)?,
-                goods_id: r.try_get(1)?,
+                goods_id,
                 sku_id: r.try_get(2)?,
                 activity_price: r.try_get(3)?,
                 status: r.try_get(4)?,
-                updated_ms: r.try_get(5)?,
-            })
-        })
-        .collect()
+                updated_ms,
+            }),
+            Err(why) => out.1.push((goods_id, why)),
+        }
+    }
+    Ok(out)
 }
 
 pub async fn activity_rows(
     pool: &MySqlPool,
     meta_db: &str,
     ids: &[ActivityId],
-) -> Result<Vec<ActivityRow>, sqlx::Error> {
+) -> Result<Rows<ActivityRow>, sqlx::Error> {
     let sql = format!(
         "SELECT activity_id, type, biz_code, tags, status, {}, {}, priority, {} FROM `{meta_db}`.activity WHERE activity_id IN ({})",
         epoch_ms_of("start_time"),
@@ -67,19 +93,31 @@ pub async fn activity_rows(
         id_list(ids)
     );
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| {
-            Ok(ActivityRow {
-                activity_id: r.try_get(0)?,
+    let table = format!("`{meta_db}`.activity");
+    let mut out: Rows<ActivityRow> = Default::default();
+    for r in &rows {
+        let activity_id: ActivityId = r.try_get(0)?;
+        let times = (|| {
+            Ok::<_, String>((
+                time_of(r, 5, "start_time", &table, activity_id)?,
+                time_of(r, 6, "end_time", &table, activity_id)?,
+                time_of(r, 8, "updated_at", &table, activity_id)?,
+            ))
+        })();
+        match times {
+            Ok((start_ms, end_ms, updated_ms)) => out.0.push(ActivityRow {
+                activity_id,
                 kind: r.try_get::<i8, _>(1)? as i32,
                 biz_code: r.try_get(2)?,
                 tags: r.try_get(3)?,
                 status: r.try_get(4)?,
-                start_ms: r.try_get(5)?,
-                end_ms: r.try_get(6)?,
+                start_ms,
+                end_ms,
                 priority: r.try_get(7)?,
-                updated_ms: r.try_get(8)?,
-            })
-        })
-        .collect()
+                updated_ms,
+            }),
+            Err(why) => out.1.push((activity_id, why)),
+        }
+    }
+    Ok(out)
 }

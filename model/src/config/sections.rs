@@ -89,16 +89,29 @@ pub struct RepairConfig {
     /// A run whose drifted goods exceed this share of the goods it checked repairs
     /// nothing and reports (1.0: never stop). A systemic writer bug needs a human.
     pub max_drift_ratio: f64,
-    /// The ratio is judged only once a run has checked at least this many goods, so an
-    /// on-call repair of a handful of drifted goods is not stopped by it.
+    /// The ratio is judged only once the breaker's window holds at least this many
+    /// checked goods, so an on-call repair of a handful of drifted goods is not stopped.
     pub min_goods_for_ratio: u64,
     /// Cap on repair writes per second, per process.
     pub max_repairs_per_sec: u32,
+    /// The blast-radius breaker judges `max_drift_ratio` per target over a sliding window
+    /// of recent checks: at most the last `breaker_window_goods` goods checked ...
+    pub breaker_window_goods: u64,
+    /// ... within the last `breaker_window_ms`. After an operator reset the breaker does
+    /// not trip again for one window (`breaker_window_ms`).
+    pub breaker_window_ms: u64,
 }
 
 impl Default for RepairConfig {
     fn default() -> Self {
-        RepairConfig { settle_ms: 3000, max_drift_ratio: 0.2, min_goods_for_ratio: 100, max_repairs_per_sec: 1000 }
+        RepairConfig {
+            settle_ms: 3000,
+            max_drift_ratio: 0.2,
+            min_goods_for_ratio: 100,
+            max_repairs_per_sec: 1000,
+            breaker_window_goods: 10_000,
+            breaker_window_ms: 300_000,
+        }
     }
 }
 
@@ -266,8 +279,12 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Consumer group of the DTS-delay trigger (its offsets are separate from handlers').
     pub trigger_group: String,
-    /// Partitions for topics the service creates.
+    /// Partitions of the topics the service creates (jobs, dead letters, DTS topics when
+    /// absent); 0: the broker's default (`num.partitions`).
     pub partitions: i32,
+    /// Replication factor of the topics the service creates; 0: the broker's default
+    /// (`default.replication.factor`). Existing topics are never changed.
+    pub replication_factor: i32,
     /// Consumer session timeout: how soon the group notices a member that died without
     /// leaving (kill -9, crash) and hands its partitions to the others.
     pub session_timeout_ms: u64,
@@ -288,7 +305,8 @@ impl Default for KafkaConfig {
             jobs_topic: "reconcile.jobs".into(),
             dead_letter_topic: "reconcile.dlq".into(),
             trigger_group: "reconciler-dts".into(),
-            partitions: 4,
+            partitions: 0,
+            replication_factor: 0,
             session_timeout_ms: 10_000,
             producer_config: Default::default(),
             instance_id: None,
@@ -323,7 +341,14 @@ pub struct DtsConfig {
 }
 
 fn default_stages() -> Vec<u64> {
-    vec![3000, 30000, 300000]
+    DtsConfig::default_stages()
+}
+
+impl DtsConfig {
+    /// The stages of a DTS topic that names none.
+    pub fn default_stages() -> Vec<u64> {
+        vec![3000, 30000, 300000]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -339,6 +364,10 @@ pub struct ScannerConfig {
     pub initial_lookback_ms: u64,
     /// Rows per keyset page.
     pub page_size: u32,
+    /// Each pass re-reads rows this far behind the watermark (rows already published are
+    /// skipped), so a transaction that committed after its rows' `updated_at` fell
+    /// behind the watermark is still caught. Longer than your longest transaction.
+    pub overlap_ms: u64,
 }
 
 impl Default for ScannerConfig {
@@ -350,6 +379,7 @@ impl Default for ScannerConfig {
             settle_ms: 3000,
             initial_lookback_ms: 3_600_000,
             page_size: 1000,
+            overlap_ms: 30_000,
         }
     }
 }
@@ -380,11 +410,23 @@ pub struct HandlerConfig {
     pub batch_size: usize,
     /// Longest wait to fill a micro-batch.
     pub batch_wait_ms: u64,
+    /// A job whose repair the blast-radius breaker halted is checked again this much
+    /// later (re-published on the job bus), until the breaker closes or is reset.
+    pub halted_recheck_ms: u64,
+    /// A job due further in the future than the largest DTS stage plus this margin (a
+    /// timestamp in micro- or nanoseconds, a broken producer) is dead-lettered.
+    pub not_before_margin_ms: u64,
 }
 
 impl Default for HandlerConfig {
     fn default() -> Self {
-        HandlerConfig { workers: 2, batch_size: 200, batch_wait_ms: 20 }
+        HandlerConfig {
+            workers: 2,
+            batch_size: 200,
+            batch_wait_ms: 20,
+            halted_recheck_ms: 30_000,
+            not_before_margin_ms: 600_000,
+        }
     }
 }
 
@@ -394,11 +436,14 @@ pub struct AdminConfig {
     pub listen: String,
     /// When set, POST endpoints require `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// `/healthz` reports not ready when the job consumer has not polled its broker for
+    /// this long.
+    pub consumer_stall_ms: u64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9100".into(), token: None }
+        AdminConfig { listen: "127.0.0.1:9100".into(), token: None, consumer_stall_ms: 60_000 }
     }
 }
 
@@ -407,6 +452,7 @@ impl std::fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("consumer_stall_ms", &self.consumer_stall_ms)
             .finish()
     }
 }

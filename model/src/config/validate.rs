@@ -42,6 +42,12 @@ pub fn validate(c: &Config) -> Vec<String> {
     if !(c.repair.max_drift_ratio > 0.0 && c.repair.max_drift_ratio <= 1.0) {
         p.push(format!("`repair.max_drift_ratio`: {} is not in (0, 1]", c.repair.max_drift_ratio));
     }
+    if c.repair.breaker_window_goods == 0 || c.repair.breaker_window_ms == 0 {
+        p.push("`repair.breaker_window_goods`, `repair.breaker_window_ms`: must be at least 1".into());
+    }
+    if c.kafka.partitions < 0 || c.kafka.replication_factor < 0 {
+        p.push("`kafka.partitions`, `kafka.replication_factor`: at least 0 (0: the broker's default)".into());
+    }
     if c.repair.max_repairs_per_sec == 0 {
         p.push("`repair.max_repairs_per_sec`: must be at least 1".into());
     }

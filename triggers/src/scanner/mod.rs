@@ -5,13 +5,15 @@
 //! `now - settle_ms` (database clock), in keyset order `(updated_at, id)`, at most
 //! `rows_per_sec` rows per second per shard. Every page's goods become `scanner` jobs; the
 //! watermark moves, and is persisted, only after the page's jobs were published. Activity
-//! rows fan out to every goods of the activity.
+//! rows fan out to every goods of the activity. Each pass re-reads `overlap_ms` behind
+//! the watermark for transactions that committed late (see [`table_scan`]).
 
 pub mod checkpoint;
 pub mod pacer;
 pub mod table_scan;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
@@ -38,13 +40,15 @@ pub struct Scanner {
     checkpoints: CheckpointStore,
     /// Shards scanned at once.
     concurrency: usize,
+    /// Per table, the rows published within the overlap window.
+    recent: Mutex<HashMap<String, table_scan::Recent>>,
 }
 
 impl Scanner {
     /// Creates the checkpoint table when absent.
     pub async fn new(pools: MysqlPools, publisher: Arc<dyn JobPublisher>, config: ScannerConfig) -> Result<Scanner> {
         let checkpoints = CheckpointStore::open(&pools).await?;
-        Ok(Scanner { pools, publisher, config, checkpoints, concurrency: 4 })
+        Ok(Scanner { pools, publisher, config, checkpoints, concurrency: 4, recent: Mutex::new(HashMap::new()) })
     }
 
     pub fn checkpoints(&self) -> &CheckpointStore {
@@ -89,6 +93,8 @@ impl Scanner {
                 let mut pacer = pacer::Pacer::new(self.config.rows_per_sec);
                 let mut stats = PassStats::default();
                 for table in tables {
+                    let name = table.checkpoint_name();
+                    let mut recent = self.recent.lock().unwrap().remove(&name).unwrap_or_default();
                     let s = table_scan::scan(
                         &table,
                         &self.pools,
@@ -96,8 +102,11 @@ impl Scanner {
                         self.publisher.as_ref(),
                         &self.config,
                         &mut pacer,
+                        &mut recent,
                     )
-                    .await?;
+                    .await;
+                    self.recent.lock().unwrap().insert(name, recent);
+                    let s = s?;
                     stats.rows += s.rows;
                     stats.jobs += s.jobs;
                 }

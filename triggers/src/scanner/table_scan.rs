@@ -1,6 +1,13 @@
 //! One table of one scanner pass: keyset pages from the watermark to the window end.
+//!
+//! Overlap: `updated_at` is set when a statement runs, but its row becomes visible only
+//! when the transaction commits, possibly after the watermark moved past that time. So
+//! each pass starts `overlap_ms` behind the watermark; rows at or before the watermark
+//! that this scanner already published (remembered per table for the overlap window)
+//! are skipped, the others (late commits) are published. After a restart the memory is
+//! empty and the overlap window's rows are published once more (at least once).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use model::config::ScannerConfig;
 use model::job::{Job, TriggerKind};
@@ -38,6 +45,10 @@ impl ScanTable {
     }
 }
 
+/// Rows published within the overlap window, `(updated ms, key)`, per table.
+pub type Recent = BTreeSet<(i64, u64)>;
+
+#[allow(clippy::too_many_arguments)]
 pub async fn scan(
     table: &ScanTable,
     pools: &MysqlPools,
@@ -45,6 +56,7 @@ pub async fn scan(
     publisher: &dyn JobPublisher,
     config: &ScannerConfig,
     pacer: &mut Pacer,
+    recent: &mut Recent,
 ) -> Result<PassStats> {
     let pool = match table.database_index {
         Some(i) => pools.shard_pool(i),
@@ -54,9 +66,17 @@ pub async fn scan(
     let (db_now,): (i64,) = sqlx::query_as(&now_sql).fetch_one(pool).await?;
     let window_end = db_now - config.settle_ms as i64;
     let name = table.checkpoint_name();
-    let mut mark = match checkpoints.load(&name).await? {
-        Some(mark) => mark,
-        None => Watermark { updated_ms: window_end - config.initial_lookback_ms as i64, last_id: 0 },
+    let (mut mark, mut cursor) = match checkpoints.load(&name).await? {
+        // Re-read the overlap window behind the watermark (`key > MAX` is never true: the
+        // cursor starts right after `updated_ms`).
+        Some(mark) if config.overlap_ms > 0 => {
+            (mark, Watermark { updated_ms: mark.updated_ms - config.overlap_ms as i64 - 1, last_id: u64::MAX })
+        }
+        Some(mark) => (mark, mark),
+        None => {
+            let start = Watermark { updated_ms: window_end - config.initial_lookback_ms as i64, last_id: 0 };
+            (start, start)
+        }
     };
     let (key, goods) = match table.kind {
         TableKind::Goods => ("id", "goods_id"),
@@ -73,12 +93,13 @@ pub async fn scan(
     );
     let page_size = config.page_size.max(1);
     let mut stats = PassStats::default();
+    recent.retain(|&(ms, _)| ms >= mark.updated_ms - config.overlap_ms as i64);
     loop {
         let rows: Vec<(u64, u64, i64)> = sqlx::query_as(&sql)
-            .bind(mark.updated_ms)
+            .bind(cursor.updated_ms)
             .bind(window_end)
-            .bind(mark.updated_ms)
-            .bind(mark.last_id)
+            .bind(cursor.updated_ms)
+            .bind(cursor.last_id)
             .bind(page_size)
             .fetch_all(pool)
             .await?;
@@ -87,12 +108,24 @@ pub async fn scan(
         };
         stats.rows += rows.len() as u64;
         metrics::counter!(crate::metrics::SCANNER_ROWS, "table" => table.table.clone()).increment(rows.len() as u64);
-        stats.jobs += match table.kind {
-            TableKind::Goods => publish_goods_rows(table, &rows, publisher).await?,
-            TableKind::Activity => publish_activity_rows(pools, &rows, publisher, page_size).await?,
-        };
-        mark = Watermark { updated_ms: last_ms, last_id: last_key };
-        checkpoints.save(&name, mark).await?;
+        // Rows up to the watermark were published unless they committed late.
+        let fresh: Vec<(u64, u64, i64)> = rows
+            .iter()
+            .copied()
+            .filter(|&(key, _, ms)| Watermark { updated_ms: ms, last_id: key } > mark || !recent.contains(&(ms, key)))
+            .collect();
+        if !fresh.is_empty() {
+            stats.jobs += match table.kind {
+                TableKind::Goods => publish_goods_rows(table, &fresh, publisher).await?,
+                TableKind::Activity => publish_activity_rows(pools, &fresh, publisher, page_size).await?,
+            };
+        }
+        recent.extend(fresh.iter().map(|&(key, _, ms)| (ms, key)));
+        cursor = Watermark { updated_ms: last_ms, last_id: last_key };
+        if cursor > mark {
+            mark = cursor;
+            checkpoints.save(&name, mark).await?;
+        }
         pacer.consumed(rows.len() as u64).await;
         if (rows.len() as u32) < page_size {
             break;

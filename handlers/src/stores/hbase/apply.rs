@@ -54,6 +54,8 @@ pub async fn apply(store: &HbaseStore, repairs: &[CellRepair]) -> Result<Vec<App
             (CellWrite::Delete, Some(ts)) => pending.push(Pending { index: i, row: keys[i].clone(), ts, value: None }),
             // Nothing there to delete (or a cell without timestamp, which HBase never returns).
             (CellWrite::Delete, None) => outcomes[i] = Some(ApplyOutcome::Applied { timestamp: None }),
+            // HBase rows have no type: a read never reports a foreign row to remove.
+            (CellWrite::DeleteWhole, _) => outcomes[i] = Some(ApplyOutcome::Conflict { found: None }),
         }
     }
 

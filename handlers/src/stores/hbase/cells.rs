@@ -33,7 +33,7 @@ pub fn decode(rows: Vec<TRowResult>, family: &str) -> Rows {
                     Some((qualifier, ObservedCell { value: cell.value.unwrap_or_default(), timestamp: cell.timestamp }))
                 })
                 .collect();
-            Some((key, ObservedGoods { cells }))
+            Some((key, ObservedGoods::of_cells(cells)))
         })
         .collect()
 }
