@@ -9,6 +9,10 @@
 //! | `RECONCILER_TEST_REDIS_URL` | `redis://127.0.0.1:6379` |
 //! | `RECONCILER_TEST_KAFKA_BROKERS` | `127.0.0.1:9092` |
 //! | `RECONCILER_TEST_REDIS_CLUSTER` | `redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003` |
+//!
+//! Tests that stop or restart the database start their own server: [`mariadb`].
+
+pub mod mariadb;
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())

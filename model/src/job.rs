@@ -120,6 +120,15 @@ mod tests {
     }
 
     #[test]
+    fn rechecks_are_on_the_wire_only_when_set() {
+        let mut job = Job::new(7, TriggerKind::Dts, "j".into());
+        assert!(!String::from_utf8(job.encode()).unwrap().contains("rechecks"), "older consumers see the same JSON");
+        job.rechecks = 3;
+        assert_eq!(Job::decode(&job.encode()).unwrap().rechecks, 3);
+        assert_eq!(Job::decode(br#"{"v":1,"job_id":"j","goods_id":7,"trigger":"dts"}"#).unwrap().rechecks, 0);
+    }
+
+    #[test]
     fn rejects_other_versions_and_garbage() {
         assert!(matches!(
             Job::decode(br#"{"v":2,"job_id":"j","goods_id":7,"trigger":"dts"}"#),

@@ -3,6 +3,7 @@
 //! commits offsets before exit.
 
 pub mod admin;
+pub mod health;
 pub mod telemetry;
 pub mod verifier;
 pub mod worker;
@@ -41,12 +42,10 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let prometheus = telemetry::install()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let config = &app.config;
-    let settings = WorkerSettings {
-        workers: config.handler.workers,
-        batch_size: config.handler.batch_size,
-        batch_wait: Duration::from_millis(config.handler.batch_wait_ms),
-        max_waiting: 200_000,
-    };
+    let settings = WorkerSettings::from_config(config);
+    let health =
+        Arc::new(health::Health::new(settings.workers, config.admin.consumer_stall_ms, common::clock::system()));
+    admin::warn_if_exposed(&config.admin);
 
     let listener = tokio::net::TcpListener::bind(&config.admin.listen)
         .await
@@ -57,6 +56,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
         prometheus,
         token: config.admin.token.clone(),
         run_options: app.run_options(None),
+        health: health.clone(),
     });
     let mut admin_shutdown = shutdown_rx.clone();
     let admin = tokio::spawn(async move {
@@ -73,32 +73,29 @@ async fn serve(app: App) -> anyhow::Result<()> {
             let (publisher, consumer) = triggers::bus::embedded::channel(config.bus.queue_capacity);
             let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                worker::run(handler, consumer, settings, rx).await;
+                worker::run(handler, consumer, settings, rx, health).await;
             });
             (Arc::new(publisher), task)
         }
         BusKind::Kafka => {
             let k = &config.kafka;
-            triggers::bus::kafka::admin::ensure_topics(
-                &k.brokers,
-                &[&k.jobs_topic, &k.dead_letter_topic],
-                k.partitions,
-            )
-            .await?;
+            triggers::bus::kafka::admin::ensure_topics_for(k, &[&k.jobs_topic, &k.dead_letter_topic]).await?;
+            let extra: Vec<(&str, &str)> = k.producer_config.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let jobs = KafkaPublisher::with_config(&k.brokers, &k.jobs_topic, &extra)?;
             let consumer = KafkaJobConsumer::new(
                 &k.brokers,
                 &k.group,
                 &k.jobs_topic,
                 &k.dead_letter_topic,
                 source_options(config),
-            )?;
+            )?
+            .with_recheck_publisher(jobs.clone());
             let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                let consumer = worker::run(handler, consumer, settings, rx).await;
+                let consumer = worker::run(handler, consumer, settings, rx, health).await;
                 consumer.shutdown().await;
             });
-            let extra: Vec<(&str, &str)> = k.producer_config.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            (Arc::new(KafkaPublisher::with_config(&k.brokers, &k.jobs_topic, &extra)?), task)
+            (Arc::new(jobs), task)
         }
     };
 
@@ -106,8 +103,12 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let mut trigger_tasks = Vec::new();
     if !config.triggers.dts.is_empty() {
         let topics: Vec<&str> = config.triggers.dts.iter().map(|d| d.topic.as_str()).collect();
-        triggers::bus::kafka::admin::ensure_topics(&config.kafka.brokers, &topics, config.kafka.partitions).await?;
-        let options = DtsOptions { source: source_options(config), ..Default::default() };
+        triggers::bus::kafka::admin::ensure_topics_for(&config.kafka, &topics).await?;
+        let options = DtsOptions {
+            source: source_options(config),
+            retry: common::RetryPolicy::from_config(&config.retry),
+            ..Default::default()
+        };
         let dts = DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
         tracing::info!(topics = ?topics, "dts-delay trigger started");
         trigger_tasks.push(tokio::spawn(dts.run(stopped(shutdown_rx.clone()))));
@@ -121,7 +122,11 @@ async fn serve(app: App) -> anyhow::Result<()> {
         let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
         tracing::info!(cron = %cron, "scheduled full reconciliation armed");
         let app_handler = app.handler.clone();
-        let (opts, dump, config) = (app.run_options(None), config.triggers.full.dump.clone(), app.config.clone());
+        let (mut opts, dump, config) = (app.run_options(None), config.triggers.full.dump.clone(), app.config.clone());
+        // Judged by the service's breaker, like every other batch of the process; entries
+        // are counted, not kept (the log and metrics carry the figures).
+        opts.breaker = Some(app.handler.breaker().clone());
+        opts.entries = Some(Arc::new(handlers::run::CountOnly));
         let rx = shutdown_rx.clone();
         trigger_tasks.push(tokio::spawn(async move {
             tokio::select! {
@@ -223,8 +228,8 @@ async fn scheduled_full(
             Ok(report) => {
                 tracing::info!(
                     checked = report.checked,
-                    drift = report.drift.len(),
-                    repairs = report.repairs.len(),
+                    drift = report.drift_count(),
+                    repairs = report.repair_count(),
                     "scheduled full reconciliation done"
                 );
             }

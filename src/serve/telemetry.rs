@@ -15,6 +15,7 @@ pub const JOB_LAG: &str = "reconciler_job_lag_ms";
 pub const JOBS_WAITING: &str = "reconciler_jobs_waiting";
 pub const FULL_PROGRESS: &str = "reconciler_full_progress_goods";
 pub const CHANGE_TO_REPAIR: &str = "reconciler_change_to_repair_ms";
+pub const WORKER_RESTARTS: &str = "reconciler_worker_restarts_total";
 
 /// Upper bounds (ms) of the change-to-repair latency histogram.
 pub const LATENCY_BUCKETS_MS: [f64; 14] = [
@@ -23,7 +24,12 @@ pub const LATENCY_BUCKETS_MS: [f64; 14] = [
 ];
 
 pub const METRICS: &[MetricDef] = &[
-    MetricDef::counter(JOBS, &["trigger", "outcome"], "check jobs handled by this instance, by trigger and outcome"),
+    MetricDef::counter(
+        JOBS,
+        &["trigger", "outcome"],
+        "check jobs handled by this instance, by trigger and outcome (done, rechecked, halted, dead_lettered)",
+    ),
+    MetricDef::counter(WORKER_RESTARTS, &[], "handler workers that died and were restarted"),
     MetricDef::counter(ERRORS, &["component"], "errors, by component (bus, handler, schedule, full, verifier)"),
     MetricDef::gauge(JOB_LAG, &[], "how late the last job was handled after its not-before time"),
     MetricDef::gauge(JOBS_WAITING, &[], "jobs received and waiting for their not-before time"),

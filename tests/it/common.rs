@@ -39,6 +39,8 @@ pub struct TestEnv {
     hbase_store: std::sync::Arc<hbase_emulator::Store>,
     pub config_path: PathBuf,
     pub toml: String,
+    /// The MySQL server of the test's truth (the shared one, or a private one).
+    pub mysql: String,
 }
 
 impl TestEnv {
@@ -48,6 +50,11 @@ impl TestEnv {
     }
 
     pub async fn with_repair(repair: &str) -> TestEnv {
+        Self::on_mysql(&mysql_url(), repair).await
+    }
+
+    /// Truth on the MySQL server at `mysql` (a private server a test may restart).
+    pub async fn on_mysql(mysql: &str, repair: &str) -> TestEnv {
         let prefix = format!("t{:08x}_", rand::thread_rng().gen::<u32>());
         let emulator = hbase_emulator::start("127.0.0.1:0", Default::default()).expect("emulator");
         let toml = format!(
@@ -82,7 +89,6 @@ kind = "hbase"
 address = "{hbase}"
 table = "{prefix}goods"
 "#,
-            mysql = mysql_url(),
             redis = redis_url(),
             hbase = emulator.local_addr(),
         );
@@ -98,7 +104,16 @@ table = "{prefix}goods"
             }
         }
         let (hbase_addr, hbase_store) = (emulator.local_addr(), emulator.store().clone());
-        TestEnv { prefix, app, emulator: Some(emulator), hbase_addr, hbase_store, config_path, toml }
+        TestEnv {
+            prefix,
+            app,
+            emulator: Some(emulator),
+            hbase_addr,
+            hbase_store,
+            config_path,
+            toml,
+            mysql: mysql.to_string(),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -216,7 +231,7 @@ table = "{prefix}goods"
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let layout = self.app.config.layout();
-        let url = mysql_url();
+        let url = self.mysql.clone();
         let prefix = self.prefix.clone();
         let _ = std::fs::remove_file(&self.config_path);
         std::thread::spawn(move || {

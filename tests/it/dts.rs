@@ -340,3 +340,127 @@ async fn a_killed_service_loses_no_change_event() {
     let (code, stderr) = service.take().unwrap().terminate();
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// Publishes slowly and counts, so a test can act in the middle of a fan-out.
+struct SlowPublisher {
+    inner: triggers::bus::embedded::EmbeddedPublisher,
+    published: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl triggers::JobPublisher for SlowPublisher {
+    async fn publish(&self, jobs: &[model::job::Job]) -> triggers::error::Result<()> {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        self.inner.publish(jobs).await?;
+        self.published.fetch_add(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The MySQL server restarts while an `activity` event fans out to its goods page by
+/// page: the failed pages are retried as transient (not dead-lettered), and every goods
+/// of the activity is checked and repaired. A private server: the shared one is never
+/// restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_restart_during_an_activity_fan_out_loses_nothing() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use triggers::dts::trigger::{DtsOptions, DtsTrigger};
+
+    let mut db = tokio::task::spawn_blocking(::common::testenv::mariadb::PrivateMariadb::start)
+        .await
+        .unwrap()
+        .expect("a private mariadbd");
+    let env = TestEnv::on_mysql(&db.url(), "settle_ms = 0\nmax_drift_ratio = 1.0\nmax_repairs_per_sec = 100000").await;
+    let set = data(70_000, 300);
+    env.seed(&set, 3_600_000).await;
+    let ids: Vec<GoodsId> = (70_000..70_300).collect();
+    handlers::run::run_goods(&env.app.handler, &ids, &handlers::Mode::sync("t".into()), &env.app.run_options(None))
+        .await
+        .unwrap();
+    let goods = projected_goods(&env, &set).await;
+    let members: Vec<GoodsId> = {
+        let truth = env.app.handler.truth().read(&goods).await.unwrap();
+        goods.iter().filter(|g| truth[g].entities.contains_key(&7001)).copied().collect()
+    };
+    assert!(members.len() >= 60, "{}", members.len());
+    let fields = crate::common::corrupt(&env, "redis-a", &members);
+
+    let mut kafka = model::config::KafkaConfig { brokers: brokers(), ..Default::default() };
+    kafka.trigger_group = format!("{}dts", env.prefix);
+    kafka.dead_letter_topic = format!("{}dlq", env.prefix);
+    let topic = format!("{}canal", env.prefix);
+    triggers::bus::kafka::ensure_topics(&kafka.brokers, &[&topic, &kafka.dead_letter_topic], 1).await.unwrap();
+    let (publisher, consumer) = triggers::bus::embedded::channel(10_000);
+    let slow = Arc::new(SlowPublisher { inner: publisher, published: Default::default() });
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let settings = reconciler::serve::worker::WorkerSettings::from_config(&env.app.config);
+    let health = Arc::new(reconciler::serve::health::Health::new(2, 60_000, ::common::clock::system()));
+    let workers = tokio::spawn(reconciler::serve::worker::run(
+        env.app.handler.clone(),
+        consumer,
+        settings,
+        stopped.clone(),
+        health,
+    ));
+    let dts = model::config::DtsConfig {
+        topic: topic.clone(),
+        format: model::config::EventFormat::Canal,
+        stages_ms: vec![300],
+    };
+    let options = DtsOptions { page_size: 5, ..Default::default() };
+    let trigger = DtsTrigger::new(&kafka, &[dts], slow.clone(), env.app.pools.clone(), options).unwrap();
+    let mut rx = stopped.clone();
+    let trigger = tokio::spawn(trigger.run(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+
+    produce(
+        &topic,
+        "7001",
+        &canal(
+            &env.app.config.layout().meta_database(),
+            "activity",
+            "UPDATE",
+            json!({"activity_id": 7001, "priority": 10}),
+            Some(json!({"priority": 9})),
+        ),
+    )
+    .await;
+    let started = Instant::now();
+    while slow.published.load(Ordering::Relaxed) < 10 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the fan-out started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let published_before = slow.published.load(Ordering::Relaxed);
+    // Down longer than the pools' connect timeout (5 s), so queries fail, not just wait.
+    db = tokio::task::spawn_blocking(move || {
+        db.stop().expect("stop");
+        std::thread::sleep(Duration::from_secs(7));
+        db.start_again().expect("start again");
+        db
+    })
+    .await
+    .unwrap();
+    assert!(published_before < members.len(), "restarted in the middle of the fan-out");
+    let repaired = crate::service::eventually(Duration::from_secs(120), || {
+        crate::common::healed(&env, "redis-a", &members, &fields)
+    })
+    .await;
+    assert!(repaired, "every goods of the activity checked and repaired; mariadb log:\n{}", db.log());
+    assert!(slow.published.load(Ordering::Relaxed) >= members.len());
+
+    // No dead letter: the restart was transient.
+    let dlq: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("{}dlq-reader", env.prefix))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&kafka.dead_letter_topic]).unwrap();
+    let dead = tokio::time::timeout(Duration::from_secs(3), dlq.recv()).await;
+    assert!(dead.is_err(), "nothing dead-lettered: {:?}", dead.map(|m| m.map(|m| m.detach())));
+    let _ = stop.send(true);
+    trigger.await.unwrap();
+    workers.await.unwrap();
+}

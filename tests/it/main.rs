@@ -1,9 +1,11 @@
 //! Integration tests of the reconciler against the real MariaDB and Redis servers and the
 //! project's HBase Thrift1 server, one test binary (`cargo test --test it`).
 
+mod audit;
 mod cli;
 mod common;
 mod dts;
+mod liveness;
 mod poison;
 mod reconcile;
 mod safety;

@@ -164,3 +164,32 @@ async fn a_stalled_caller_does_not_get_the_consumer_thrown_out_of_its_group() {
     assert_eq!(source.revocations(), 0, "the consumer was never thrown out of its group");
     source.shutdown().await;
 }
+
+/// Partitions and replication factor of created topics are configuration, 0 being the
+/// broker's default (the code before created every topic with one replica, whatever the
+/// cluster: the jobs of a failed broker were lost with it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_topics_follow_the_configured_partitions_and_replication() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use triggers::bus::kafka::{create_topics, TopicSettings};
+    let brokers = ensure_broker();
+    let s = suffix();
+    let (three, default, replicated) = (format!("three-{s}"), format!("default-{s}"), format!("repl-{s}"));
+    create_topics(&brokers, &[&three], TopicSettings { partitions: 3, replication_factor: 0 }).await.unwrap();
+    create_topics(&brokers, &[&default], TopicSettings { partitions: 0, replication_factor: 0 }).await.unwrap();
+    create_topics(&brokers, &[&replicated], TopicSettings { partitions: 2, replication_factor: 3 }).await.unwrap();
+    let client: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    // (partitions, replicas of partition 0) as the broker reports them.
+    let shape = |topic: &str| {
+        let md = client.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let t = &md.topics()[0];
+        (t.partitions().len(), t.partitions()[0].replicas().len())
+    };
+    assert_eq!(shape(&three).0, 3);
+    let (partitions, replicas) = shape(&default);
+    assert!(partitions >= 1 && replicas >= 1, "the broker's defaults: {partitions} {replicas}");
+    assert_eq!(shape(&replicated), (2, 3), "three replicas as configured (Tansu records them on one broker)");
+    // Existing topics are left as they are.
+    create_topics(&brokers, &[&three], TopicSettings { partitions: 5, replication_factor: 2 }).await.unwrap();
+    assert_eq!(shape(&three).0, 3);
+}

@@ -33,6 +33,14 @@ impl AckHandle {
         AckHandle { inner: AckInner::Embedded(Some(permit)) }
     }
 
+    /// The in-flight slot of an embedded delivery, moved to the job that replaces it.
+    pub(crate) fn take_permit(self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match self.inner {
+            AckInner::Embedded(permit) => permit,
+            _ => None,
+        }
+    }
+
     /// A handle with nothing behind it (jobs built in memory, tests).
     pub fn noop() -> AckHandle {
         AckHandle { inner: AckInner::Noop }

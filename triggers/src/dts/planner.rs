@@ -37,9 +37,11 @@ impl StagePlanner {
 
     /// Due time of stage `stage_ms` for a change committed at `commit_ms`.
     pub fn due_ms(commit_ms: i64, stage_ms: u64) -> i64 {
-        let raw = commit_ms + stage_ms as i64;
-        let w = Self::window_ms(stage_ms);
-        raw.div_euclid(w) * w + if raw.rem_euclid(w) == 0 { 0 } else { w }
+        // In i128: a commit time from a broken producer must not overflow.
+        let raw = commit_ms as i128 + stage_ms as i128;
+        let w = Self::window_ms(stage_ms) as i128;
+        let due = raw.div_euclid(w) * w + if raw.rem_euclid(w) == 0 { 0 } else { w };
+        due.clamp(i64::MIN as i128, i64::MAX as i128) as i64
     }
 
     /// Jobs not yet published (nor being published) for `goods` changed at `commit_ms`,
@@ -121,6 +123,14 @@ mod tests {
         assert!(planner.plan(&[7], 10_050, 0).is_empty(), "reserved while in flight");
         planner.release(&first);
         assert_eq!(planner.plan(&[7], 10_050, 0)[0].job_id, first[0].job_id);
+    }
+
+    #[test]
+    fn absurd_commit_times_do_not_overflow() {
+        for commit in [i64::MAX, i64::MAX - 1, i64::MIN] {
+            let jobs = StagePlanner::new(vec![0, 3000, 300_000]).plan(&[7], commit, 0);
+            assert_eq!(jobs.len(), 3);
+        }
     }
 
     #[test]

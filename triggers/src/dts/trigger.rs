@@ -3,10 +3,13 @@
 //! `step` takes one record and spawns its processing (bounded by `max_in_flight`), so a
 //! slow fan-out does not hold back other partitions; offsets are committed per partition
 //! in order of the records, whatever order they finish in. Processing a record retries
-//! retryable failures (broker or database outage) with back-off until it succeeds, and
-//! only then acks: an event is never dropped because a store was down. A record that can
-//! not be parsed, or whose fan-out fails for good, is dead-lettered with the reason
-//! (topic, partition, offset, what was wrong) and acked, and consumption goes on.
+//! transient failures (the shared classifier: a broker or database outage, a MySQL
+//! restart in the middle of an activity's fan-out, deadlocks) under the shared retry
+//! policy, redoing the record from the start (its jobs are de-duplicated), and only then
+//! acks. A record that can not be parsed, that fails permanently, or whose transient
+//! failure outlasts the retry policy is dead-lettered with the reason (topic, partition,
+//! offset, what was wrong, attempts) and acked, and consumption goes on. A dead letter
+//! that cannot be published is retried until it is: the record is never acked unsent.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,6 +28,7 @@ use crate::error::{Result, TriggerError};
 use common::clock::now_ms;
 use common::mysql::pager::ActivityGoodsPager;
 use common::mysql::MysqlPools;
+use common::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct DtsOptions {
@@ -32,8 +36,8 @@ pub struct DtsOptions {
     pub max_in_flight: usize,
     /// Goods per fan-out page and per publish call.
     pub page_size: u32,
-    /// Longest back-off between retries of a failing step.
-    pub max_backoff: Duration,
+    /// How transient failures of one record are retried before it is dead-lettered.
+    pub retry: RetryPolicy,
     pub source: SourceOptions,
 }
 
@@ -42,7 +46,7 @@ impl Default for DtsOptions {
         DtsOptions {
             max_in_flight: 64,
             page_size: 1000,
-            max_backoff: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
             source: SourceOptions::default(),
         }
     }
@@ -130,29 +134,34 @@ impl DtsTrigger {
 }
 
 async fn process(ctx: Arc<Context>, record: RawRecord, ack: AckHandle) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
+    let mut delays = ctx.options.retry.delays();
+    let mut attempt = 1u32;
+    let failure = loop {
         match process_once(&ctx, &record).await {
-            Ok(()) => break,
-            Err(Failure::Permanent(reason)) => {
-                let reason =
-                    format!("topic {} partition {} offset {}: {reason}", record.topic, record.partition, record.offset);
-                match ctx.dead_letters.send(&record, &reason).await {
-                    Ok(()) => {
-                        count_event(&ctx, &record, "dead_lettered");
-                        metrics::counter!(crate::metrics::DEAD_LETTERS, "source" => "dts").increment(1);
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "dead letter not published, retrying"),
+            Ok(()) => {
+                ack.ack();
+                return;
+            }
+            Err(Failure::Permanent(reason)) => break reason,
+            Err(Failure::Retry(e)) => match delays.next() {
+                Some(delay) => {
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, attempt, error = %e, retry_in_ms = delay.as_millis() as u64, "change event processing failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
                 }
-            }
-            Err(Failure::Retry(e)) => {
-                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, error = %e, "change event processing failed, retrying");
-            }
+                None => break format!("transient failure outlasted {attempt} attempts (the [retry] policy): {e}"),
+            },
         }
+    };
+    let reason = format!("topic {} partition {} offset {}: {failure}", record.topic, record.partition, record.offset);
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = ctx.dead_letters.send(&record, &reason).await {
+        tracing::warn!(error = %e, "dead letter not published, retrying");
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(ctx.options.max_backoff);
+        backoff = (backoff * 2).min(ctx.options.retry.max_delay);
     }
+    count_event(&ctx, &record, "dead_lettered");
+    metrics::counter!(crate::metrics::DEAD_LETTERS, "source" => "dts").increment(1);
     ack.ack();
 }
 
@@ -162,6 +171,8 @@ enum Failure {
 }
 
 impl From<TriggerError> for Failure {
+    /// The shared classifier decides; any broker error is worth the retries (a publish
+    /// the broker refused is not the event's fault).
     fn from(e: TriggerError) -> Self {
         if e.is_retryable() || matches!(e, TriggerError::Kafka(_)) {
             Failure::Retry(e)

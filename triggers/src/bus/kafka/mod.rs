@@ -8,9 +8,9 @@ pub mod offsets;
 pub mod publisher;
 pub mod source;
 
-pub use admin::ensure_topics;
+pub use admin::{create_topics, ensure_topics, ensure_topics_for, TopicSettings};
 pub use dead_letter::DeadLetterPublisher;
-pub use job_consumer::KafkaJobConsumer;
+pub use job_consumer::{KafkaJobConsumer, KafkaReroute};
 pub use publisher::KafkaPublisher;
 pub use source::{KafkaSource, RawRecord, SourceOptions};
 
@@ -24,7 +24,8 @@ pub(crate) fn base_config(brokers: &str) -> ClientConfig {
 }
 
 /// Producer settings: every publish waits for the full in-sync replica set, so a publish
-/// that returned survives a broker failover.
+/// that returned survives a broker failover (with topics replicated: see
+/// [`admin`]).
 pub(crate) fn producer_config(brokers: &str) -> ClientConfig {
     let mut config = base_config(brokers);
     config.set("acks", "all").set("linger.ms", "5").set("message.timeout.ms", "30000");

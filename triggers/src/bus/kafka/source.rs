@@ -12,7 +12,7 @@
 //! the committed offsets.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -157,6 +157,9 @@ pub struct KafkaSource {
     consumer: Option<Arc<Consumer_>>,
     tracker: Arc<SharedTracker>,
     revocations: Arc<AtomicU64>,
+    /// When the poll loop last went round (epoch ms): it goes round at least every
+    /// second while alive, so an old value means the source stalled.
+    heartbeat: Arc<AtomicI64>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -200,8 +203,14 @@ impl KafkaSource {
         consumer.subscribe(topics)?;
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx));
-        Ok(KafkaSource { rx, consumer: Some(consumer), tracker, revocations, stop, task: Some(task) })
+        let heartbeat = Arc::new(AtomicI64::new(common::clock::now_ms()));
+        let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx, heartbeat.clone()));
+        Ok(KafkaSource { rx, consumer: Some(consumer), tracker, revocations, heartbeat, stop, task: Some(task) })
+    }
+
+    /// When the poll loop last went round (epoch ms).
+    pub fn heartbeat(&self) -> Arc<AtomicI64> {
+        self.heartbeat.clone()
     }
 
     /// The next record and its ack handle; `None` after [`shutdown`](Self::shutdown).
@@ -252,11 +261,13 @@ async fn poll_loop(
     tracker: Arc<SharedTracker>,
     tx: mpsc::Sender<Item>,
     mut stop: watch::Receiver<bool>,
+    heartbeat: Arc<AtomicI64>,
 ) {
     let mut backlog: VecDeque<Item> = VecDeque::new();
     let mut paused = false;
     let mut topics: Vec<Arc<str>> = Vec::new();
     loop {
+        heartbeat.store(common::clock::now_ms(), Ordering::Relaxed);
         // Hand over what we can without waiting.
         while let Some(item) = backlog.pop_front() {
             match tx.try_send(item) {
@@ -279,9 +290,9 @@ async fn poll_loop(
                 Ok(permit) => permit.send(backlog.pop_front().expect("backlog is not empty")),
                 Err(_) => return,
             },
-            // While paused, come back every second to poll again: polling is what keeps
-            // the consumer in its group.
-            _ = tokio::time::sleep(Duration::from_secs(1)), if paused => {}
+            // Come back every second: while paused to poll again (polling is what keeps
+            // the consumer in its group), while idle to show it is alive.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             message = consumer.recv() => match message {
                 Ok(message) => {
                     let topic = interned(&mut topics, message.topic());

@@ -1,0 +1,199 @@
+//! The audit log is exact: the ids MySQL really assigned, writes with an unclear outcome
+//! settled by reading the target again, pending rows left by a crash resolved when the
+//! next run starts, and undo through the same apply path as repairs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use handlers::audit::AuditLog;
+use handlers::run::run_goods;
+use handlers::stores::{ApplyOutcome, ScanPage, Target};
+use handlers::truth::TruthReader;
+use handlers::undo::undo;
+use handlers::{Handler, Mode, StoreError};
+use model::job::TriggerKind;
+use model::repair_plan::CellRepair;
+use model::{GoodsId, ObservedGoods};
+use sqlx::mysql::MySqlPoolOptions;
+
+use crate::common::{corrupt, data, mysql_url, projected_goods, TestEnv};
+
+async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
+    let set = data(first, n);
+    env.seed(&set, 3_600_000).await;
+    let ids: Vec<GoodsId> = (first..first + n).collect();
+    run_goods(&env.app.handler, &ids, &Mode::sync("t-sync".into()), &env.app.run_options(None)).await.unwrap();
+    projected_goods(env, &set).await
+}
+
+fn handler_with(env: &TestEnv, targets: Vec<Arc<dyn Target>>, audit: AuditLog) -> Arc<Handler> {
+    let truth = TruthReader::new(env.app.pools.clone());
+    Arc::new(Handler::new(truth, targets, audit, env.config().repair.clone()))
+}
+
+fn redis_a(env: &TestEnv) -> Arc<dyn Target> {
+    env.app.handler.targets().iter().find(|t| t.name() == "redis-a").unwrap().clone()
+}
+
+/// With `auto_increment_increment = 7` (a multi-primary setup), one INSERT of many rows
+/// gets ids 7 apart: the code before assumed consecutive ids and reported ids of other
+/// rows (or of none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_ids_are_the_ids_mysql_assigned_whatever_the_increment() {
+    let env = TestEnv::new().await;
+    let goods = synced(&env, 50_000, 30).await;
+    let victims = &goods[..8];
+    corrupt(&env, "redis-a", victims);
+    let pool = MySqlPoolOptions::new()
+        .max_connections(2)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Executor;
+                conn.execute("SET SESSION auto_increment_increment = 7, auto_increment_offset = 3").await?;
+                Ok(())
+            })
+        })
+        .connect(&mysql_url())
+        .await
+        .unwrap();
+    let audit = AuditLog::new(pool, &env.config().layout().meta_database());
+    let handler = handler_with(&env, vec![redis_a(&env)], audit.clone());
+    let report =
+        run_goods(&handler, victims, &Mode::repair(TriggerKind::Operator, "t-ids".into()), &env.app.run_options(None))
+            .await
+            .unwrap();
+    assert_eq!(report.repairs.len(), victims.len(), "{report:?}");
+    let mut ids: Vec<u64> = report.repairs.iter().map(|r| r.repair_id.unwrap()).collect();
+    ids.sort_unstable();
+    assert!(ids.windows(2).all(|w| w[1] - w[0] == 7), "ids as assigned, 7 apart: {ids:?}");
+    for r in &report.repairs {
+        let row = audit.get(r.repair_id.unwrap()).await.unwrap().expect("the id names a row");
+        assert_eq!((row.goods_id, row.activity_id, row.status.as_str()), (r.goods_id, r.activity_id, "applied"));
+        assert_eq!(row.qualifier, r.activity_id.unwrap().to_string().into_bytes());
+    }
+}
+
+/// A store that writes and then fails (a timeout after the write landed), or fails
+/// without writing.
+struct Flaky {
+    inner: Arc<dyn Target>,
+    write: bool,
+}
+
+#[async_trait]
+impl Target for Flaky {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    async fn read(&self, goods: &[GoodsId]) -> Result<Vec<ObservedGoods>, StoreError> {
+        self.inner.read(goods).await
+    }
+    async fn apply(&self, repairs: &[CellRepair]) -> Result<Vec<ApplyOutcome>, StoreError> {
+        if self.write {
+            self.inner.apply(repairs).await?;
+        }
+        Err(StoreError::unreachable(self.name(), "command timed out"))
+    }
+    async fn scan(&self, cursor: Option<Vec<u8>>, limit: usize) -> Result<ScanPage, StoreError> {
+        self.inner.scan(cursor, limit).await
+    }
+}
+
+/// An error after the write is settled by reading the target: the rows say `applied`
+/// when it landed and `failed` when it did not (the code before marked every row
+/// `failed` and reported the target unreachable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_with_an_unclear_outcome_is_settled_by_reading_the_target() {
+    let env = TestEnv::with_repair("settle_ms = 0\nmax_drift_ratio = 1.0\nmax_repairs_per_sec = 100000").await;
+    let goods = synced(&env, 51_000, 20).await;
+    let mode = Mode::repair(TriggerKind::Operator, "t-unclear".into());
+    for (write, victims) in [(true, &goods[..3]), (false, &goods[3..6])] {
+        let fields = corrupt(&env, "redis-a", victims);
+        let flaky: Arc<dyn Target> = Arc::new(Flaky { inner: redis_a(&env), write });
+        let handler = handler_with(&env, vec![flaky], env.app.handler.audit().clone());
+        let report = run_goods(&handler, victims, &mode, &env.app.run_options(None)).await.unwrap();
+        assert!(report.unreachable.is_empty(), "the store answered the re-read: {report:?}");
+        let rows: Vec<u64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM {}.reconcile_repair_log WHERE run_id = 't-unclear' AND goods_id IN ({})",
+            env.db("act_meta"),
+            victims.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        ))
+        .fetch_all(env.app.pools.meta_pool())
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 3);
+        for id in rows {
+            let row = env.app.handler.audit().get(id).await.unwrap().unwrap();
+            assert_eq!(row.status, if write { "applied" } else { "failed" }, "{row:?}");
+        }
+        if write {
+            assert_eq!(report.repairs.len(), 3, "{report:?}");
+            assert!(crate::common::healed(&env, "redis-a", victims, &fields));
+        } else {
+            assert!(report.repairs.is_empty());
+            assert_eq!(report.deferred.len(), 3, "left for the next check: {report:?}");
+            assert!(report.deferred[0].reason.contains("did not land"), "{:?}", report.deferred);
+        }
+    }
+}
+
+/// Rows a crash left `pending` are resolved by reading the target when the next run
+/// starts (the code before left them pending forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_rows_left_by_a_crash_are_resolved_when_the_next_run_starts() {
+    let env = TestEnv::new().await;
+    let goods = synced(&env, 52_000, 20).await;
+    let (landed, lost) = (goods[0], goods[1]);
+    corrupt(&env, "redis-a", &[landed, lost]);
+    // A run checks both, records its repairs pending, writes one, and dies.
+    let target = redis_a(&env);
+    let observed = target.read(&[landed, lost]).await.unwrap();
+    let mut plan = Vec::new();
+    for (g, held) in [landed, lost].iter().zip(&observed) {
+        let truth = env.truth(*g).await;
+        let drift = model::diff::diff_goods(*g, &truth, held);
+        plan.extend(model::repair_plan::plan_repairs(&truth, held, &drift));
+    }
+    let ids =
+        env.app.handler.audit().record_pending("t-crashed", "redis-a", TriggerKind::Full, &plan, None).await.unwrap();
+    target.apply(&plan[..1]).await.unwrap();
+    env.sql(&format!(
+        "UPDATE {}.reconcile_repair_log SET created_at = NOW(3) - INTERVAL 10 MINUTE WHERE run_id = 't-crashed'",
+        env.db("act_meta")
+    ))
+    .await;
+
+    // The next run (any goods) starts by resolving them.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .args(["--config", env.config_path.to_str().unwrap(), "repair", "--goods", &goods[5].to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit = env.app.handler.audit();
+    assert_eq!(audit.get(ids[0]).await.unwrap().unwrap().status, "applied", "the write had landed");
+    let lost = audit.get(ids[1]).await.unwrap().unwrap();
+    assert_eq!(lost.status, "failed", "the write never happened: the cell holds the before image");
+}
+
+/// `undo` takes tokens from the repair rate cap like any repair (the code before wrote
+/// without asking the limiter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_goes_through_the_rate_cap_and_records_its_outcome() {
+    let env = TestEnv::with_repair("settle_ms = 0\nmax_drift_ratio = 1.0\nmax_repairs_per_sec = 1").await;
+    let goods = synced(&env, 53_000, 10).await;
+    corrupt(&env, "redis-a", &goods[..1]);
+    let mode = Mode::repair(TriggerKind::Operator, "t-undo-cap".into());
+    let report = run_goods(&env.app.handler, &goods[..1], &mode, &env.app.run_options(None)).await.unwrap();
+    assert_eq!(report.repairs.len(), 1, "{report:?}");
+    // The bucket (one token a second) is empty now: the undo waits for its token.
+    let started = Instant::now();
+    let undone = undo(&env.app.handler, report.repairs[0].repair_id.unwrap(), &mode).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(500), "{:?}", started.elapsed());
+    let id = undone.repairs[0].repair_id.unwrap();
+    let row = env.app.handler.audit().get(id).await.unwrap().unwrap();
+    assert_eq!((row.kind.as_str(), row.status.as_str()), ("undo", "applied"));
+}
