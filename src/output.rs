@@ -10,7 +10,9 @@
 //!   order the entries were found, copied from the files, which are then removed;
 //! - the human report shows the counts, the drift table and the first entries of each
 //!   list, and the directory holding the full lists (`drift.jsonl`, `repairs.jsonl`,
-//!   `deferred.jsonl`, `unknown_goods.jsonl`, `errors.jsonl`), which is kept.
+//!   `deferred.jsonl`, `unknown_goods.jsonl`, `errors.jsonl`), which is kept. (A human
+//!   report of a run held in memory writes that directory too when a list is longer
+//!   than the 40 entries it shows.)
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -168,6 +170,24 @@ impl Spool {
         let io = |e: std::io::Error| format!("writing the report: {e}");
         match (files, json_output) {
             (None, true) => writeln!(out, "{}", json(&report)).map_err(io)?,
+            (None, false) if lists_longer_than_shown(&report) => {
+                // The full lists go to files, so the report can name them.
+                let mut files = Files::create(self.dir.clone()).map_err(io)?;
+                let all = Entries {
+                    drift: std::mem::take(&mut report.drift),
+                    repairs: std::mem::take(&mut report.repairs),
+                    deferred: std::mem::take(&mut report.deferred),
+                    unknown_goods: std::mem::take(&mut report.unknown_goods),
+                    errors: std::mem::take(&mut report.errors),
+                };
+                files.write(&all).and_then(|()| files.flush()).map_err(io)?;
+                report.drift = all.drift;
+                report.repairs = all.repairs;
+                report.deferred = all.deferred;
+                report.unknown_goods = all.unknown_goods;
+                report.errors = all.errors;
+                write!(out, "{}", human_lists(&report, &entries_of(&report), Some(&files.dir))).map_err(io)?;
+            }
             (None, false) => write!(out, "{}", human(&report)).map_err(io)?,
             (Some(files), true) => {
                 streamed_json(out, &report, &files).map_err(io)?;
@@ -251,14 +271,25 @@ impl EntrySink for Spool {
 }
 
 pub fn human(report: &Report) -> String {
-    let lists = Entries {
-        drift: report.drift.clone(),
-        repairs: report.repairs.clone(),
-        deferred: report.deferred.clone(),
-        unknown_goods: report.unknown_goods.clone(),
-        errors: report.errors.clone(),
-    };
-    human_lists(report, &lists, None)
+    human_lists(report, &entries_of(report), None)
+}
+
+/// The first entries of each list of a report holding them all.
+fn entries_of(report: &Report) -> Entries {
+    let first = |n: usize| n.min(LIST_LIMIT);
+    Entries {
+        drift: report.drift[..first(report.drift.len())].to_vec(),
+        repairs: report.repairs[..first(report.repairs.len())].to_vec(),
+        deferred: report.deferred[..first(report.deferred.len())].to_vec(),
+        unknown_goods: report.unknown_goods[..first(report.unknown_goods.len())].to_vec(),
+        errors: report.errors[..first(report.errors.len())].to_vec(),
+    }
+}
+
+fn lists_longer_than_shown(r: &Report) -> bool {
+    [r.drift.len(), r.repairs.len(), r.deferred.len(), r.unknown_goods.len(), r.errors.len()]
+        .iter()
+        .any(|n| *n > LIST_LIMIT)
 }
 
 /// The human report from the report's counts and `lists` (all entries, or the first of
@@ -435,6 +466,18 @@ mod tests {
     }
 
     #[test]
+    fn a_held_report_longer_than_shown_names_its_full_lists_too() {
+        let dir = std::env::temp_dir().join(format!("spool-held-{}", std::process::id()));
+        let (spool, total) = run(1000, &dir, vec![batch(0..100)]);
+        let mut out = Vec::new();
+        spool.write(total, false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("… and 60 more (full list in"), "{text}");
+        assert_eq!(std::fs::read_to_string(dir.join("drift.jsonl")).unwrap().lines().count(), 100);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_human_report_keeps_counts_first_entries_and_the_full_lists() {
         let dir = std::env::temp_dir().join(format!("spool-human-{}", std::process::id()));
         let (spool, total) = run(50, &dir, (0..3).map(|i| batch(i * 100..i * 100 + 100)).collect());
@@ -442,6 +485,7 @@ mod tests {
         spool.write(total, false, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("checked 300 goods"), "{text}");
+        assert!(text.contains(&format!("full lists (JSON lines): {}", dir.display())), "{text}");
         assert!(text.contains("300 drift entries, 150 repaired, 150 deferred"), "{text}");
         assert!(text.contains("… and 260 more (full list in"), "{text}");
         let drift = std::fs::read_to_string(dir.join("drift.jsonl")).unwrap();
