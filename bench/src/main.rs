@@ -6,8 +6,11 @@
 //! repairs it (accuracy against what was injected); a check that must come back clean;
 //! peak RSS of `reconciler full` as a child process at N and (with `--scale4`) at 4N;
 //! the price verifier (`verify --samples` on a file, and `serve` on Kafka); the
-//! incremental phase. Prints a table and writes BENCHMARKS.md.
+//! incremental phase; a Redis Cluster target against a single-server one
+//! ([`cluster`], also alone with `--cluster-only`). Prints a table and writes
+//! BENCHMARKS.md.
 
+mod cluster;
 mod data;
 mod drift;
 mod env;
@@ -94,6 +97,16 @@ struct Args {
     /// Skip `cargo build --release --bin reconciler`.
     #[arg(long)]
     no_build: bool,
+    /// Redis Cluster phase: goods checked and repaired on a cluster target and on a
+    /// single-server target (0: skip the phase).
+    #[arg(long, default_value_t = 20_000)]
+    cluster_goods: u64,
+    /// Redis Cluster phase: one goods in this many is given drift before the repair run.
+    #[arg(long, default_value_t = 100)]
+    cluster_drift_every: u64,
+    /// Run only the Redis Cluster phase and update its section of the report.
+    #[arg(long)]
+    cluster_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -130,8 +143,41 @@ async fn timed_full(app: &App, repair: bool) -> Result<(Report, f64)> {
     Ok((report, started.elapsed().as_secs_f64()))
 }
 
+/// The Redis Cluster phase; its section of the report (an error is reported there).
+async fn cluster_phase(args: &Args, command: &str) -> String {
+    say(format!("redis cluster vs one server: {} goods", args.cluster_goods));
+    match cluster::run(args.cluster_goods, args.cluster_drift_every.max(1), args.batch_size, args.concurrency).await {
+        Ok(sides) => {
+            for s in &sides {
+                say(format!(
+                    "{}: full check {:.0} goods/s, full repair {:.0} goods/s, drift {}, repairs {}, after {}",
+                    s.label, s.check_rate, s.repair_rate, s.drift, s.repairs, s.recheck_drift
+                ));
+            }
+            cluster::markdown(&sides, args.cluster_goods, args.cluster_drift_every.max(1), command)
+        }
+        Err(e) => {
+            say(format!("redis cluster phase not measured: {e:#}"));
+            format!(
+                "{}\n## Redis Cluster target vs one server\n\nnot measured: {e:#}\n\n{}\n",
+                cluster::BEGIN,
+                cluster::END
+            )
+        }
+    }
+}
+
 async fn run(args: Args) -> Result<()> {
     let root = std::env::current_dir()?;
+    let command =
+        std::iter::once("cargo run --release -p bench --".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+    if args.cluster_only {
+        let section = cluster_phase(&args, &command).await;
+        let old = std::fs::read_to_string(&args.out).unwrap_or_default();
+        std::fs::write(&args.out, cluster::splice(&old, &section))?;
+        say(format!("wrote {}", args.out.display()));
+        return Ok(());
+    }
     if !args.no_build {
         say("building the release reconciler binary");
         env::build_reconciler(&root)?;
@@ -139,10 +185,7 @@ async fn run(args: Args) -> Result<()> {
     let settings = env::Settings { batch_size: args.batch_size, concurrency: args.concurrency };
     let (config_path, config) = env::write_config(&root, &settings)?;
     let mut fig = report::Figures {
-        command: std::iter::once("cargo run --release -p bench --".to_string())
-            .chain(std::env::args().skip(1))
-            .collect::<Vec<_>>()
-            .join(" "),
+        command: command.clone(),
         goods: args.goods,
         drift_rate: args.drift,
         ..Default::default()
@@ -390,6 +433,9 @@ async fn run(args: Args) -> Result<()> {
             md.push('\n');
             md.push_str(&old[i..]);
         }
+    }
+    if args.cluster_goods > 0 {
+        md = cluster::splice(&md, &cluster_phase(&args, &command).await);
     }
     std::fs::write(&args.out, md)?;
     say(format!("wrote {}", args.out.display()));

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | IO | refused, reset, aborted, broken pipe, timed out, unexpected EOF, unreachable |
 //! | MySQL | IO, pool timeout, TLS, protocol, worker crash; server errors 1040, 1053, 1205, 1213, 1317, 1927, 2002, 2003, 2006, 2013; SQLSTATE class `08` and `40001` |
-//! | Redis | IO, timeout, refused, dropped; replies LOADING, READONLY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, BUSY, MOVED, ASK |
+//! | Redis | IO, timeout, refused, dropped, no cluster connection to a slot's node; replies LOADING, READONLY, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, BUSY, MOVED, ASK |
 //! | HBase Thrift | transport errors; `IOError`s of a moving or busy region (NotServingRegion, RegionMoved, RegionOpening, RegionTooBusy, ServerNotRunningYet, PleaseHold, CallQueueTooBig, RetriesExhausted) |
 //! | Kafka | transport, timeouts, leader/coordinator movement, queue full |
 //!
@@ -104,6 +104,8 @@ impl Classify for redis::RedisError {
                 || self.is_timeout()
                 || self.is_connection_refusal()
                 || self.is_connection_dropped()
+                // A cluster client without a connection to the node of a slot (a master down).
+                || self.kind() == redis::ErrorKind::ClusterConnectionNotFound
                 || self.code().is_some_and(|c| REDIS_TRANSIENT_CODES.contains(&c)),
         )
     }
@@ -222,5 +224,16 @@ mod tests {
         assert!(e.is_transient(), "{e:?} {:?}", e.code());
         let e = redis::RedisError::from((redis::ErrorKind::TypeError, "WRONGTYPE", "wrong kind".to_string()));
         assert!(!e.is_transient());
+        for (kind, code) in [
+            (redis::ErrorKind::ClusterDown, "CLUSTERDOWN"),
+            (redis::ErrorKind::TryAgain, "TRYAGAIN"),
+            (redis::ErrorKind::Moved, "MOVED"),
+            (redis::ErrorKind::Ask, "ASK"),
+        ] {
+            let e = redis::RedisError::from((kind, code, "cluster".to_string()));
+            assert!(e.is_transient(), "{code}");
+        }
+        let e = redis::RedisError::from((redis::ErrorKind::ClusterConnectionNotFound, "no connection to the slot"));
+        assert!(e.is_transient());
     }
 }

@@ -10,9 +10,11 @@
 //! | `RECONCILER_TEST_KAFKA_BROKERS` | `127.0.0.1:9092` |
 //! | `RECONCILER_TEST_REDIS_CLUSTER` | `redis://127.0.0.1:7001,redis://127.0.0.1:7002,redis://127.0.0.1:7003` |
 //!
-//! Tests that stop or restart the database start their own server: [`mariadb`].
+//! Tests that stop or restart the database start their own server: [`mariadb`]; tests
+//! that stop a Redis Cluster node start their own cluster: [`redis_cluster`].
 
 pub mod mariadb;
+pub mod redis_cluster;
 
 fn var(name: &str, default: &str) -> String {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_string())

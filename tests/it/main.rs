@@ -3,6 +3,7 @@
 
 mod audit;
 mod cli;
+mod cluster;
 mod common;
 mod dts;
 mod liveness;

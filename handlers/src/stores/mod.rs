@@ -60,7 +60,7 @@ pub fn build_targets(configs: &[TargetConfig]) -> Result<Vec<Arc<dyn Target>>, S
         .iter()
         .map(|c| -> Result<Arc<dyn Target>, StoreError> {
             Ok(match c {
-                TargetConfig::Redis(r) => Arc::new(redis::RedisStore::new(r)?),
+                TargetConfig::Redis(r) => redis::build(r)?,
                 TargetConfig::Hbase(h) => Arc::new(hbase::HbaseStore::new(h)?),
             })
         })

@@ -6,6 +6,7 @@
 //! | `RECONCILER_MYSQL_DATABASE_URLS` | `mysql.database_urls` (comma-separated) |
 //! | `RECONCILER_DB_PREFIX` | `mysql.db_prefix` |
 //! | `RECONCILER_TARGET_<NAME>_URL` | `url` of the redis target `<name>` |
+//! | `RECONCILER_TARGET_<NAME>_CLUSTER` | `cluster` of the Redis Cluster target `<name>` (comma-separated) |
 //! | `RECONCILER_TARGET_<NAME>_ADDRESS` | `address` of the hbase target `<name>` |
 //! | `RECONCILER_KAFKA_BROKERS` | `kafka.brokers` |
 //! | `RECONCILER_ADMIN_LISTEN` | `admin.listen` |
@@ -46,7 +47,18 @@ pub fn apply_env_overrides(config: &mut Config, env: &dyn Fn(&str) -> Option<Str
         match target {
             TargetConfig::Redis(t) => {
                 if let Some(v) = env(&format!("{base}_URL")) {
-                    t.url = v;
+                    if t.cluster.is_some() {
+                        problems.push(format!("{base}_URL is set but `{}` is a cluster target (use {base}_CLUSTER)", t.name));
+                    } else {
+                        t.url = Some(v);
+                    }
+                }
+                if let Some(v) = env(&format!("{base}_CLUSTER")) {
+                    if t.url.is_some() {
+                        problems.push(format!("{base}_CLUSTER is set but `{}` is a one-server target (use {base}_URL)", t.name));
+                    } else {
+                        t.cluster = Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+                    }
                 }
                 if env(&format!("{base}_ADDRESS")).is_some() {
                     problems.push(format!("{base}_ADDRESS is set but `{}` is a redis target (use {base}_URL)", t.name));

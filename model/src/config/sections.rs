@@ -175,11 +175,18 @@ impl TargetConfig {
     }
 }
 
+/// A Redis target: one server (`url`) or a Redis Cluster (`cluster`, seed node URLs);
+/// exactly one of the two is given.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTarget {
     pub name: String,
-    pub url: String,
+    /// A single server, `redis://host:port/db` (or `rediss://`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Seed nodes of a Redis Cluster; the rest of the topology is learnt from them.
+    #[serde(default)]
+    pub cluster: Option<Vec<String>>,
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
     /// Per-command timeout; a target that does not answer in time is unreachable.
@@ -191,9 +198,29 @@ impl std::fmt::Debug for RedisTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisTarget")
             .field("name", &self.name)
-            .field("url", &super::redact_url(&self.url))
+            .field("url", &self.url.as_deref().map(super::redact_url))
+            .field("cluster", &self.cluster.as_ref().map(|c| c.iter().map(|u| super::redact_url(u)).collect::<Vec<_>>()))
             .field("key_prefix", &self.key_prefix)
             .finish_non_exhaustive()
+    }
+}
+
+/// Where a [`RedisTarget`] lives, once validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisEndpoint<'a> {
+    Single(&'a str),
+    Cluster(&'a [String]),
+}
+
+impl RedisTarget {
+    /// The server or the cluster seeds; `None` unless exactly one of `url` and `cluster`
+    /// is given (validation reports that).
+    pub fn endpoint(&self) -> Option<RedisEndpoint<'_>> {
+        match (&self.url, &self.cluster) {
+            (Some(url), None) => Some(RedisEndpoint::Single(url)),
+            (None, Some(seeds)) => Some(RedisEndpoint::Cluster(seeds)),
+            _ => None,
+        }
     }
 }
 

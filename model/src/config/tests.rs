@@ -97,7 +97,7 @@ fn env_overrides_addresses_and_secrets() {
     assert!(!debug.contains("s3cret"), "{debug}");
     match (&c.targets[0], &c.targets[1]) {
         (TargetConfig::Redis(r), TargetConfig::Hbase(h)) => {
-            assert_eq!(r.url, "redis://other:6379/3");
+            assert_eq!(r.url.as_deref(), Some("redis://other:6379/3"));
             assert_eq!(h.address, "hb:9091");
         }
         _ => panic!(),
@@ -163,4 +163,45 @@ fn verifier_section_defaults_and_validation() {
     {
         assert!(all.contains(needle), "missing {needle} in:\n{all}");
     }
+}
+
+const CLUSTER_TARGET: &str = r#"
+[[targets]]
+name = "redis-c"
+kind = "redis"
+cluster = ["redis://redis-c-1:7000", "redis://:pw@redis-c-2:7000"]
+"#;
+
+#[test]
+fn a_redis_target_may_be_a_cluster() {
+    let c = Config::parse(CLUSTER_TARGET, "t.toml", &no_env).unwrap();
+    let TargetConfig::Redis(r) = &c.targets[0] else { panic!() };
+    assert_eq!(
+        r.endpoint(),
+        Some(RedisEndpoint::Cluster(&["redis://redis-c-1:7000".to_string(), "redis://:pw@redis-c-2:7000".to_string()]))
+    );
+    assert!(!format!("{c:?}").contains("pw@"), "seed passwords are redacted");
+    let env = |k: &str| (k == "RECONCILER_TARGET_REDIS_C_CLUSTER").then(|| "redis://x:1, redis://y:2".to_string());
+    let c = Config::parse(CLUSTER_TARGET, "t.toml", &env).unwrap();
+    let TargetConfig::Redis(r) = &c.targets[0] else { panic!() };
+    assert_eq!(r.cluster.as_deref(), Some(&["redis://x:1".to_string(), "redis://y:2".to_string()][..]));
+    let env = |k: &str| (k == "RECONCILER_TARGET_REDIS_C_URL").then(|| "redis://x:1".to_string());
+    let err = Config::parse(CLUSTER_TARGET, "t.toml", &env).unwrap_err().to_string();
+    assert!(err.contains("RECONCILER_TARGET_REDIS_C_URL") && err.contains("REDIS_C_CLUSTER"), "{err}");
+}
+
+#[test]
+fn a_redis_target_gives_exactly_one_of_url_and_cluster() {
+    let both = format!("{CLUSTER_TARGET}url = \"redis://127.0.0.1:6379\"\n");
+    let err = Config::parse(&both, "t.toml", &no_env).unwrap_err().to_string();
+    assert!(err.contains("`targets[0]`: redis target `redis-c` gives both `url` and `cluster`"), "{err}");
+    let neither = "[[targets]]\nname = \"redis-n\"\nkind = \"redis\"\n";
+    let err = Config::parse(neither, "t.toml", &no_env).unwrap_err().to_string();
+    assert!(err.contains("`targets[0]`: redis target `redis-n` gives neither `url`"), "{err}");
+    let bad = "[[targets]]\nname = \"redis-b\"\nkind = \"redis\"\ncluster = [\"http://a:1\"]\n";
+    let err = Config::parse(bad, "t.toml", &no_env).unwrap_err().to_string();
+    assert!(err.contains("`targets[0].cluster[0]`: `http://a:1` is not a redis:// URL"), "{err}");
+    let empty = "[[targets]]\nname = \"redis-e\"\nkind = \"redis\"\ncluster = []\n";
+    let err = Config::parse(empty, "t.toml", &no_env).unwrap_err().to_string();
+    assert!(err.contains("`targets[0].cluster`: target `redis-e` names no seed node"), "{err}");
 }

@@ -71,8 +71,33 @@ pub fn validate(c: &Config) -> Vec<String> {
         }
         match t {
             TargetConfig::Redis(r) => {
-                if !r.url.starts_with("redis://") && !r.url.starts_with("rediss://") {
-                    p.push(format!("`targets[{i}].url`: `{}` is not a redis:// URL", super::redact_url(&r.url)));
+                let is_redis_url = |u: &str| u.starts_with("redis://") || u.starts_with("rediss://");
+                match (&r.url, &r.cluster) {
+                    (Some(url), None) => {
+                        if !is_redis_url(url) {
+                            p.push(format!("`targets[{i}].url`: `{}` is not a redis:// URL", super::redact_url(url)));
+                        }
+                    }
+                    (None, Some(seeds)) => {
+                        if seeds.is_empty() {
+                            p.push(format!("`targets[{i}].cluster`: target `{name}` names no seed node"));
+                        }
+                        for (j, seed) in seeds.iter().enumerate() {
+                            if !is_redis_url(seed) {
+                                p.push(format!(
+                                    "`targets[{i}].cluster[{j}]`: `{}` is not a redis:// URL",
+                                    super::redact_url(seed)
+                                ));
+                            }
+                        }
+                    }
+                    (Some(_), Some(_)) => p.push(format!(
+                        "`targets[{i}]`: redis target `{name}` gives both `url` and `cluster`; give exactly one"
+                    )),
+                    (None, None) => p.push(format!(
+                        "`targets[{i}]`: redis target `{name}` gives neither `url` (one server) nor `cluster` \
+                         (seed nodes of a Redis Cluster); give exactly one"
+                    )),
                 }
             }
             TargetConfig::Hbase(h) => {
