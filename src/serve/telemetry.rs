@@ -46,6 +46,24 @@ pub fn all() -> Vec<MetricDef> {
     [handlers::metrics::METRICS, triggers::metrics::METRICS, METRICS, crate::verify::metrics::METRICS].concat()
 }
 
+/// `docs/metrics.md`: every metric the service exports, generated from [`all`]. A unit
+/// test keeps the file equal to it; `RECONCILER_WRITE_DOCS=1 cargo test -p reconciler
+/// --lib metrics_md` rewrites the file.
+pub fn docs_markdown() -> String {
+    format!(
+        "# Metrics\n\n\
+         <!-- Generated from the code (src/serve/telemetry.rs `all()`); do not edit by hand. Regenerate with\n\
+         RECONCILER_WRITE_DOCS=1 cargo test -p reconciler --lib metrics_md -->\n\n\
+         `reconciler serve` exports these on `GET /metrics` of the admin server (Prometheus text format,\n\
+         see [admin-api.md](admin-api.md)). Each component (handlers, triggers, the service, the price\n\
+         verifier) records its own figures; label values are bounded sets (target names, drift kinds,\n\
+         triggers, topics), never ids. Counters count since the process started. The alert rules and\n\
+         the dashboard in `deploy/` use only these names (a test checks it); what to do when an alert\n\
+         fires: [runbooks.md](runbooks.md).\n\n{}",
+        common::telemetry::markdown(&all())
+    )
+}
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process's Prometheus recorder (once; later calls return the same
@@ -78,6 +96,24 @@ mod tests {
         assert!(text.contains("reconciler_change_to_repair_ms_bucket{trigger=\"dts\",le=\"4000\"} 1"), "{text}");
         assert!(text.contains("reconciler_change_to_repair_ms_count{trigger=\"dts\"} 1"), "{text}");
         assert!(text.contains("# HELP reconciler_jobs_total"), "{text}");
+    }
+
+    #[test]
+    fn metrics_md_is_generated_from_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+        let want = docs_markdown();
+        if std::env::var_os("RECONCILER_WRITE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/metrics.md differs from the metrics the code declares; regenerate it with \
+             RECONCILER_WRITE_DOCS=1 cargo test -p reconciler --lib metrics_md"
+        );
+        for d in all() {
+            assert!(have.contains(&format!("`{}`", d.name)), "{}", d.name);
+        }
     }
 
     #[test]

@@ -205,3 +205,84 @@ fn a_redis_target_gives_exactly_one_of_url_and_cluster() {
     let err = Config::parse(empty, "t.toml", &no_env).unwrap_err().to_string();
     assert!(err.contains("`targets[0].cluster`: target `redis-e` names no seed node"), "{err}");
 }
+
+/// Where the fields of each struct of `sections.rs` live in the file; `None` for
+/// containers whose fields are sections themselves.
+const SECTION_PATHS: &[(&str, Option<&str>)] = &[
+    ("Config", None),
+    ("TriggersConfig", None),
+    ("MysqlConfig", Some("mysql")),
+    ("RepairConfig", Some("repair")),
+    ("RetryConfig", Some("retry")),
+    ("FullConfig", Some("full")),
+    ("RedisTarget", Some("targets")),
+    ("HbaseTarget", Some("targets")),
+    ("BusConfig", Some("bus")),
+    ("KafkaConfig", Some("kafka")),
+    ("DtsConfig", Some("triggers.dts")),
+    ("ScannerConfig", Some("triggers.scanner")),
+    ("FullTriggerConfig", Some("triggers.full")),
+    ("HandlerConfig", Some("handler")),
+    ("AdminConfig", Some("admin")),
+    ("VerifierConfig", Some("verifier")),
+    ("EmulatorConfig", Some("hbase_emulator")),
+];
+
+/// `(struct, field)` of every `pub` field of every struct in `sections.rs`.
+fn section_fields() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in include_str!("sections.rs").lines() {
+        if let Some(rest) = line.strip_prefix("pub struct ") {
+            current = Some(rest.split([' ', '{', '(']).next().unwrap().to_string());
+        } else if line == "}" {
+            current = None;
+        } else if let (Some(s), Some(field)) = (&current, line.trim().strip_prefix("pub ")) {
+            if let Some((name, _)) = field.split_once(':') {
+                out.push((s.clone(), name.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Every key path of a TOML file, descending into the known sections only.
+fn file_keys(text: &str) -> Vec<String> {
+    fn walk(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        let sections: Vec<&str> = SECTION_PATHS.iter().filter_map(|(_, p)| *p).chain(["triggers"]).collect();
+        for (key, value) in table {
+            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let tables: Vec<&toml::Table> = match value {
+                toml::Value::Table(t) => vec![t],
+                toml::Value::Array(items) => items.iter().filter_map(|v| v.as_table()).collect(),
+                _ => Vec::new(),
+            };
+            if sections.contains(&path.as_str()) && !tables.is_empty() {
+                tables.into_iter().for_each(|t| walk(t, &path, out));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&text.parse::<toml::Table>().unwrap(), "", &mut out);
+    out
+}
+
+#[test]
+fn every_config_key_is_documented() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let mut keys = Vec::new();
+    for (strukt, field) in section_fields() {
+        match SECTION_PATHS.iter().find(|(s, _)| *s == strukt) {
+            Some((_, Some(path))) => keys.push(format!("{path}.{field}")),
+            Some((_, None)) => {}
+            None => panic!("struct `{strukt}` of sections.rs is not in SECTION_PATHS (and maybe not documented)"),
+        }
+    }
+    assert!(keys.len() > 60, "the section parser found {} keys", keys.len());
+    keys.extend(file_keys(include_str!("../../../config/reconciler.toml")));
+    keys.extend(file_keys(include_str!("../../../config/production.example.toml")));
+    let missing: Vec<&String> = keys.iter().filter(|k| !doc.contains(&format!("`{k}`"))).collect();
+    assert!(missing.is_empty(), "keys not in docs/configuration.md: {missing:?}");
+}
