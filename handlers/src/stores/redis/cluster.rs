@@ -33,11 +33,11 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, ServerError, Value};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 use tokio::sync::Mutex;
 
 use super::slots::SlotMap;
-use super::{outcomes, read_keys, scan_page, scan_pattern, script_calls, KeyPipeline};
+use super::{error_reply, outcomes, read_keys, scan_page, scan_pattern, script_calls, KeyPipeline};
 use crate::error::StoreError;
 use crate::stores::{ApplyOutcome, ScanPage, Target};
 
@@ -233,10 +233,7 @@ impl RedisClusterStore {
             Err(_) => Err(StoreError::unreachable(&self.name, format!("{cmd} timed out"))),
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => match e.code() {
-                Some(code) if !common::Classify::is_transient(&e) => Ok(Value::ServerError(ServerError::ExtensionError {
-                    code: code.to_string(),
-                    detail: e.detail().map(str::to_string),
-                })),
+                Some(code) if !common::Classify::is_transient(&e) => Ok(error_reply(code, e.detail())),
                 _ => Err(self.error(e)),
             },
         }
@@ -310,10 +307,7 @@ impl RedisClusterStore {
                         Ok(Ok(v)) => v,
                         // The script failed for this goods alone: its outcome is unknown.
                         Ok(Err(e)) if e.code().is_some() && !common::Classify::is_transient(&e) => {
-                            Value::ServerError(ServerError::ExtensionError {
-                                code: e.code().unwrap_or_default().to_string(),
-                                detail: e.detail().map(str::to_string),
-                            })
+                            error_reply(e.code().unwrap_or_default(), e.detail())
                         }
                         Ok(Err(e)) => return Err(self.error(e)),
                     };

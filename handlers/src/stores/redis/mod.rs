@@ -163,6 +163,16 @@ fn key_reply(store: &str, reply: Value) -> Result<Result<Value, KeyError>, Store
     Ok(Err(KeyError::Other(text)))
 }
 
+/// The reply value of an error the server answered for one key (as a pipeline would
+/// hold it), from an error the cluster client returned for a single command.
+fn error_reply(code: &str, detail: Option<&str>) -> Value {
+    let line = format!("-{code} {}\r\n", detail.unwrap_or_default().replace(['\r', '\n'], " "));
+    match redis::parse_redis_value(line.as_bytes()) {
+        Ok(v @ Value::ServerError(_)) => v,
+        _ => Value::SimpleString(format!("unreadable error reply {code}")),
+    }
+}
+
 /// One reply of a pipeline that is an error for its key only.
 enum KeyError {
     /// The key holds another type than a hash.
@@ -308,6 +318,15 @@ mod tests {
     fn escapes_glob_characters() {
         assert_eq!(glob_escape("act:goods:"), "act:goods:");
         assert_eq!(glob_escape("a*b?[c]"), "a\\*b\\?\\[c\\]");
+    }
+
+    #[test]
+    fn error_replies_keep_their_code() {
+        let Value::ServerError(e) = error_reply("WRONGTYPE", Some("Operation against a key\r\n")) else { panic!() };
+        assert_eq!((e.code(), e.details()), ("WRONGTYPE", Some("Operation against a key  ")));
+        assert!(matches!(key_reply("t", error_reply("WRONGTYPE", None)), Ok(Err(KeyError::WrongType))));
+        assert!(matches!(key_reply("t", error_reply("NOPERM", Some("no"))), Ok(Err(KeyError::Other(_)))));
+        assert!(key_reply("t", error_reply("CLUSTERDOWN", Some("down"))).is_err());
     }
 
     #[test]
