@@ -203,7 +203,9 @@ pub fn markdown(sides: &[Side], goods: u64, every: u64, command: &str) -> String
 /// Replaces the phase's section of `text` (or appends it).
 pub fn splice(text: &str, section: &str) -> String {
     match (text.find(BEGIN), text.find(END)) {
-        (Some(b), Some(e)) if e > b => format!("{}{}{}", &text[..b], section, &text[e + END.len()..].trim_start_matches('\n')),
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{}{}", &text[..b], section, &text[e + END.len()..].trim_start_matches('\n'))
+        }
         _ => format!("{}\n{}", text.trim_end_matches('\n').to_string() + "\n", section),
     }
 }

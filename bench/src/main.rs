@@ -169,8 +169,10 @@ async fn cluster_phase(args: &Args, command: &str) -> String {
 
 async fn run(args: Args) -> Result<()> {
     let root = std::env::current_dir()?;
-    let command =
-        std::iter::once("cargo run --release -p bench --".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+    let command = std::iter::once("cargo run --release -p bench --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
     if args.cluster_only {
         let section = cluster_phase(&args, &command).await;
         let old = std::fs::read_to_string(&args.out).unwrap_or_default();
@@ -184,12 +186,8 @@ async fn run(args: Args) -> Result<()> {
     }
     let settings = env::Settings { batch_size: args.batch_size, concurrency: args.concurrency };
     let (config_path, config) = env::write_config(&root, &settings)?;
-    let mut fig = report::Figures {
-        command: command.clone(),
-        goods: args.goods,
-        drift_rate: args.drift,
-        ..Default::default()
-    };
+    let mut fig =
+        report::Figures { command: command.clone(), goods: args.goods, drift_rate: args.drift, ..Default::default() };
     let app = App::new(config.clone())?;
     let layout = config.layout();
     let meta_pool = app.pools.meta_pool().clone();

@@ -91,7 +91,9 @@ timeout_ms = 2000
             let Ok(nodes) = redis::cmd("CLUSTER").arg("NODES").query::<String>(&mut c) else { continue };
             let mut masters: Vec<String> = nodes
                 .lines()
-                .filter(|l| l.split(' ').nth(2).is_some_and(|flags| flags.contains("master") && !flags.contains("fail")))
+                .filter(|l| {
+                    l.split(' ').nth(2).is_some_and(|flags| flags.contains("master") && !flags.contains("fail"))
+                })
                 .filter_map(|l| l.split(' ').nth(1)?.split('@').next().map(str::to_string))
                 .collect();
             masters.sort();
@@ -110,17 +112,16 @@ timeout_ms = 2000
             };
             let mut keys = BTreeSet::new();
             let mut cursor = 0u64;
-            loop {
-                let Ok((next, page)) = redis::cmd("SCAN")
+            let scan = |cursor: u64, c: &mut redis::Connection| {
+                redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
                     .arg(format!("{}*", self.key_prefix))
                     .arg("COUNT")
                     .arg(1000)
-                    .query::<(u64, Vec<String>)>(&mut c)
-                else {
-                    break;
-                };
+                    .query::<(u64, Vec<String>)>(c)
+            };
+            while let Ok((next, page)) = scan(cursor, &mut c) {
                 keys.extend(page);
                 if next == 0 {
                     break;
@@ -212,8 +213,9 @@ async fn check_and_repair_of_goods_spread_over_every_master() {
     assert!(check.drift.iter().any(|d| d.goods_id == hurt[1] && d.kind == DriftKind::Corrupt));
     assert!(check.drift.iter().any(|d| d.goods_id == hurt[2] && d.kind == DriftKind::Missing));
 
-    let repair =
-        run_goods(&c.app.handler, &ids, &Mode::repair(TriggerKind::Operator, "t-repair".into()), &c.opts()).await.unwrap();
+    let repair = run_goods(&c.app.handler, &ids, &Mode::repair(TriggerKind::Operator, "t-repair".into()), &c.opts())
+        .await
+        .unwrap();
     assert!(repair.unreachable.is_empty(), "{repair:?}");
     assert_eq!(repair.repairs.len(), check.drift.len(), "every drift repaired: {repair:?}");
     for &g in &hurt {
@@ -251,10 +253,14 @@ async fn a_full_run_finds_and_removes_orphans_on_every_master() {
     }
 
     let opts = c.opts();
-    let report =
-        run_full(&c.app.handler, mysql_id_source(&c.app.handler, 50), &Mode::repair(TriggerKind::Full, "t-full".into()), &opts)
-            .await
-            .unwrap();
+    let report = run_full(
+        &c.app.handler,
+        mysql_id_source(&c.app.handler, 50),
+        &Mode::repair(TriggerKind::Full, "t-full".into()),
+        &opts,
+    )
+    .await
+    .unwrap();
     assert!(report.unreachable.is_empty() && report.halted.is_none(), "{report:?}");
     let found: BTreeSet<GoodsId> = report
         .drift
@@ -337,4 +343,64 @@ async fn a_master_down_makes_the_cluster_target_unreachable_and_the_others_are_c
     let drift = report["drift"].as_array().unwrap();
     assert!(!drift.is_empty() && drift.iter().all(|d| d["target"] == "redis-a"), "{drift:?}");
     assert!(drift.iter().any(|d| d["goods_id"] == g), "{drift:?}");
+}
+
+/// A slot moves to another master after the store read the slot map: the old master
+/// answers `MOVED` for its keys; they are read through the cluster client (which
+/// follows the redirect), nothing is reported unreachable, and repairs land on the new
+/// master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_after_the_slot_map_was_read_is_followed() {
+    let cluster = ::common::testenv::redis_cluster::PrivateRedisCluster::start(3).expect("private cluster");
+    let c = ClusterEnv::new(cluster.seeds()).await;
+    let set = data(64_000, 30);
+    c.env.seed(&set, 3_600_000).await;
+    let ids: Vec<GoodsId> = (64_000..64_030).collect();
+    c.sync(&ids).await;
+    assert!(c.check(&ids).await.drift.is_empty(), "clean, and the store holds the slot map now");
+
+    // Move the slot of one goods from its master to another one, by hand.
+    let placed = c.keys_by_master();
+    let (from, keys) = placed.iter().next().unwrap();
+    let key = keys.iter().next().unwrap().clone();
+    let moved = c.goods_of(&key);
+    let to = c.masters().into_iter().find(|m| m != from).unwrap();
+    let node = |addr: &str| redis::Client::open(format!("redis://{addr}")).unwrap().get_connection().unwrap();
+    let (mut src, mut dst) = (node(from), node(&to));
+    let id = |c: &mut redis::Connection| redis::cmd("CLUSTER").arg("MYID").query::<String>(c).unwrap();
+    let (src_id, dst_id) = (id(&mut src), id(&mut dst));
+    let slot: u16 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query(&mut src).unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("IMPORTING").arg(&src_id).query(&mut dst).unwrap();
+    let _: () = redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("MIGRATING").arg(&dst_id).query(&mut src).unwrap();
+    let (host, port) = to.split_once(':').unwrap();
+    let in_slot: Vec<String> = redis::cmd("CLUSTER").arg("GETKEYSINSLOT").arg(slot).arg(1000).query(&mut src).unwrap();
+    let _: () = redis::cmd("MIGRATE")
+        .arg(host)
+        .arg(port)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(&in_slot)
+        .query(&mut src)
+        .unwrap();
+    for m in c.masters() {
+        let _: () =
+            redis::cmd("CLUSTER").arg("SETSLOT").arg(slot).arg("NODE").arg(&dst_id).query(&mut node(&m)).unwrap();
+    }
+    assert!(c.keys_by_master()[&to].contains(&key), "the key lives on {to} now");
+
+    let check = c.check(&ids).await;
+    assert!(check.unreachable.is_empty() && check.errors.is_empty(), "{check:?}");
+    assert!(check.drift.is_empty(), "{:?}", check.drift);
+    // A repair of the moved goods lands on its new master.
+    let field = c.hash(moved).into_keys().next().unwrap();
+    let _: () = redis::cmd("HDEL").arg(c.key(moved)).arg(&field).query(&mut c.cluster()).unwrap();
+    let repair = run_goods(&c.app.handler, &[moved], &Mode::repair(TriggerKind::Operator, "t-moved".into()), &c.opts())
+        .await
+        .unwrap();
+    assert!(repair.unreachable.is_empty() && repair.deferred.is_empty(), "{repair:?}");
+    assert_eq!(repair.repairs.len(), 1, "{repair:?}");
+    c.assert_equal_to_truth(moved).await;
+    assert!(c.check(&ids).await.drift.is_empty());
 }

@@ -48,16 +48,23 @@ pub fn apply_env_overrides(config: &mut Config, env: &dyn Fn(&str) -> Option<Str
             TargetConfig::Redis(t) => {
                 if let Some(v) = env(&format!("{base}_URL")) {
                     if t.cluster.is_some() {
-                        problems.push(format!("{base}_URL is set but `{}` is a cluster target (use {base}_CLUSTER)", t.name));
+                        problems.push(format!(
+                            "{base}_URL is set but `{}` is a cluster target (use {base}_CLUSTER)",
+                            t.name
+                        ));
                     } else {
                         t.url = Some(v);
                     }
                 }
                 if let Some(v) = env(&format!("{base}_CLUSTER")) {
                     if t.url.is_some() {
-                        problems.push(format!("{base}_CLUSTER is set but `{}` is a one-server target (use {base}_URL)", t.name));
+                        problems.push(format!(
+                            "{base}_CLUSTER is set but `{}` is a one-server target (use {base}_URL)",
+                            t.name
+                        ));
                     } else {
-                        t.cluster = Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+                        t.cluster =
+                            Some(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
                     }
                 }
                 if env(&format!("{base}_ADDRESS")).is_some() {

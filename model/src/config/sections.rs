@@ -199,7 +199,10 @@ impl std::fmt::Debug for RedisTarget {
         f.debug_struct("RedisTarget")
             .field("name", &self.name)
             .field("url", &self.url.as_deref().map(super::redact_url))
-            .field("cluster", &self.cluster.as_ref().map(|c| c.iter().map(|u| super::redact_url(u)).collect::<Vec<_>>()))
+            .field(
+                "cluster",
+                &self.cluster.as_ref().map(|c| c.iter().map(|u| super::redact_url(u)).collect::<Vec<_>>()),
+            )
             .field("key_prefix", &self.key_prefix)
             .finish_non_exhaustive()
     }

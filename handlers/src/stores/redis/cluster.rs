@@ -71,7 +71,8 @@ struct Topology {
 impl RedisClusterStore {
     pub fn new(config: &RedisTarget, seeds: &[String]) -> Result<RedisClusterStore, StoreError> {
         let bad = |e: redis::RedisError| StoreError::failed(&config.name, format!("bad redis cluster seed: {e}"));
-        let infos = seeds.iter().map(|s| s.as_str().into_connection_info()).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let infos =
+            seeds.iter().map(|s| s.as_str().into_connection_info()).collect::<Result<Vec<_>, _>>().map_err(bad)?;
         let seed = infos.first().cloned().ok_or_else(|| StoreError::failed(&config.name, "no cluster seed node"))?;
         let timeout = Duration::from_millis(config.timeout_ms);
         let client = ClusterClientBuilder::new(infos)
@@ -202,12 +203,10 @@ impl RedisClusterStore {
 
     async fn scan_node_inner(&self, node: &str, cursor: Option<Vec<u8>>, limit: usize) -> Result<ScanPage, StoreError> {
         let topo = self.topology().await?;
-        let index = topo
-            .slots
-            .masters
-            .iter()
-            .position(|(h, p)| format!("{h}:{p}") == node)
-            .ok_or_else(|| StoreError::unreachable(&self.name, format!("{node} is not a master of the cluster now")))?;
+        let index =
+            topo.slots.masters.iter().position(|(h, p)| format!("{h}:{p}") == node).ok_or_else(|| {
+                StoreError::unreachable(&self.name, format!("{node} is not a master of the cluster now"))
+            })?;
         let mut conn = self.master_conn(&topo, index).await?;
         let start = cursor.map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_else(|| "0".into());
         let (next, keys): (String, Vec<Vec<u8>>) = self
@@ -280,6 +279,7 @@ impl RedisClusterStore {
             // The slot map is out of date (a slot moved or is moving): read it again next
             // time, and let the cluster client find these keys now.
             *self.topology.lock().await = None;
+            tracing::debug!(target = %self.name, keys = alone.len(), "keys redirected or in unserved slots: read through the cluster client");
             let found: Vec<(usize, Value)> = futures::stream::iter(alone)
                 .map(|i| async move { Ok::<_, StoreError>((i, self.routed(cmd, &keys[i]).await?)) })
                 .buffer_unordered(REPAIRS_IN_FLIGHT)
@@ -381,7 +381,8 @@ impl Target for RedisClusterStore {
                 (node.to_string(), Some(at.as_bytes().to_vec()))
             }
         };
-        let next_master = |node: &str| masters.iter().find(|m| m.as_str() > node).map(|m| format!("{m} 0").into_bytes());
+        let next_master =
+            |node: &str| masters.iter().find(|m| m.as_str() > node).map(|m| format!("{m} 0").into_bytes());
         if !masters.contains(&node) {
             // The master of the cursor failed over or left: go on with the next address.
             return Ok(ScanPage { next: next_master(&node), ..Default::default() });

@@ -220,9 +220,10 @@ fn outcomes(slots: Vec<(GoodsId, usize)>, results: &HashMap<GoodsId, Value>) -> 
     slots
         .into_iter()
         .map(|(g, i)| match &results[&g] {
-            Value::Array(per_op) => per_op.get(i).map(outcome).unwrap_or(ApplyOutcome::Unknown {
-                reason: "compare-and-set script answered too few outcomes".into(),
-            }),
+            Value::Array(per_op) => per_op
+                .get(i)
+                .map(outcome)
+                .unwrap_or(ApplyOutcome::Unknown { reason: "compare-and-set script answered too few outcomes".into() }),
             // The script raised an error for this goods: what it wrote before is unknown
             // until the key is read again.
             Value::ServerError(e) => {

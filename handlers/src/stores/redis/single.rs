@@ -28,8 +28,8 @@ pub struct RedisStore {
 
 impl RedisStore {
     pub fn new(config: &RedisTarget, url: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::failed(&config.name, format!("bad redis URL: {e}")))?;
+        let client =
+            redis::Client::open(url).map_err(|e| StoreError::failed(&config.name, format!("bad redis URL: {e}")))?;
         Ok(RedisStore {
             name: config.name.clone(),
             client,

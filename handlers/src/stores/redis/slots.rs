@@ -8,7 +8,7 @@ pub const SLOTS: usize = 16384;
 
 /// The hash slot of a key, as Redis Cluster computes it.
 pub fn key_slot(key: &[u8]) -> u16 {
-    (crc16_xmodem(hash_tag(key)) % SLOTS as u16) as u16
+    crc16_xmodem(hash_tag(key)) % SLOTS as u16
 }
 
 /// The part of the key that is hashed: the text between the first `{` and the next `}`
