@@ -404,3 +404,18 @@ async fn a_slot_moved_after_the_slot_map_was_read_is_followed() {
     c.assert_equal_to_truth(moved).await;
     assert!(c.check(&ids).await.drift.is_empty());
 }
+
+/// Why cluster reads build their own pipeline per master: redis-rs's cluster pipeline
+/// sends the whole pipeline to the node of its first key and refuses keys of different
+/// slots. Should a later redis-rs route pipelines per node, this fails and the store can
+/// use it instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_clients_own_pipeline_does_not_route_per_node() {
+    let client = redis::cluster::ClusterClient::new(::common::testenv::redis_cluster_nodes()).unwrap();
+    let mut conn = client.get_async_connection().await.unwrap();
+    let mut pipe = redis::pipe();
+    // Hash tags `{a}` and `{b}`: slots 15495 and 3300.
+    pipe.cmd("HGETALL").arg("reconciler-test:{a}:1").cmd("HGETALL").arg("reconciler-test:{b}:1");
+    let err = pipe.query_async::<Vec<redis::Value>>(&mut conn).await.unwrap_err();
+    assert_eq!(err.kind(), redis::ErrorKind::CrossSlot, "{err}");
+}

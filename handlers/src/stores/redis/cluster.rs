@@ -41,9 +41,10 @@ use super::{error_reply, outcomes, read_keys, scan_page, scan_pattern, script_ca
 use crate::error::StoreError;
 use crate::stores::{ApplyOutcome, ScanPage, Target};
 
-/// Script calls in flight at once per repair batch (they share the client's multiplexed
-/// connections, so concurrent calls to one master are pipelined on the wire).
-const REPAIRS_IN_FLIGHT: usize = 64;
+/// Commands routed one key at a time (repair scripts, redirected reads) in flight at once
+/// per batch; they share the client's multiplexed connections, so concurrent calls to
+/// one master are pipelined on the wire.
+const ROUTED_IN_FLIGHT: usize = 64;
 
 pub struct RedisClusterStore {
     name: String,
@@ -282,7 +283,7 @@ impl RedisClusterStore {
             tracing::debug!(target = %self.name, keys = alone.len(), "keys redirected or in unserved slots: read through the cluster client");
             let found: Vec<(usize, Value)> = futures::stream::iter(alone)
                 .map(|i| async move { Ok::<_, StoreError>((i, self.routed(cmd, &keys[i]).await?)) })
-                .buffer_unordered(REPAIRS_IN_FLIGHT)
+                .buffer_unordered(ROUTED_IN_FLIGHT)
                 .try_collect()
                 .await?;
             for (i, reply) in found {
@@ -314,7 +315,7 @@ impl RedisClusterStore {
                     Ok((g, value))
                 }
             })
-            .buffer_unordered(REPAIRS_IN_FLIGHT)
+            .buffer_unordered(ROUTED_IN_FLIGHT)
             .try_collect()
             .await?;
         Ok(outcomes(calls.slots, &results))
