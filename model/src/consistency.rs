@@ -149,9 +149,9 @@ impl Tracker {
             }
         }
         for (i, label) in THRESHOLD_LABELS.iter().enumerate() {
-            f.within.insert(label, within[i]);
+            f.within.insert(*label, within[i]);
             let share = if f.changes == 0 { 1.0 } else { within[i] as f64 / f.changes as f64 };
-            f.share_within.insert(label, share);
+            f.share_within.insert(*label, share);
         }
         f
     }
@@ -233,18 +233,20 @@ mod tests {
             kind: DriftKind::Missing,
             fields: None,
         };
-        let mut r = Report::default();
-        r.drift = vec![drift(1, "a"), drift(2, "a"), drift(3, "a")];
-        r.repairs = vec![RepairEntry {
-            goods_id: 1,
-            target: "a".into(),
-            activity_id: Some(1),
-            kind: DriftKind::Missing,
-            repair_id: Some(9),
-        }];
-        r.deferred = vec![DeferredEntry { goods_id: 2, target: "a".into(), reason: "settle".into() }];
-        r.errors = vec![GoodsError { goods_id: 4, target: None, reason: "bad row".into() }];
-        r.unreachable = vec!["down".into()];
+        let r = Report {
+            drift: vec![drift(1, "a"), drift(2, "a"), drift(3, "a")],
+            repairs: vec![RepairEntry {
+                goods_id: 1,
+                target: "a".into(),
+                activity_id: Some(1),
+                kind: DriftKind::Missing,
+                repair_id: Some(9),
+            }],
+            deferred: vec![DeferredEntry { goods_id: 2, target: "a".into(), reason: "settle".into() }],
+            errors: vec![GoodsError { goods_id: 4, target: None, reason: "bad row".into() }],
+            unreachable: vec!["down".into()],
+            ..Default::default()
+        };
         assert_eq!(finding(&r, 1, "a"), Finding { consistent: true, drifted: true }, "repaired");
         assert_eq!(finding(&r, 2, "a"), Finding { consistent: false, drifted: true }, "deferred");
         assert_eq!(finding(&r, 3, "a"), Finding { consistent: false, drifted: true }, "halted: no repair");

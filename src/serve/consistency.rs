@@ -82,3 +82,61 @@ pub fn router(book: Arc<ConsistencyBook>) -> Router {
 async fn consistency(State(book): State<Arc<ConsistencyBook>>) -> Json<Value> {
     Json(book.figures())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use common::clock::TokioClock;
+    use model::diff::DriftKind;
+    use model::job::TriggerKind;
+    use model::report::{DeferredEntry, DriftEntry, RepairEntry};
+
+    fn job(goods: u64, origin: i64) -> Job {
+        let mut j = Job::new(goods, TriggerKind::Dts, format!("j{goods}"));
+        j.origin_ms = origin;
+        j
+    }
+
+    fn drift(goods: u64, target: &str) -> DriftEntry {
+        DriftEntry { goods_id: goods, target: target.into(), activity_id: Some(1), kind: DriftKind::Stale, fields: None }
+    }
+
+    fn repair(goods: u64, target: &str) -> RepairEntry {
+        RepairEntry { goods_id: goods, target: target.into(), activity_id: Some(1), kind: DriftKind::Stale, repair_id: Some(1) }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counts_each_change_at_its_first_consistent_check_per_target() {
+        let base = 1_781_700_000_000;
+        let book =
+            ConsistencyBook::new(vec!["a".into(), "b".into()], 3_600_000, Arc::new(TokioClock::starting_at(base)));
+        // Stage 0, 3 s after the change: `a` repaired, `b` deferred.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let first = Report {
+            drift: vec![drift(7, "a"), drift(7, "b")],
+            repairs: vec![repair(7, "a")],
+            deferred: vec![DeferredEntry { goods_id: 7, target: "b".into(), reason: "settle".into() }],
+            ..Default::default()
+        };
+        book.record([&job(7, base)], &first);
+        // Stage 1, 30 s after: both equal.
+        tokio::time::advance(Duration::from_secs(27)).await;
+        book.record([&job(7, base)], &Report::default());
+        // A full run's drift: age unknown.
+        let full = Report { drift: vec![drift(8, "b")], repairs: vec![repair(8, "b")], ..Default::default() };
+        book.record([&job(8, 0)], &full);
+        let f = book.figures();
+        let (a, b) = (&f["targets"]["a"]["hour"], &f["targets"]["b"]["hour"]);
+        assert_eq!((a["changes"].as_u64(), a["within"]["10s"].as_u64(), a["max_ms"].as_i64()), (Some(1), Some(1), Some(3000)));
+        assert_eq!((b["changes"].as_u64(), b["within"]["10s"].as_u64(), b["within"]["1m"].as_u64()), (Some(1), Some(0), Some(1)));
+        assert_eq!(b["max_ms"], 30_000);
+        assert_eq!((a["age_unknown"].as_u64(), b["age_unknown"].as_u64()), (Some(0), Some(1)));
+        // An hour and a bit later the hour is empty, the day still counts them.
+        tokio::time::advance(Duration::from_secs(3700)).await;
+        let f = book.figures();
+        assert_eq!(f["targets"]["b"]["hour"]["changes"], 0);
+        assert_eq!(f["targets"]["b"]["day"]["changes"], 1);
+        assert_eq!(f["targets"]["b"]["day"]["age_unknown"], 1);
+    }
+}

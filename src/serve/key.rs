@@ -48,7 +48,7 @@ pub struct ActivityKeyStatus {
 pub async fn activity_status(pools: &MysqlPools, config: &Config, activity_id: u64) -> anyhow::Result<ActivityKeyStatus> {
     let row = triggers::key::refresh::read_activity(pools, activity_id).await.context("reading the activity")?;
     let rules = KeyRules::from_config(&config.key_activities);
-    let rule = row.as_ref().and_then(|a| rules.matched_by(a));
+    let rule = row.as_ref().filter(|a| a.status != 3).and_then(|a| rules.matched_by(a));
     let lead_ms = (config.key_activities.sweep.lead_secs as i64).saturating_mul(1000);
     let in_sweep_window = match (&row, rule) {
         (Some(meta), Some(rule)) => model::key::KeyActivity { meta: meta.clone(), rule }

@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod common;
 mod dts;
+mod key;
 mod liveness;
 mod poison;
 mod reconcile;

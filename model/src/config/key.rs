@@ -132,9 +132,9 @@ pub(super) fn validate(k: &KeyActivitiesConfig, p: &mut Vec<String>) {
             p.push(format!("`key_activities.rules[{i}]`: give at least one of ids, types, tags, biz_codes"));
         }
         for t in &r.types {
-            if t.code().is_none() {
+            if let (ActivityTypeRef::Name(n), None) = (t, t.code()) {
                 p.push(format!(
-                    "`key_activities.rules[{i}].types`: {t:?} is not a type code or one of discount, seckill, subsidy, member_price"
+                    "`key_activities.rules[{i}].types`: `{n}` is not a type code or one of discount, seckill, subsidy, member_price"
                 ));
             }
         }

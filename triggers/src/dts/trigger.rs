@@ -215,7 +215,10 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
     match event.table {
         LogicalTable::ActivityGoods | LogicalTable::ActivitySku => {
             let (key, bulk): (Vec<GoodsId>, Vec<GoodsId>) = match &ctx.keys {
-                Some(keys) => event.ids.iter().partition(|g| keys.read().expect("key set lock").is_key_goods(**g)),
+                Some(keys) => {
+                    let keys = keys.read().expect("key set lock");
+                    event.ids.iter().copied().partition(|g| keys.is_key_goods(*g))
+                }
                 None => (Vec::new(), event.ids.clone()),
             };
             publish_goods(ctx, topic, &key, commit_ms, true).await?;
