@@ -166,9 +166,9 @@ mod tests {
         let bulk = planner.plan(&[7], 10_000, 0);
         assert_eq!(bulk.len(), 2, "the bulk plan of the same goods is separate");
         assert!(bulk.iter().all(|j| !j.key));
-        assert!(planner.plan_lane(&[7], 10_010, 0, true).is_empty(), "deduplicated within the lane");
+        assert!(planner.plan_lane(&[7], 9_950, 0, true).is_empty(), "deduplicated within the lane");
         planner.release(&key);
-        assert_eq!(planner.plan_lane(&[7], 10_010, 0, true).len(), 4);
+        assert_eq!(planner.plan_lane(&[7], 9_950, 0, true).len(), 4);
         let plain = StagePlanner::new(vec![3000]).plan_lane(&[7], 10_000, 0, true);
         assert_eq!((plain.len(), plain[0].key), (1, true), "no key stages: the topic's, still on the lane");
     }
