@@ -92,7 +92,17 @@ pub enum JobDecodeError {
 
 impl Job {
     pub fn new(goods_id: GoodsId, trigger: TriggerKind, job_id: String) -> Job {
-        Job { v: JOB_VERSION, job_id, goods_id, trigger, stage: 0, not_before_ms: 0, origin_ms: 0, rechecks: 0, key: false }
+        Job {
+            v: JOB_VERSION,
+            job_id,
+            goods_id,
+            trigger,
+            stage: 0,
+            not_before_ms: 0,
+            origin_ms: 0,
+            rechecks: 0,
+            key: false,
+        }
     }
 
     pub fn key(&self) -> String {

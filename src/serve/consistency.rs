@@ -68,7 +68,9 @@ impl ConsistencyBook {
         let targets: serde_json::Map<String, Value> = self
             .targets
             .iter()
-            .map(|t| (t.clone(), json!({"hour": tracker.window(t, now, HOUR_MS), "day": tracker.window(t, now, DAY_MS)})))
+            .map(|t| {
+                (t.clone(), json!({"hour": tracker.window(t, now, HOUR_MS), "day": tracker.window(t, now, DAY_MS)}))
+            })
             .collect();
         json!({"now_ms": now, "thresholds": model::consistency::THRESHOLD_LABELS, "targets": targets})
     }
@@ -86,11 +88,11 @@ async fn consistency(State(book): State<Arc<ConsistencyBook>>) -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use common::clock::TokioClock;
     use model::diff::DriftKind;
     use model::job::TriggerKind;
     use model::report::{DeferredEntry, DriftEntry, RepairEntry};
+    use std::time::Duration;
 
     fn job(goods: u64, origin: i64) -> Job {
         let mut j = Job::new(goods, TriggerKind::Dts, format!("j{goods}"));
@@ -99,11 +101,23 @@ mod tests {
     }
 
     fn drift(goods: u64, target: &str) -> DriftEntry {
-        DriftEntry { goods_id: goods, target: target.into(), activity_id: Some(1), kind: DriftKind::Stale, fields: None }
+        DriftEntry {
+            goods_id: goods,
+            target: target.into(),
+            activity_id: Some(1),
+            kind: DriftKind::Stale,
+            fields: None,
+        }
     }
 
     fn repair(goods: u64, target: &str) -> RepairEntry {
-        RepairEntry { goods_id: goods, target: target.into(), activity_id: Some(1), kind: DriftKind::Stale, repair_id: Some(1) }
+        RepairEntry {
+            goods_id: goods,
+            target: target.into(),
+            activity_id: Some(1),
+            kind: DriftKind::Stale,
+            repair_id: Some(1),
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -128,8 +142,14 @@ mod tests {
         book.record([&job(8, 0)], &full);
         let f = book.figures();
         let (a, b) = (&f["targets"]["a"]["hour"], &f["targets"]["b"]["hour"]);
-        assert_eq!((a["changes"].as_u64(), a["within"]["10s"].as_u64(), a["max_ms"].as_i64()), (Some(1), Some(1), Some(3000)));
-        assert_eq!((b["changes"].as_u64(), b["within"]["10s"].as_u64(), b["within"]["1m"].as_u64()), (Some(1), Some(0), Some(1)));
+        assert_eq!(
+            (a["changes"].as_u64(), a["within"]["10s"].as_u64(), a["max_ms"].as_i64()),
+            (Some(1), Some(1), Some(3000))
+        );
+        assert_eq!(
+            (b["changes"].as_u64(), b["within"]["10s"].as_u64(), b["within"]["1m"].as_u64()),
+            (Some(1), Some(0), Some(1))
+        );
         assert_eq!(b["max_ms"], 30_000);
         assert_eq!((a["age_unknown"].as_u64(), b["age_unknown"].as_u64()), (Some(0), Some(1)));
         // An hour and a bit later the hour is empty, the day still counts them.

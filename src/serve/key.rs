@@ -45,14 +45,19 @@ pub struct ActivityKeyStatus {
 
 /// Reads the activity and its last sweep now (not from the refreshed set: an operator
 /// sees a tag set a second ago).
-pub async fn activity_status(pools: &MysqlPools, config: &Config, activity_id: u64) -> anyhow::Result<ActivityKeyStatus> {
+pub async fn activity_status(
+    pools: &MysqlPools,
+    config: &Config,
+    activity_id: u64,
+) -> anyhow::Result<ActivityKeyStatus> {
     let row = triggers::key::refresh::read_activity(pools, activity_id).await.context("reading the activity")?;
     let rules = KeyRules::from_config(&config.key_activities);
     let rule = row.as_ref().filter(|a| a.status != 3).and_then(|a| rules.matched_by(a));
     let lead_ms = (config.key_activities.sweep.lead_secs as i64).saturating_mul(1000);
     let in_sweep_window = match (&row, rule) {
-        (Some(meta), Some(rule)) => model::key::KeyActivity { meta: meta.clone(), rule }
-            .in_sweep_window(common::clock::now_ms(), lead_ms),
+        (Some(meta), Some(rule)) => {
+            model::key::KeyActivity { meta: meta.clone(), rule }.in_sweep_window(common::clock::now_ms(), lead_ms)
+        }
         _ => false,
     };
     Ok(ActivityKeyStatus {
@@ -68,10 +73,9 @@ pub async fn activity_status(pools: &MysqlPools, config: &Config, activity_id: u
 /// One line for an operator.
 pub fn describe(s: &ActivityKeyStatus) -> String {
     let swept = match s.last_swept_ms {
-        Some(ms) => format!(
-            "last swept at {ms} (epoch ms, {} s ago)",
-            common::clock::now_ms().saturating_sub(ms).max(0) / 1000
-        ),
+        Some(ms) => {
+            format!("last swept at {ms} (epoch ms, {} s ago)", common::clock::now_ms().saturating_sub(ms).max(0) / 1000)
+        }
         None => "never swept".into(),
     };
     match (s.exists, s.rule) {
@@ -176,6 +180,8 @@ async fn activity(State((pools, config)): State<(MysqlPools, Arc<Config>)>, Path
     match activity_status(&pools, &config, id).await {
         Ok(s) if !s.exists => (StatusCode::NOT_FOUND, Json(s)).into_response(),
         Ok(s) => Json(s).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": format!("{e:#}")}))).into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"error": format!("{e:#}")}))).into_response()
+        }
     }
 }

@@ -21,7 +21,8 @@ pub const DRIFT_AGE_UNKNOWN: &str = "reconciler_drift_age_unknown_total";
 
 /// Upper bounds (ms) of the time-to-consistency histogram: the "consistent within"
 /// thresholds of `model::consistency` (1 s, 10 s, 1 min, 5 min, 10 min) and a few more.
-pub const TTC_BUCKETS_MS: [f64; 9] = [1000.0, 3000.0, 10_000.0, 30_000.0, 60_000.0, 120_000.0, 300_000.0, 600_000.0, 1_800_000.0];
+pub const TTC_BUCKETS_MS: [f64; 9] =
+    [1000.0, 3000.0, 10_000.0, 30_000.0, 60_000.0, 120_000.0, 300_000.0, 600_000.0, 1_800_000.0];
 
 /// Upper bounds (ms) of the change-to-repair latency histogram.
 pub const LATENCY_BUCKETS_MS: [f64; 14] = [

@@ -226,7 +226,8 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
         }
         LogicalTable::Activity => {
             for &activity_id in &event.ids {
-                let key = ctx.keys.as_ref().is_some_and(|k| k.read().expect("key set lock").activity(activity_id).is_some());
+                let key =
+                    ctx.keys.as_ref().is_some_and(|k| k.read().expect("key set lock").activity(activity_id).is_some());
                 let mut pager = ActivityGoodsPager::new(&ctx.pools, activity_id, ctx.options.page_size);
                 while let Some(goods) = pager.next_page().await.map_err(TriggerError::from)? {
                     publish_goods(ctx, topic, &goods, commit_ms, key).await?;
