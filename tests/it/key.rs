@@ -284,11 +284,11 @@ fn canal_goods_update(db: &str, table: &str, goods: GoodsId, activity: u64, pric
 /// `GET /activities/{id}` says which activity is key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_handles_a_key_change_on_the_priority_lane_ahead_of_bulk_jobs_queued_earlier() {
-    let (env, goods) = synced_env(63_000, 600).await;
+    let (env, goods) = synced_env(63_000, 1000).await;
     let key_members = members(&env, &goods, 7002).await;
     let key_goods = key_members[0];
     let bulk: Vec<GoodsId> = goods.iter().filter(|g| !key_members.contains(g)).copied().collect();
-    assert!(bulk.len() > 200, "{}", bulk.len());
+    assert!(bulk.len() > 400, "{}", bulk.len());
     let bulk_fields = corrupt(&env, "redis-a", &bulk);
 
     let p = env.prefix.clone();
