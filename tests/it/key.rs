@@ -337,6 +337,7 @@ async fn serve_handles_a_key_change_on_the_priority_lane_ahead_of_bulk_jobs_queu
     );
     let bulk_done =
         bulk.iter().zip(&bulk_fields).filter(|(g, f)| healed(&env, "redis-a", &[**g], &[f.to_string()])).count();
+    eprintln!("the key change was repaired with {bulk_done} of {} bulk goods done", bulk.len());
     assert!(
         bulk_done < bulk.len(),
         "the key change overtook the bulk backlog ({bulk_done} of {} bulk goods done)",
