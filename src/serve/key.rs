@@ -1,23 +1,25 @@
 //! Key activities in `serve` (`[key_activities]`): the refresher and the live sweeper,
 //! the priority lane (its own topic or queue, its own handler workers, a handler with the
-//! key lane's breaker threshold and write cap), and `GET /activities/{id}`: whether an
-//! activity is key and when it was last swept. The CLI's `check|repair --activity`
-//! says the same through [`activity_status`].
+//! key lane's breaker threshold and write cap), `GET /activities/{id}`: whether an
+//! activity is key and when it was last swept (the CLI's `check|repair --activity` says
+//! the same through [`activity_status`]), and the key lane's breaker: `GET
+//! /breaker/key`, `POST /breaker/key/reset` (body empty or `{"target": NAME}`; with
+//! `admin.token`, the bearer token as for every POST).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use common::mysql::MysqlPools;
 use handlers::Handler;
 use model::config::{BusKind, Config, RepairConfig};
 use model::key::KeyRules;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use triggers::bus::kafka::job_consumer::KafkaJobConsumer;
@@ -111,10 +113,11 @@ pub struct KeyLane {
     pub workers: JoinHandle<()>,
 }
 
-/// Starts the priority lane, the refresher and the sweeper; `None` without key rules.
+/// Starts the priority lane on `key_handler` (see [`key_handler`]), the refresher and the
+/// sweeper; `None` without key rules.
 pub async fn start(
     config: &Config,
-    handler: &Handler,
+    key_handler: Arc<Handler>,
     pools: &MysqlPools,
     bulk: Arc<dyn JobPublisher>,
     settings: &WorkerSettings,
@@ -124,7 +127,6 @@ pub async fn start(
     if !k.enabled() {
         return Ok(None);
     }
-    let key_handler = Arc::new(key_handler(handler, config));
     let settings = WorkerSettings { workers: k.workers, ..settings.clone() };
     let health = Arc::new(Health::new(k.workers, config.admin.consumer_stall_ms, common::clock::system()));
     let rx = shutdown.clone();
@@ -171,12 +173,68 @@ pub async fn start(
     Ok(Some(KeyLane { publisher, keys, triggers, workers }))
 }
 
-/// `GET /activities/{id}`.
-pub fn router(pools: MysqlPools, config: Arc<Config>) -> Router {
-    Router::new().route("/activities/{id}", get(activity)).with_state((pools, config))
+#[derive(Clone)]
+struct AdminKeyState {
+    pools: MysqlPools,
+    config: Arc<Config>,
+    key_handler: Option<Arc<Handler>>,
 }
 
-async fn activity(State((pools, config)): State<(MysqlPools, Arc<Config>)>, Path(id): Path<u64>) -> Response {
+/// `GET /activities/{id}`, and with a key lane (`key_handler`) its breaker.
+pub fn router(pools: MysqlPools, config: Arc<Config>, key_handler: Option<Arc<Handler>>) -> Router {
+    Router::new()
+        .route("/activities/{id}", get(activity))
+        .route("/breaker/key", get(breaker))
+        .route("/breaker/key/reset", post(breaker_reset))
+        .with_state(AdminKeyState { pools, config, key_handler })
+}
+
+async fn breaker(State(state): State<AdminKeyState>) -> Response {
+    match &state.key_handler {
+        Some(h) => Json(serde_json::json!({"targets": h.breaker().states()})).into_response(),
+        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no [key_activities] rule: no key lane"})))
+            .into_response(),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResetRequest {
+    target: Option<String>,
+}
+
+async fn breaker_reset(State(state): State<AdminKeyState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let fail = |code: StatusCode, why: String| (code, Json(serde_json::json!({"error": why}))).into_response();
+    if let Some(token) = &state.config.admin.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !super::admin::constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            return fail(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into());
+        }
+    }
+    let Some(h) = &state.key_handler else {
+        return fail(StatusCode::NOT_FOUND, "no [key_activities] rule: no key lane".into());
+    };
+    let request: ResetRequest = match body.iter().all(u8::is_ascii_whitespace) {
+        true => ResetRequest::default(),
+        false => match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return fail(StatusCode::BAD_REQUEST, format!("body must be empty or {{\"target\": NAME}}: {e}")),
+        },
+    };
+    if let Some(t) = &request.target {
+        if !h.targets().iter().any(|x| x.name() == t) {
+            return fail(StatusCode::NOT_FOUND, format!("no target named `{t}`"));
+        }
+    }
+    let reset = h.breaker().reset(request.target.as_deref());
+    Json(serde_json::json!({"reset": reset, "targets": h.breaker().states()})).into_response()
+}
+
+async fn activity(State(AdminKeyState { pools, config, .. }): State<AdminKeyState>, Path(id): Path<u64>) -> Response {
     match activity_status(&pools, &config, id).await {
         Ok(s) if !s.exists => (StatusCode::NOT_FOUND, Json(s)).into_response(),
         Ok(s) => Json(s).into_response(),

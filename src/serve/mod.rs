@@ -67,9 +67,12 @@ async fn serve(app: App) -> anyhow::Result<()> {
         run_options: app.run_options(None),
         health: health.clone(),
     });
-    let admin_router = admin::router(state)
-        .merge(consistency::router(book))
-        .merge(key::router(app.pools.clone(), Arc::new(config.clone())));
+    let key_handler = config.key_activities.enabled().then(|| Arc::new(key::key_handler(&app.handler, config)));
+    let admin_router = admin::router(state).merge(consistency::router(book)).merge(key::router(
+        app.pools.clone(),
+        Arc::new(config.clone()),
+        key_handler.clone(),
+    ));
     let mut admin_shutdown = shutdown_rx.clone();
     let admin = tokio::spawn(async move {
         axum::serve(listener, admin_router)
@@ -113,8 +116,10 @@ async fn serve(app: App) -> anyhow::Result<()> {
 
     let pools = app.pools.clone();
     let mut trigger_tasks = Vec::new();
-    let key_lane =
-        key::start(config, &app.handler, &pools, publisher.clone(), &key_settings, shutdown_rx.clone()).await?;
+    let key_lane = match key_handler {
+        Some(h) => key::start(config, h, &pools, publisher.clone(), &key_settings, shutdown_rx.clone()).await?,
+        None => None,
+    };
     let (publisher, key_workers) = match key_lane {
         Some(lane) => {
             trigger_tasks.extend(lane.triggers);

@@ -395,6 +395,14 @@ async fn serve_handles_a_key_change_on_the_priority_lane_ahead_of_bulk_jobs_queu
     assert_eq!((status, a["key"].as_bool(), a["rule"].as_u64()), (200, Some(true), Some(0)), "{body}");
     let (_, body) = http(&service.admin, "GET", "/activities/7003", None, None).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["key"], false);
+    // The key lane's own breaker, beside the bulk one.
+    let (status, body) = http(&service.admin, "GET", "/breaker/key", None, None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("redis-a"), "{body}");
+    let (status, _) = http(&service.admin, "POST", "/breaker/key/reset", None, None).unwrap();
+    assert_eq!(status, 401, "POST needs the token");
+    let (status, body) = http(&service.admin, "POST", "/breaker/key/reset", None, Some("sekret")).unwrap();
+    assert_eq!(status, 200, "{body}");
     let (code, log) = service.terminate();
     assert_eq!(code, 0, "{log}");
 }
