@@ -111,13 +111,28 @@ async fn selected(app: &App, selection: &Selection, mode: &Mode, json: bool) -> 
                 return exit::USAGE;
             }
         },
-        (None, Some(activity)) => run_activity(&app.handler, activity, mode, &opts).await,
+        (None, Some(activity)) => {
+            key_status(app, activity).await;
+            run_activity(&app.handler, activity, mode, &opts).await
+        }
         (None, None) => {
             eprintln!("error: give --goods IDS or --activity ID");
             return exit::USAGE;
         }
     };
     finish_spooled(result, json, &spool)
+}
+
+/// With `[key_activities]` configured: whether the activity is key and when it was last
+/// swept, one line on stderr (stdout keeps the report alone).
+async fn key_status(app: &App, activity: u64) {
+    if !app.config.key_activities.enabled() {
+        return;
+    }
+    match crate::serve::key::activity_status(&app.pools, &app.config, activity).await {
+        Ok(s) => eprintln!("{}", crate::serve::key::describe(&s)),
+        Err(e) => eprintln!("warning: key activity status of {activity} not read: {e:#}"),
+    }
 }
 
 /// Run options whose entries stream into a spool (memory flat whatever the drift).

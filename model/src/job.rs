@@ -32,6 +32,8 @@ pub enum TriggerKind {
     Operator,
     /// The price verifier: a pricing sample was wrong because its source target drifted.
     Verifier,
+    /// A live sweep of a key activity (`triggers::key::sweep`).
+    Sweep,
 }
 
 impl TriggerKind {
@@ -42,6 +44,7 @@ impl TriggerKind {
             TriggerKind::Full => "full",
             TriggerKind::Operator => "operator",
             TriggerKind::Verifier => "verifier",
+            TriggerKind::Sweep => "sweep",
         }
     }
 }
@@ -69,6 +72,10 @@ pub struct Job {
     /// checked; past the retry bound the job is dead-lettered. Absent: 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rechecks: u32,
+    /// The goods belongs to a key activity: the job travels the priority lane and is
+    /// handled under the key lane's breaker and write cap. Absent: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub key: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -85,7 +92,17 @@ pub enum JobDecodeError {
 
 impl Job {
     pub fn new(goods_id: GoodsId, trigger: TriggerKind, job_id: String) -> Job {
-        Job { v: JOB_VERSION, job_id, goods_id, trigger, stage: 0, not_before_ms: 0, origin_ms: 0, rechecks: 0 }
+        Job {
+            v: JOB_VERSION,
+            job_id,
+            goods_id,
+            trigger,
+            stage: 0,
+            not_before_ms: 0,
+            origin_ms: 0,
+            rechecks: 0,
+            key: false,
+        }
     }
 
     pub fn key(&self) -> String {
@@ -126,6 +143,15 @@ mod tests {
         job.rechecks = 3;
         assert_eq!(Job::decode(&job.encode()).unwrap().rechecks, 3);
         assert_eq!(Job::decode(br#"{"v":1,"job_id":"j","goods_id":7,"trigger":"dts"}"#).unwrap().rechecks, 0);
+    }
+
+    #[test]
+    fn the_key_lane_is_on_the_wire_only_when_set() {
+        let mut job = Job::new(7, TriggerKind::Sweep, "j".into());
+        assert!(!String::from_utf8(job.encode()).unwrap().contains("key"));
+        job.key = true;
+        assert!(Job::decode(&job.encode()).unwrap().key);
+        assert!(String::from_utf8(job.encode()).unwrap().contains(r#""trigger":"sweep""#));
     }
 
     #[test]

@@ -6,10 +6,12 @@
 
 pub mod change;
 pub mod config;
+pub mod consistency;
 pub mod diff;
 pub mod entity;
 pub mod ids;
 pub mod job;
+pub mod key;
 pub mod pricing;
 pub mod projection;
 pub mod repair_plan;

@@ -8,6 +8,8 @@ use crate::shard::ShardLayout;
 pub const REPAIR_LOG_TABLE: &str = "reconcile_repair_log";
 /// Trigger watermarks (recent-change scanner), one row per scanned table.
 pub const CHECKPOINT_TABLE: &str = "reconcile_checkpoint";
+/// Live sweeps of key activities: one row per activity, the last sweep's start time.
+pub const KEY_SWEEP_TABLE: &str = "reconcile_key_sweep";
 
 /// Every statement needed for the configured layout, in order.
 pub fn ddl(layout: &ShardLayout) -> Vec<String> {
@@ -105,6 +107,14 @@ pub fn own_tables(meta: &str) -> Vec<String> {
   updated_at  DATETIME(3)     NOT NULL,
   last_id     BIGINT UNSIGNED NOT NULL DEFAULT 0,
   changed_at  DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
+) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{KEY_SWEEP_TABLE} (
+  activity_id    BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+  last_swept_ms  BIGINT          NOT NULL,
+  goods          BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  changed_at     DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
 ) ENGINE=InnoDB"
         ),
     ]

@@ -3,7 +3,9 @@
 //! commits offsets before exit.
 
 pub mod admin;
+pub mod consistency;
 pub mod health;
+pub mod key;
 pub mod telemetry;
 pub mod verifier;
 pub mod worker;
@@ -42,7 +44,14 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let prometheus = telemetry::install()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let config = &app.config;
-    let settings = WorkerSettings::from_config(config);
+    let mut settings = WorkerSettings::from_config(config);
+    let book = Arc::new(consistency::ConsistencyBook::new(
+        config.targets.iter().map(|t| t.name().to_string()).collect(),
+        settings.horizon_ms.saturating_add(3_600_000),
+        common::clock::system(),
+    ));
+    settings.consistency = Some(book.clone());
+    let key_settings = settings.clone();
     let health =
         Arc::new(health::Health::new(settings.workers, config.admin.consumer_stall_ms, common::clock::system()));
     admin::warn_if_exposed(&config.admin);
@@ -58,9 +67,15 @@ async fn serve(app: App) -> anyhow::Result<()> {
         run_options: app.run_options(None),
         health: health.clone(),
     });
+    let key_handler = config.key_activities.enabled().then(|| Arc::new(key::key_handler(&app.handler, config)));
+    let admin_router = admin::router(state).merge(consistency::router(book)).merge(key::router(
+        app.pools.clone(),
+        Arc::new(config.clone()),
+        key_handler.clone(),
+    ));
     let mut admin_shutdown = shutdown_rx.clone();
     let admin = tokio::spawn(async move {
-        axum::serve(listener, admin::router(state))
+        axum::serve(listener, admin_router)
             .with_graceful_shutdown(async move {
                 let _ = admin_shutdown.changed().await;
             })
@@ -101,6 +116,17 @@ async fn serve(app: App) -> anyhow::Result<()> {
 
     let pools = app.pools.clone();
     let mut trigger_tasks = Vec::new();
+    let key_lane = match key_handler {
+        Some(h) => key::start(config, h, &pools, publisher.clone(), &key_settings, shutdown_rx.clone()).await?,
+        None => None,
+    };
+    let (publisher, key_workers) = match key_lane {
+        Some(lane) => {
+            trigger_tasks.extend(lane.triggers);
+            (lane.publisher, Some((lane.workers, lane.keys)))
+        }
+        None => (publisher, None),
+    };
     if !config.triggers.dts.is_empty() {
         let topics: Vec<&str> = config.triggers.dts.iter().map(|d| d.topic.as_str()).collect();
         triggers::bus::kafka::admin::ensure_topics_for(&config.kafka, &topics).await?;
@@ -109,7 +135,10 @@ async fn serve(app: App) -> anyhow::Result<()> {
             retry: common::RetryPolicy::from_config(&config.retry),
             ..Default::default()
         };
-        let dts = DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
+        let mut dts = DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
+        if let Some((_, keys)) = &key_workers {
+            dts = dts.with_key_activities(keys.clone(), &config.key_activities.stages_ms);
+        }
         tracing::info!(topics = ?topics, "dts-delay trigger started");
         trigger_tasks.push(tokio::spawn(dts.run(stopped(shutdown_rx.clone()))));
     }
@@ -158,6 +187,9 @@ async fn serve(app: App) -> anyhow::Result<()> {
     }
     drop(publisher);
     let _ = workers.await;
+    if let Some((key_workers, _)) = key_workers {
+        let _ = key_workers.await;
+    }
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())

@@ -16,6 +16,13 @@ pub const JOBS_WAITING: &str = "reconciler_jobs_waiting";
 pub const FULL_PROGRESS: &str = "reconciler_full_progress_goods";
 pub const CHANGE_TO_REPAIR: &str = "reconciler_change_to_repair_ms";
 pub const WORKER_RESTARTS: &str = "reconciler_worker_restarts_total";
+pub const TIME_TO_CONSISTENCY: &str = "reconciler_time_to_consistency_ms";
+pub const DRIFT_AGE_UNKNOWN: &str = "reconciler_drift_age_unknown_total";
+
+/// Upper bounds (ms) of the time-to-consistency histogram: the "consistent within"
+/// thresholds of `model::consistency` (1 s, 10 s, 1 min, 5 min, 10 min) and a few more.
+pub const TTC_BUCKETS_MS: [f64; 9] =
+    [1000.0, 3000.0, 10_000.0, 30_000.0, 60_000.0, 120_000.0, 300_000.0, 600_000.0, 1_800_000.0];
 
 /// Upper bounds (ms) of the change-to-repair latency histogram.
 pub const LATENCY_BUCKETS_MS: [f64; 14] = [
@@ -38,6 +45,16 @@ pub const METRICS: &[MetricDef] = &[
         CHANGE_TO_REPAIR,
         &["trigger"],
         "time from a change's commit to the end of its check and repair, ms",
+    ),
+    MetricDef::histogram(
+        TIME_TO_CONSISTENCY,
+        &["target", "trigger"],
+        "time from a change (event commit, scanned row time) until a check found the target equal to truth for that goods or repaired it, ms; each change counted once per target",
+    ),
+    MetricDef::counter(
+        DRIFT_AGE_UNKNOWN,
+        &["target", "trigger"],
+        "drift found with no known change that caused it (full runs, live sweeps), per goods and target",
     ),
 ];
 
@@ -74,6 +91,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(CHANGE_TO_REPAIR.into()), &LATENCY_BUCKETS_MS)?
+        .set_buckets_for_metric(Matcher::Full(TIME_TO_CONSISTENCY.into()), &TTC_BUCKETS_MS)?
         .install_recorder()?;
     describe(&all());
     Ok(HANDLE.get_or_init(|| handle).clone())

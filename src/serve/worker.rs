@@ -61,6 +61,8 @@ pub struct WorkerSettings {
     /// Delay of the re-check of a job whose repair the breaker halted.
     pub halted_recheck: Duration,
     pub clock: Arc<dyn Clock>,
+    /// Where checked batches are counted for time-to-consistency (`None`: not counted).
+    pub consistency: Option<Arc<super::consistency::ConsistencyBook>>,
 }
 
 impl WorkerSettings {
@@ -71,6 +73,7 @@ impl WorkerSettings {
             .iter()
             .flat_map(|d| d.stages_ms.iter().copied())
             .chain(model::config::DtsConfig::default_stages())
+            .chain(config.key_activities.stages_ms.iter().copied())
             .max()
             .unwrap_or(0);
         WorkerSettings {
@@ -83,6 +86,7 @@ impl WorkerSettings {
             recheck: Duration::from_millis(config.repair.settle_ms.max(1000)),
             halted_recheck: Duration::from_millis(config.handler.halted_recheck_ms.max(1)),
             clock: common::clock::system(),
+            consistency: None,
         }
     }
 }
@@ -381,6 +385,9 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Where each delivery of a checked batch goes: done, re-checked or halted.
 async fn settle(ctx: &Ctx, deliveries: Vec<Delivery>, report: Report) {
+    if let Some(book) = &ctx.settings.consistency {
+        book.record(deliveries.iter().map(|d| &d.job), &report);
+    }
     let now = ctx.now();
     let mut recheck: HashMap<GoodsId, String> = HashMap::new();
     for e in &report.errors {

@@ -25,7 +25,7 @@ fn producer() -> FutureProducer {
         .unwrap()
 }
 
-async fn produce(topic: &str, key: &str, payload: &str) {
+pub async fn produce(topic: &str, key: &str, payload: &str) {
     producer()
         .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10))
         .await

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod common;
 mod dts;
+mod key;
 mod liveness;
 mod poison;
 mod reconcile;

@@ -24,6 +24,7 @@ pub mod bus;
 pub mod dts;
 pub mod dump;
 pub mod error;
+pub mod key;
 pub mod metrics;
 pub mod scanner;
 pub mod schedule;

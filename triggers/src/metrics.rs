@@ -9,6 +9,11 @@ pub const SCANNER_LAG: &str = "reconciler_scanner_lag_ms";
 pub const SCANNER_ROWS: &str = "reconciler_scanner_rows_total";
 pub const CONSUMER_LAG: &str = "reconciler_consumer_lag";
 pub const REVOCATIONS: &str = "reconciler_consumer_revocations_total";
+pub const KEY_ACTIVITIES: &str = "reconciler_key_activities";
+pub const KEY_GOODS: &str = "reconciler_key_goods";
+pub const KEY_REFRESH_ERRORS: &str = "reconciler_key_errors_total";
+pub const SWEEPS: &str = "reconciler_key_sweeps_total";
+pub const SWEEP_GOODS: &str = "reconciler_key_sweep_goods_total";
 
 pub const METRICS: &[MetricDef] = &[
     MetricDef::counter(
@@ -26,4 +31,9 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef::counter(SCANNER_ROWS, &["table"], "rows read by the recent-change scanner, per table"),
     MetricDef::gauge(CONSUMER_LAG, &["topic", "partition"], "Kafka consumer lag in messages, per assigned partition"),
     MetricDef::counter(REVOCATIONS, &["topic"], "partitions revoked from this process's consumers (rebalances)"),
+    MetricDef::gauge(KEY_ACTIVITIES, &[], "key activities known (not ended), as of the last refresh"),
+    MetricDef::gauge(KEY_GOODS, &[], "goods of key activities, as of the last refresh"),
+    MetricDef::counter(KEY_REFRESH_ERRORS, &[], "key-set refreshes and live-sweep passes that failed (retried at the next tick)"),
+    MetricDef::counter(SWEEPS, &[], "live sweeps of key activities done by this instance"),
+    MetricDef::counter(SWEEP_GOODS, &[], "goods published by live sweeps (one sweep job each)"),
 ];

@@ -6,10 +6,12 @@
 //! overridden from the environment ([`env`]); secrets never appear in `Debug` output.
 
 mod env;
+mod key;
 mod sections;
 mod validate;
 
 pub use env::{apply_env_overrides, redact_url};
+pub use key::*;
 pub use sections::*;
 
 use serde::de::DeserializeOwned;
@@ -43,6 +45,7 @@ impl Config {
             admin: section(&mut table, "admin", &mut problems),
             hbase_emulator: section(&mut table, "hbase_emulator", &mut problems),
             verifier: section(&mut table, "verifier", &mut problems),
+            key_activities: section(&mut table, "key_activities", &mut problems),
         };
         let targets_given = table.contains_key("targets");
         match table.remove("targets") {

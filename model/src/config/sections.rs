@@ -24,6 +24,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub hbase_emulator: Option<EmulatorConfig>,
     pub verifier: VerifierConfig,
+    /// `[key_activities]` (see `key.rs`).
+    pub key_activities: super::KeyActivitiesConfig,
 }
 
 impl Config {

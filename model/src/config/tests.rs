@@ -285,4 +285,41 @@ fn every_config_key_is_documented() {
     keys.extend(file_keys(include_str!("../../../config/production.example.toml")));
     let missing: Vec<&String> = keys.iter().filter(|k| !doc.contains(&format!("`{k}`"))).collect();
     assert!(missing.is_empty(), "keys not in docs/configuration.md: {missing:?}");
+#[test]
+fn key_activities_by_id_type_tag_and_biz_code() {
+    let c = Config::parse(CONTRACT_MINIMAL, "t.toml", &no_env).unwrap();
+    assert!(!c.key_activities.enabled(), "absent: nothing is key");
+    let text = format!(
+        "{CONTRACT_MINIMAL}\n[key_activities]\nstages_ms = [1000, 5000]\n[[key_activities.rules]]\nids = [7001]\n\
+         [[key_activities.rules]]\ntypes = [\"seckill\", 3]\ntags = [\"618\"]\nbiz_codes = [\"main\"]\n\
+         [key_activities.sweep]\nlead_secs = 60\n"
+    );
+    let c = Config::parse(&text, "t.toml", &no_env).unwrap();
+    let k = &c.key_activities;
+    assert!(k.enabled());
+    assert_eq!(k.rules[0].ids, vec![7001]);
+    assert_eq!(k.rules[1].types.iter().map(|t| t.code()).collect::<Vec<_>>(), vec![Some(2), Some(3)]);
+    assert_eq!((k.stages_ms.clone(), k.sweep.lead_secs, k.sweep.interval_secs), (vec![1000, 5000], 60, 60));
+    assert_eq!(k.priority_group_or("reconciler"), "reconciler.key");
+}
+
+#[test]
+fn bad_key_activity_settings_are_named() {
+    let text = format!(
+        "{CONTRACT_MINIMAL}\n[key_activities]\nstages_ms = [5000, 1000]\nrefresh_secs = 0\n[[key_activities.rules]]\n\
+         [[key_activities.rules]]\ntypes = [\"flash\"]\n[key_activities.sweep]\ninterval_secs = 0\n"
+    );
+    let e = Config::parse(&text, "t.toml", &no_env).unwrap_err().to_string();
+    for needle in [
+        "`key_activities.rules[0]`: give at least one",
+        "key_activities.stages_ms",
+        "key_activities.refresh_secs",
+        "key_activities.sweep",
+        "`key_activities.rules[1].types`: `flash` is not",
+    ] {
+        assert!(e.contains(needle), "{needle} in {e}");
+    }
+    let text = format!("{CONTRACT_MINIMAL}\n[[key_activities.rules]]\nids = [1]\ncolour = \"red\"\n");
+    let e = Config::parse(&text, "t.toml", &no_env).unwrap_err().to_string();
+    assert!(e.contains("colour"), "{e}");
 }

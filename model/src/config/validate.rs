@@ -165,6 +165,7 @@ pub fn validate(c: &Config) -> Vec<String> {
     if v.concurrency == 0 {
         p.push("`verifier.concurrency`: must be at least 1".into());
     }
+    super::key::validate(&c.key_activities, &mut p);
     if let Some(e) = &c.hbase_emulator {
         if e.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!("`hbase_emulator.listen`: `{}` is not ip:port", e.listen));

@@ -6,6 +6,10 @@
 //! of one goods whose due time rounds to the same instant yields the same job (same
 //! `not_before_ms`, same job id), so it is published once. Planned jobs are reserved at
 //! once and released if their publish fails; the memory is pruned once due times are past.
+//!
+//! Goods of a key activity are planned with the key stage list instead
+//! ([`with_key_stages`](StagePlanner::with_key_stages), `[key_activities] stages_ms`):
+//! their jobs carry `key = true` (the priority lane) and ids of their own (`dts-key-…`).
 
 use std::collections::HashMap;
 
@@ -15,15 +19,23 @@ use model::GoodsId;
 #[derive(Debug)]
 pub struct StagePlanner {
     stages_ms: Vec<u64>,
-    /// (goods, stage) -> last published due time.
-    published: HashMap<(GoodsId, u32), i64>,
+    /// Stages of key goods; empty: key goods get `stages_ms` too.
+    key_stages_ms: Vec<u64>,
+    /// (goods, key lane, stage) -> last published due time.
+    published: HashMap<(GoodsId, bool, u32), i64>,
     /// Prune the map when it grows past this many entries.
     prune_at: usize,
 }
 
 impl StagePlanner {
     pub fn new(stages_ms: Vec<u64>) -> StagePlanner {
-        StagePlanner { stages_ms, published: HashMap::new(), prune_at: 100_000 }
+        StagePlanner { stages_ms, key_stages_ms: Vec::new(), published: HashMap::new(), prune_at: 100_000 }
+    }
+
+    /// Goods planned with `key = true` get these stages.
+    pub fn with_key_stages(mut self, key_stages_ms: Vec<u64>) -> StagePlanner {
+        self.key_stages_ms = key_stages_ms;
+        self
     }
 
     pub fn stages_ms(&self) -> &[u64] {
@@ -50,21 +62,33 @@ impl StagePlanner {
     /// skipped because of another event's reservation is safe: that event is acked only
     /// once its jobs (the same goods, stage and due time) are published.
     pub fn plan(&mut self, goods: &[GoodsId], commit_ms: i64, now_ms: i64) -> Vec<Job> {
+        self.plan_lane(goods, commit_ms, now_ms, false)
+    }
+
+    /// [`plan`](Self::plan) for goods of a key activity (`key`): the key stages, jobs on
+    /// the priority lane.
+    pub fn plan_lane(&mut self, goods: &[GoodsId], commit_ms: i64, now_ms: i64, key: bool) -> Vec<Job> {
         if self.published.len() > self.prune_at {
             self.published.retain(|_, due| *due >= now_ms);
             if self.published.len() > self.prune_at / 2 {
                 self.published.clear();
             }
         }
-        let mut jobs = Vec::with_capacity(goods.len() * self.stages_ms.len());
+        let stages = match key && !self.key_stages_ms.is_empty() {
+            true => &self.key_stages_ms,
+            false => &self.stages_ms,
+        };
+        let lane = if key { "key-" } else { "" };
+        let mut jobs = Vec::with_capacity(goods.len() * stages.len());
         for &goods_id in goods {
-            for (i, &stage_ms) in self.stages_ms.iter().enumerate() {
+            for (i, &stage_ms) in stages.iter().enumerate() {
                 let stage = i as u32;
                 let due = Self::due_ms(commit_ms, stage_ms);
-                if self.published.insert((goods_id, stage), due) == Some(due) {
+                if self.published.insert((goods_id, key, stage), due) == Some(due) {
                     continue;
                 }
-                let mut job = Job::new(goods_id, TriggerKind::Dts, format!("dts-{goods_id}-{stage}-{due}"));
+                let mut job = Job::new(goods_id, TriggerKind::Dts, format!("dts-{lane}{goods_id}-{stage}-{due}"));
+                job.key = key;
                 job.stage = stage;
                 job.not_before_ms = due;
                 job.origin_ms = commit_ms;
@@ -77,7 +101,7 @@ impl StagePlanner {
     /// Forgets the reservations of jobs whose publish failed, so they are planned again.
     pub fn release(&mut self, jobs: &[Job]) {
         for job in jobs {
-            let key = (job.goods_id, job.stage);
+            let key = (job.goods_id, job.key, job.stage);
             if self.published.get(&key) == Some(&job.not_before_ms) {
                 self.published.remove(&key);
             }
@@ -131,6 +155,22 @@ mod tests {
             let jobs = StagePlanner::new(vec![0, 3000, 300_000]).plan(&[7], commit, 0);
             assert_eq!(jobs.len(), 3);
         }
+    }
+
+    #[test]
+    fn key_goods_get_the_key_stages_on_the_priority_lane() {
+        let mut planner = StagePlanner::new(vec![3000, 30000]).with_key_stages(vec![1000, 5000, 30000, 120_000]);
+        let key = planner.plan_lane(&[7], 10_000, 0, true);
+        assert_eq!(key.iter().map(|j| j.not_before_ms).collect::<Vec<_>>(), vec![11_000, 15_000, 42_000, 132_000]);
+        assert!(key.iter().all(|j| j.key && j.job_id.starts_with("dts-key-7-")));
+        let bulk = planner.plan(&[7], 10_000, 0);
+        assert_eq!(bulk.len(), 2, "the bulk plan of the same goods is separate");
+        assert!(bulk.iter().all(|j| !j.key));
+        assert!(planner.plan_lane(&[7], 9_950, 0, true).is_empty(), "deduplicated within the lane");
+        planner.release(&key);
+        assert_eq!(planner.plan_lane(&[7], 9_950, 0, true).len(), 4);
+        let plain = StagePlanner::new(vec![3000]).plan_lane(&[7], 10_000, 0, true);
+        assert_eq!((plain.len(), plain[0].key), (1, true), "no key stages: the topic's, still on the lane");
     }
 
     #[test]

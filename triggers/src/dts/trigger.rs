@@ -63,6 +63,8 @@ struct Context {
     dead_letters: DeadLetterPublisher,
     pools: MysqlPools,
     options: DtsOptions,
+    /// Key activities: their goods are planned with the key stages (`None`: none is key).
+    keys: Option<crate::key::SharedKeySet>,
 }
 
 pub struct DtsTrigger {
@@ -96,8 +98,20 @@ impl DtsTrigger {
         let names: Vec<&str> = topics.keys().map(String::as_str).collect();
         let source = KafkaSource::subscribe(&kafka.brokers, &kafka.trigger_group, &names, options.source.clone())?;
         let dead_letters = DeadLetterPublisher::new(&kafka.brokers, &kafka.dead_letter_topic)?;
-        let ctx = Arc::new(Context { topics, publisher, dead_letters, pools, options });
+        let ctx = Arc::new(Context { topics, publisher, dead_letters, pools, options, keys: None });
         Ok(DtsTrigger { source, ctx, tasks: JoinSet::new() })
+    }
+
+    /// Goods of the activities in `keys` are planned with `key_stages_ms`, on the
+    /// priority lane (`[key_activities]`). Call before the first `step`.
+    pub fn with_key_activities(mut self, keys: crate::key::SharedKeySet, key_stages_ms: &[u64]) -> DtsTrigger {
+        let ctx = Arc::get_mut(&mut self.ctx).expect("with_key_activities is called before the trigger runs");
+        for topic in ctx.topics.values_mut() {
+            let planner = topic.planner.get_mut().expect("planner lock");
+            *planner = StagePlanner::new(planner.stages_ms().to_vec()).with_key_stages(key_stages_ms.to_vec());
+        }
+        ctx.keys = Some(keys);
+        self
     }
 
     /// Takes one record and starts its processing; waits first while `max_in_flight`
@@ -200,13 +214,23 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
     count_event(ctx, record, "parsed");
     match event.table {
         LogicalTable::ActivityGoods | LogicalTable::ActivitySku => {
-            publish_goods(ctx, topic, &event.ids, commit_ms).await?
+            let (key, bulk): (Vec<GoodsId>, Vec<GoodsId>) = match &ctx.keys {
+                Some(keys) => {
+                    let keys = keys.read().expect("key set lock");
+                    event.ids.iter().copied().partition(|g| keys.is_key_goods(*g))
+                }
+                None => (Vec::new(), event.ids.clone()),
+            };
+            publish_goods(ctx, topic, &key, commit_ms, true).await?;
+            publish_goods(ctx, topic, &bulk, commit_ms, false).await?
         }
         LogicalTable::Activity => {
             for &activity_id in &event.ids {
+                let key =
+                    ctx.keys.as_ref().is_some_and(|k| k.read().expect("key set lock").activity(activity_id).is_some());
                 let mut pager = ActivityGoodsPager::new(&ctx.pools, activity_id, ctx.options.page_size);
                 while let Some(goods) = pager.next_page().await.map_err(TriggerError::from)? {
-                    publish_goods(ctx, topic, &goods, commit_ms).await?;
+                    publish_goods(ctx, topic, &goods, commit_ms, key).await?;
                 }
             }
         }
@@ -214,8 +238,11 @@ async fn process_once(ctx: &Context, record: &RawRecord) -> Result<(), Failure> 
     Ok(())
 }
 
-async fn publish_goods(ctx: &Context, topic: &TopicState, goods: &[GoodsId], commit_ms: i64) -> Result<()> {
-    let jobs: Vec<Job> = topic.planner.lock().expect("planner lock").plan(goods, commit_ms, now_ms());
+async fn publish_goods(ctx: &Context, topic: &TopicState, goods: &[GoodsId], commit_ms: i64, key: bool) -> Result<()> {
+    if goods.is_empty() {
+        return Ok(());
+    }
+    let jobs: Vec<Job> = topic.planner.lock().expect("planner lock").plan_lane(goods, commit_ms, now_ms(), key);
     for (i, chunk) in jobs.chunks(ctx.options.page_size.max(1) as usize).enumerate() {
         if let Err(e) = ctx.publisher.publish(chunk).await {
             let unpublished = &jobs[i * ctx.options.page_size.max(1) as usize..];
