@@ -285,6 +285,8 @@ fn every_config_key_is_documented() {
     keys.extend(file_keys(include_str!("../../../config/production.example.toml")));
     let missing: Vec<&String> = keys.iter().filter(|k| !doc.contains(&format!("`{k}`"))).collect();
     assert!(missing.is_empty(), "keys not in docs/configuration.md: {missing:?}");
+}
+
 #[test]
 fn key_activities_by_id_type_tag_and_biz_code() {
     let c = Config::parse(CONTRACT_MINIMAL, "t.toml", &no_env).unwrap();
