@@ -3,6 +3,7 @@
 //! commits offsets before exit.
 
 pub mod admin;
+mod batch;
 pub mod health;
 pub mod telemetry;
 pub mod verifier;
@@ -20,6 +21,7 @@ use triggers::bus::kafka::job_consumer::KafkaJobConsumer;
 use triggers::bus::kafka::publisher::KafkaPublisher;
 use triggers::bus::kafka::source::SourceOptions;
 use triggers::dts::trigger::{DtsOptions, DtsTrigger};
+use triggers::full::{FullPublisher, RunSource};
 use triggers::scanner::Scanner;
 use triggers::schedule::{FullSchedule, FullTrigger};
 use triggers::JobPublisher;
@@ -57,6 +59,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
         token: config.admin.token.clone(),
         run_options: app.run_options(None),
         health: health.clone(),
+        ledger: common::mysql::ledger::Ledger::new(&app.pools),
     });
     let mut admin_shutdown = shutdown_rx.clone();
     let admin = tokio::spawn(async move {
@@ -68,6 +71,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
     });
 
     let handler = app.handler.clone();
+    let kafka_jobs: Option<KafkaPublisher>;
     let (publisher, workers): (Arc<dyn JobPublisher>, tokio::task::JoinHandle<()>) = match config.bus.kind {
         BusKind::Embedded => {
             let (publisher, consumer) = triggers::bus::embedded::channel(config.bus.queue_capacity);
@@ -75,6 +79,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
             let task = tokio::spawn(async move {
                 worker::run(handler, consumer, settings, rx, health).await;
             });
+            kafka_jobs = None;
             (Arc::new(publisher), task)
         }
         BusKind::Kafka => {
@@ -82,6 +87,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
             triggers::bus::kafka::admin::ensure_topics_for(k, &[&k.jobs_topic, &k.dead_letter_topic]).await?;
             let extra: Vec<(&str, &str)> = k.producer_config.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             let jobs = KafkaPublisher::with_config(&k.brokers, &k.jobs_topic, &extra)?;
+            kafka_jobs = Some(jobs.clone());
             let consumer = KafkaJobConsumer::new(
                 &k.brokers,
                 &k.group,
@@ -118,7 +124,33 @@ async fn serve(app: App) -> anyhow::Result<()> {
         tracing::info!(interval_ms = config.triggers.scanner.interval_ms, "recent-change scanner started");
         trigger_tasks.push(tokio::spawn(scanner.run(stopped(shutdown_rx.clone()))));
     }
-    if let Some(cron) = &config.triggers.full.cron {
+    // Distributed full runs: every instance resumes the publication of a run whose
+    // publisher died; scheduled runs go through the bus.
+    let run_publisher = kafka_jobs.map(|jobs| {
+        let owner = worker::instance_name(config);
+        Arc::new(FullPublisher::new(
+            pools.clone(),
+            Arc::new(jobs),
+            crate::runs::publish_options(config, &owner),
+            common::clock::system(),
+        ))
+    });
+    if let Some(p) = &run_publisher {
+        let every = Duration::from_millis((config.triggers.full.lease_ms / 2).max(500));
+        trigger_tasks.push(tokio::spawn(resume_runs(p.clone(), every, shutdown_rx.clone())));
+    }
+    if let (Some(cron), Some(p)) = (&config.triggers.full.cron, &run_publisher) {
+        let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
+        tracing::info!(cron = %cron, "scheduled full reconciliation armed (through the job bus)");
+        let source = config.triggers.full.dump.as_ref().map(|d| RunSource::Dump(d.into())).unwrap_or(RunSource::Mysql);
+        let (p, rx) = (p.clone(), shutdown_rx.clone());
+        trigger_tasks.push(tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped(rx) => {}
+                _ = scheduled_via_bus(full, p, source) => {}
+            }
+        }));
+    } else if let Some(cron) = &config.triggers.full.cron {
         let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
         tracing::info!(cron = %cron, "scheduled full reconciliation armed");
         let app_handler = app.handler.clone();
@@ -161,6 +193,59 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every `every`, takes over and finishes the publication of runs whose publisher died.
+async fn resume_runs(publisher: Arc<FullPublisher>, every: Duration, shutdown: watch::Receiver<bool>) {
+    loop {
+        let rx = shutdown.clone();
+        tokio::select! {
+            _ = stopped(rx) => return,
+            r = publisher.resume_orphaned() => match r {
+                Ok(runs) if !runs.is_empty() => tracing::info!(runs = ?runs, "resumed the publication of full runs"),
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!(telemetry::ERRORS, "component" => "publisher").increment(1);
+                    tracing::warn!(error = %e, "resuming full runs failed, trying again later");
+                }
+            },
+        }
+        let rx = shutdown.clone();
+        tokio::select! {
+            _ = stopped(rx) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Scheduled full runs on a Kafka bus: the instance holding the lock creates the run
+/// and publishes it; every instance's handlers check it.
+async fn scheduled_via_bus(mut full: FullTrigger, publisher: Arc<FullPublisher>, source: RunSource) {
+    loop {
+        let guard = match full.wait_due().await {
+            Ok(Some(g)) => g,
+            Ok(None) => return,
+            Err(e) => {
+                metrics::counter!(telemetry::ERRORS, "component" => "schedule").increment(1);
+                tracing::warn!(error = %e, "full run schedule failed, retrying in 60 s");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        };
+        let run_id = crate::app::run_id("scheduled-full");
+        let published = match publisher.create(&run_id, &source, false).await {
+            Ok(()) => publisher.publish(&run_id).await,
+            Err(e) => Err(e),
+        };
+        match published {
+            Ok(p) => tracing::info!(run_id = %run_id, outcome = ?p, "scheduled full run published"),
+            Err(e) => {
+                metrics::counter!(telemetry::ERRORS, "component" => "full").increment(1);
+                tracing::error!(run_id = %run_id, error = %e, "scheduled full run not published");
+            }
+        }
+        let _ = guard.release().await;
+    }
 }
 
 fn source_options(config: &Config) -> SourceOptions {

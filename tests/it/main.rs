@@ -4,6 +4,7 @@
 mod audit;
 mod cli;
 mod common;
+mod distributed;
 mod dts;
 mod liveness;
 mod poison;

@@ -24,6 +24,7 @@ pub mod bus;
 pub mod dts;
 pub mod dump;
 pub mod error;
+pub mod full;
 pub mod metrics;
 pub mod scanner;
 pub mod schedule;
