@@ -28,7 +28,7 @@ use crate::breaker::Breaker;
 use crate::error::StoreError;
 use crate::limit::RateLimiter;
 use crate::stores::{ApplyOutcome, Target};
-use crate::truth::TruthReader;
+use crate::truth::{TruthBatch, TruthReader};
 
 /// How a run treats drift.
 #[derive(Debug, Clone)]

@@ -1,9 +1,13 @@
-//! `reconciler serve`: the long-running service. Starts the configured triggers, the job
-//! bus, N handler workers and the admin HTTP server; SIGTERM drains in-flight work and
-//! commits offsets before exit.
+//! `reconciler serve`: the long-running service, a small supervisor of components: the
+//! admin HTTP server (its bound address printed on stdout, so `listen = "…:0"` works),
+//! the job bus with N handler workers (supervised by `worker.rs`), and the DTS trigger,
+//! the scanner, the run publisher (resumes distributed runs whose publisher died),
+//! scheduled runs and the price verifier, each restarted with backoff when it fails
+//! (`supervisor.rs`). SIGTERM drains in-flight work and commits offsets before exit.
 
 pub mod admin;
 mod batch;
+pub mod supervisor;
 pub mod health;
 pub mod telemetry;
 pub mod verifier;
@@ -52,7 +56,10 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.admin.listen)
         .await
         .map_err(|e| anyhow::anyhow!("admin.listen {}: {e}", config.admin.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "admin http listening");
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "admin http listening");
+    // On stdout, so a caller that asked for port 0 learns the port.
+    println!("admin listening on {bound}");
     let state = Arc::new(admin::AdminState {
         handler: app.handler.clone(),
         prometheus,
@@ -71,13 +78,14 @@ async fn serve(app: App) -> anyhow::Result<()> {
     });
 
     let handler = app.handler.clone();
+    let worker_health = health.clone();
     let kafka_jobs: Option<KafkaPublisher>;
     let (publisher, workers): (Arc<dyn JobPublisher>, tokio::task::JoinHandle<()>) = match config.bus.kind {
         BusKind::Embedded => {
             let (publisher, consumer) = triggers::bus::embedded::channel(config.bus.queue_capacity);
             let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                worker::run(handler, consumer, settings, rx, health).await;
+                worker::run(handler, consumer, settings, rx, worker_health).await;
             });
             kafka_jobs = None;
             (Arc::new(publisher), task)
@@ -98,7 +106,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
             .with_recheck_publisher(jobs.clone());
             let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                let consumer = worker::run(handler, consumer, settings, rx, health).await;
+                let consumer = worker::run(handler, consumer, settings, rx, worker_health).await;
                 consumer.shutdown().await;
             });
             (Arc::new(jobs), task)
@@ -107,22 +115,52 @@ async fn serve(app: App) -> anyhow::Result<()> {
 
     let pools = app.pools.clone();
     let mut trigger_tasks = Vec::new();
+    let policy = common::RetryPolicy::from_config(&config.retry);
     if !config.triggers.dts.is_empty() {
         let topics: Vec<&str> = config.triggers.dts.iter().map(|d| d.topic.as_str()).collect();
         triggers::bus::kafka::admin::ensure_topics_for(&config.kafka, &topics).await?;
-        let options = DtsOptions {
-            source: source_options(config),
-            retry: common::RetryPolicy::from_config(&config.retry),
-            ..Default::default()
+        let build = {
+            let (config, publisher, pools) = (config.clone(), publisher.clone(), pools.clone());
+            move || {
+                let options = DtsOptions {
+                    source: source_options(&config),
+                    retry: common::RetryPolicy::from_config(&config.retry),
+                    ..Default::default()
+                };
+                DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)
+            }
         };
-        let dts = DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
+        // Built once here so a configuration error stops the start; rebuilt on restarts.
+        let first = std::sync::Mutex::new(Some(build()?));
         tracing::info!(topics = ?topics, "dts-delay trigger started");
-        trigger_tasks.push(tokio::spawn(dts.run(stopped(shutdown_rx.clone()))));
+        let rx = shutdown_rx.clone();
+        trigger_tasks.push(supervisor::spawn("dts", health.clone(), rx.clone(), policy.clone(), move || {
+            let first = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (dts, rx) = (first.map(Ok).unwrap_or_else(&build), rx.clone());
+            async move {
+                dts?.run(stopped(rx)).await;
+                Ok(())
+            }
+        }));
     }
     if config.triggers.scanner.enabled {
-        let scanner = Scanner::new(pools.clone(), publisher.clone(), config.triggers.scanner.clone()).await?;
+        let first = Scanner::new(pools.clone(), publisher.clone(), config.triggers.scanner.clone()).await?;
+        let first = Arc::new(std::sync::Mutex::new(Some(first)));
         tracing::info!(interval_ms = config.triggers.scanner.interval_ms, "recent-change scanner started");
-        trigger_tasks.push(tokio::spawn(scanner.run(stopped(shutdown_rx.clone()))));
+        let (scanner_config, publisher, pools, rx) =
+            (config.triggers.scanner.clone(), publisher.clone(), pools.clone(), shutdown_rx.clone());
+        trigger_tasks.push(supervisor::spawn("scanner", health.clone(), rx.clone(), policy.clone(), move || {
+            let first = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (c, publisher, pools, rx) = (scanner_config.clone(), publisher.clone(), pools.clone(), rx.clone());
+            async move {
+                let scanner = match first {
+                    Some(s) => s,
+                    None => Scanner::new(pools, publisher, c).await?,
+                };
+                scanner.run(stopped(rx)).await;
+                Ok(())
+            }
+        }));
     }
     // Distributed full runs: every instance resumes the publication of a run whose
     // publisher died; scheduled runs go through the bus.
@@ -137,17 +175,25 @@ async fn serve(app: App) -> anyhow::Result<()> {
     });
     if let Some(p) = &run_publisher {
         let every = Duration::from_millis((config.triggers.full.lease_ms / 2).max(500));
-        trigger_tasks.push(tokio::spawn(resume_runs(p.clone(), every, shutdown_rx.clone())));
+        let (p, rx) = (p.clone(), shutdown_rx.clone());
+        trigger_tasks.push(supervisor::spawn("run publisher", health.clone(), rx.clone(), policy.clone(), move || {
+            resume_runs(p.clone(), every, rx.clone())
+        }));
     }
     if let (Some(cron), Some(p)) = (&config.triggers.full.cron, &run_publisher) {
-        let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
+        let schedule = FullSchedule::parse(cron)?;
         tracing::info!(cron = %cron, "scheduled full reconciliation armed (through the job bus)");
         let source = config.triggers.full.dump.as_ref().map(|d| RunSource::Dump(d.into())).unwrap_or(RunSource::Mysql);
-        let (p, rx) = (p.clone(), shutdown_rx.clone());
-        trigger_tasks.push(tokio::spawn(async move {
-            tokio::select! {
-                _ = stopped(rx) => {}
-                _ = scheduled_via_bus(full, p, source) => {}
+        let (p, rx, pools) = (p.clone(), shutdown_rx.clone(), pools.clone());
+        trigger_tasks.push(supervisor::spawn("scheduled runs", health.clone(), rx.clone(), policy.clone(), move || {
+            let (p, rx, pools, source, schedule) = (p.clone(), rx.clone(), pools.clone(), source.clone(), schedule.clone());
+            async move {
+                let full = FullTrigger::new(schedule, &pools).await?;
+                tokio::select! {
+                    _ = stopped(rx) => {}
+                    _ = scheduled_via_bus(full, p, source) => {}
+                }
+                Ok(())
             }
         }));
     } else if let Some(cron) = &config.triggers.full.cron {
@@ -196,11 +242,15 @@ async fn serve(app: App) -> anyhow::Result<()> {
 }
 
 /// Every `every`, takes over and finishes the publication of runs whose publisher died.
-async fn resume_runs(publisher: Arc<FullPublisher>, every: Duration, shutdown: watch::Receiver<bool>) {
+async fn resume_runs(
+    publisher: Arc<FullPublisher>,
+    every: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     loop {
         let rx = shutdown.clone();
         tokio::select! {
-            _ = stopped(rx) => return,
+            _ = stopped(rx) => return Ok(()),
             r = publisher.resume_orphaned() => match r {
                 Ok(runs) if !runs.is_empty() => tracing::info!(runs = ?runs, "resumed the publication of full runs"),
                 Ok(_) => {}
@@ -212,7 +262,7 @@ async fn resume_runs(publisher: Arc<FullPublisher>, every: Duration, shutdown: w
         }
         let rx = shutdown.clone();
         tokio::select! {
-            _ = stopped(rx) => return,
+            _ = stopped(rx) => return Ok(()),
             _ = tokio::time::sleep(every) => {}
         }
     }
