@@ -97,9 +97,10 @@ mod tests {
         assert_eq!(health.readiness().problems, vec!["scanner failed (being restarted)".to_string()]);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(starts.load(Ordering::SeqCst), 2, "restarted after 1 s");
-        tokio::time::sleep(Duration::from_millis(1900)).await;
+        // The second start (at 1 s) panicked: the next delay is 2 s.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(starts.load(Ordering::SeqCst), 2, "the second delay doubled");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(starts.load(Ordering::SeqCst), 3);
         assert!(health.readiness().ready());
         stop.send(true).unwrap();
