@@ -60,8 +60,12 @@ pub async fn full_via_bus(app: &App, dump: Option<&Path>, wait: bool, json: bool
         }
     };
     let owner = format!("cli-{}", crate::serve::worker::instance_name(&app.config));
-    let publisher =
-        FullPublisher::new(app.pools.clone(), Arc::new(bus), publish_options(&app.config, &owner), common::clock::system());
+    let publisher = FullPublisher::new(
+        app.pools.clone(),
+        Arc::new(bus),
+        publish_options(&app.config, &owner),
+        common::clock::system(),
+    );
     let source = dump.map(|p| RunSource::Dump(p.to_path_buf())).unwrap_or(RunSource::Mysql);
     let run_id = crate::app::run_id("full");
     if let Err(e) = publisher.create(&run_id, &source, false).await {

@@ -87,7 +87,8 @@ async fn orphan_scan(
     breaker: &Breaker,
     batch_size: usize,
 ) -> Result<BatchResult, BatchError> {
-    let mut result = BatchResult { report: Report { dry_run: mode.dry_run, ..Default::default() }, ..Default::default() };
+    let mut result =
+        BatchResult { report: Report { dry_run: mode.dry_run, ..Default::default() }, ..Default::default() };
     let mut pending: BTreeSet<GoodsId> = BTreeSet::new();
     let mut cursor = None;
     loop {

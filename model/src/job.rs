@@ -139,7 +139,9 @@ fn is_zero(n: &u32) -> bool {
 pub enum JobDecodeError {
     #[error("job message is not valid JSON of the job shape: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("job message version {0} is not supported (this build reads versions {JOB_VERSION} and {BATCH_JOB_VERSION})")]
+    #[error(
+        "job message version {0} is not supported (this build reads versions {JOB_VERSION} and {BATCH_JOB_VERSION})"
+    )]
     UnsupportedVersion(u32),
     #[error("job message version {0} {1}")]
     Inconsistent(u32, &'static str),
@@ -147,7 +149,17 @@ pub enum JobDecodeError {
 
 impl Job {
     pub fn new(goods_id: GoodsId, trigger: TriggerKind, job_id: String) -> Job {
-        Job { v: JOB_VERSION, job_id, goods_id, trigger, stage: 0, not_before_ms: 0, origin_ms: 0, rechecks: 0, batch: None }
+        Job {
+            v: JOB_VERSION,
+            job_id,
+            goods_id,
+            trigger,
+            stage: 0,
+            not_before_ms: 0,
+            origin_ms: 0,
+            rechecks: 0,
+            batch: None,
+        }
     }
 
     /// A version 2 job: one piece of full run `run_id`, with its deterministic id.

@@ -84,7 +84,9 @@ async fn runs(State(state): State<Arc<AdminState>>) -> Response {
     let now = common::clock::now_ms();
     match state.ledger.list(50).await {
         Ok(runs) => Json(serde_json::Value::Array(runs.iter().map(|r| r.to_json(now)).collect())).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() }))).into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
     }
 }
 
@@ -95,7 +97,9 @@ async fn run(State(state): State<Arc<AdminState>>, axum::extract::Path(id): axum
         Ok(None) => {
             (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no run `{id}`") }))).into_response()
         }
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() }))).into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
     }
 }
 

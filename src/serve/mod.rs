@@ -7,8 +7,8 @@
 
 pub mod admin;
 mod batch;
-pub mod supervisor;
 pub mod health;
+pub mod supervisor;
 pub mod telemetry;
 pub mod verifier;
 pub mod worker;
@@ -185,17 +185,24 @@ async fn serve(app: App) -> anyhow::Result<()> {
         tracing::info!(cron = %cron, "scheduled full reconciliation armed (through the job bus)");
         let source = config.triggers.full.dump.as_ref().map(|d| RunSource::Dump(d.into())).unwrap_or(RunSource::Mysql);
         let (p, rx, pools) = (p.clone(), shutdown_rx.clone(), pools.clone());
-        trigger_tasks.push(supervisor::spawn("scheduled runs", health.clone(), rx.clone(), policy.clone(), move || {
-            let (p, rx, pools, source, schedule) = (p.clone(), rx.clone(), pools.clone(), source.clone(), schedule.clone());
-            async move {
-                let full = FullTrigger::new(schedule, &pools).await?;
-                tokio::select! {
-                    _ = stopped(rx) => {}
-                    _ = scheduled_via_bus(full, p, source) => {}
+        trigger_tasks.push(supervisor::spawn(
+            "scheduled runs",
+            health.clone(),
+            rx.clone(),
+            policy.clone(),
+            move || {
+                let (p, rx, pools, source, schedule) =
+                    (p.clone(), rx.clone(), pools.clone(), source.clone(), schedule.clone());
+                async move {
+                    let full = FullTrigger::new(schedule, &pools).await?;
+                    tokio::select! {
+                        _ = stopped(rx) => {}
+                        _ = scheduled_via_bus(full, p, source) => {}
+                    }
+                    Ok(())
                 }
-                Ok(())
-            }
-        }));
+            },
+        ));
     } else if let Some(cron) = &config.triggers.full.cron {
         let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
         tracing::info!(cron = %cron, "scheduled full reconciliation armed");

@@ -53,7 +53,8 @@ async fn drift_everywhere(env: &TestEnv, goods: &[GoodsId]) -> (Vec<GoodsId>, Ve
         let (q, (_, ts)) = env.hbase_row(*g).into_iter().next().unwrap();
         env.hbase_write(*g, &q, Some(b"{\"junk\":1}"), ts);
     }
-    let _: () = redis::cmd("HSET").arg(env.redis_key("redis-a", 99_999_001)).arg("7001").arg("x").query(&mut r).unwrap();
+    let _: () =
+        redis::cmd("HSET").arg(env.redis_key("redis-a", 99_999_001)).arg("7001").arg("x").query(&mut r).unwrap();
     env.hbase_write(99_999_002, "7001", Some(b"x"), 1);
     (corrupted, fields, deleted)
 }
@@ -221,11 +222,16 @@ async fn a_hive_dump_of_partition_folders_and_codecs_drives_a_run() {
     let goods = projected_goods(&env, &set).await;
     let (corrupted, fields, _) = drift_everywhere(&env, &goods).await;
 
-    let ids: Vec<i64> = set.goods.iter().map(|g| g.goods_id as i64).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let ids: Vec<i64> =
+        set.goods.iter().map(|g| g.goods_id as i64).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let dir = std::env::temp_dir().join(format!("{}dump", env.prefix));
     let third = ids.len() / 3;
     write_part(&dir.join("dt=2026-11-23/region=eu/000000_0"), &ids[..third], Compression::ZSTD(ZstdLevel::default()));
-    write_part(&dir.join("dt=2026-11-23/region=us/000000_0"), &ids[third..2 * third], Compression::GZIP(GzipLevel::default()));
+    write_part(
+        &dir.join("dt=2026-11-23/region=us/000000_0"),
+        &ids[third..2 * third],
+        Compression::GZIP(GzipLevel::default()),
+    );
     write_part(&dir.join("dt=2026-11-24/part-00000-1.snappy.parquet"), &ids[2 * third..], Compression::SNAPPY);
     std::fs::write(dir.join("_SUCCESS"), b"").unwrap();
     std::fs::write(dir.join("dt=2026-11-24/.part-00000-1.snappy.parquet.crc"), b"crc").unwrap();

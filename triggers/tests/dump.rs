@@ -153,8 +153,8 @@ async fn async_callers_get_batches_over_a_bounded_channel() {
 }
 
 fn write_codec(path: &Path, ids: std::ops::Range<i64>, codec: parquet::basic::Compression) {
-    let batch =
-        RecordBatch::try_from_iter(vec![("goods_id", Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef)]).unwrap();
+    let batch = RecordBatch::try_from_iter(vec![("goods_id", Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef)])
+        .unwrap();
     let props = WriterProperties::builder().set_compression(codec).build();
     let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
     writer.write(&batch).unwrap();

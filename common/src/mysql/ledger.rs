@@ -367,10 +367,11 @@ impl Ledger {
 
     /// The newest `limit` runs, newest first.
     pub async fn list(&self, limit: u32) -> Result<Vec<RunRecord>, sqlx::Error> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM {} ORDER BY started_ms DESC, id DESC LIMIT ?", self.runs))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM {} ORDER BY started_ms DESC, id DESC LIMIT ?", self.runs))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(record_of).collect()
     }
 
@@ -473,7 +474,9 @@ mod tests {
         assert_eq!(r.eta_ms(3000), Some(2000), "half done in 2 s: 2 s to go");
         assert_eq!(record("running", 0, 0).progress(), Some(1.0));
         let v = r.to_json(3000);
-        for key in ["run_id", "source", "state", "published", "checked", "drifted", "repaired", "started_ms", "finished_ms"] {
+        for key in
+            ["run_id", "source", "state", "published", "checked", "drifted", "repaired", "started_ms", "finished_ms"]
+        {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["eta_ms"], 2000);

@@ -117,11 +117,8 @@ impl FullPublisher {
             return Ok(Published::NotOwner);
         };
         let source = RunSource::parse(&run.source);
-        let mut state = State {
-            position: Position::parse(&run.checkpoint),
-            jobs: run.jobs_published,
-            goods: run.published,
-        };
+        let mut state =
+            State { position: Position::parse(&run.checkpoint), jobs: run.jobs_published, goods: run.published };
         if state.position == Position::Start {
             state.position = match source {
                 RunSource::Mysql => Position::Shard { shard: 0, after: None },
