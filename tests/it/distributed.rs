@@ -309,11 +309,11 @@ async fn the_ledger_counts_each_job_once_under_redelivery() {
     let ledger = Ledger::new(&env.app.pools);
     ledger.create("run-x", "mysql", false, "p1", 1000, 10_000).await.unwrap();
     assert!(ledger.claim("run-x", "p2", 2000, 10_000).await.unwrap().is_none(), "lease held by p1");
-    assert!(ledger.checkpoint("run-x", "p1", "s0:10", 2, 20, 3000, 10_000).await.unwrap());
+    assert!(ledger.checkpoint("run-x", "p1", ("s0:10", 2, 20), 3000, 10_000).await.unwrap());
     // The lease expired: p2 takes over from the checkpoint; p1 can no longer move it.
     let taken = ledger.claim("run-x", "p2", 20_000, 10_000).await.unwrap().unwrap();
     assert_eq!((taken.checkpoint.as_str(), taken.jobs_published), ("s0:10", 2));
-    assert!(!ledger.checkpoint("run-x", "p1", "s0:99", 3, 30, 20_001, 10_000).await.unwrap());
+    assert!(!ledger.checkpoint("run-x", "p1", ("s0:99", 3, 30), 20_001, 10_000).await.unwrap());
 
     let outcome = |checked| JobOutcome { checked, drift: 1, repaired: 1, handled_by: "h".into(), ..Default::default() };
     // The same job delivered to eight handlers at once, and again later: counted once.

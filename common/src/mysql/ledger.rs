@@ -210,19 +210,19 @@ impl Ledger {
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
-    /// Saves the publisher's position and totals after a batch was published, renewing
-    /// the lease; false when `owner` no longer holds it (another instance took over:
-    /// the caller stops publishing).
+    /// Saves the publisher's position and totals after a batch was published
+    /// (`at` = checkpoint, jobs published, goods published), renewing the lease; false
+    /// when `owner` no longer holds it (another instance took over: the caller stops
+    /// publishing).
     pub async fn checkpoint(
         &self,
         run_id: &str,
         owner: &str,
-        checkpoint: &str,
-        jobs_published: u64,
-        published: u64,
+        at: (&str, u64, u64),
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<bool, sqlx::Error> {
+        let (checkpoint, jobs_published, published) = at;
         let done = sqlx::query(&format!(
             "UPDATE {} SET checkpoint = ?, jobs_published = ?, published = ?, lease_until_ms = ? WHERE id = ? AND state = 'publishing' AND lease_owner = ?",
             self.runs

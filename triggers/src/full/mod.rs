@@ -178,7 +178,7 @@ impl FullPublisher {
         let checkpoint = state.position.to_string();
         let kept = self
             .ledger
-            .checkpoint(run_id, &self.opts.owner, &checkpoint, state.jobs, state.goods, now, self.opts.lease_ms)
+            .checkpoint(run_id, &self.opts.owner, (&checkpoint, state.jobs, state.goods), now, self.opts.lease_ms)
             .await?;
         if !kept {
             tracing::warn!(run_id, "full run publisher lost its lease; another instance publishes the run");
