@@ -86,11 +86,21 @@ pub struct FullPublisher {
     bus: Arc<dyn JobPublisher>,
     opts: PublishOptions,
     clock: Arc<dyn Clock>,
+    /// The ledger tables were made sure of.
+    tables: std::sync::atomic::AtomicBool,
 }
 
 impl FullPublisher {
     pub fn new(pools: MysqlPools, bus: Arc<dyn JobPublisher>, opts: PublishOptions, clock: Arc<dyn Clock>) -> Self {
-        FullPublisher { ledger: Ledger::new(&pools), pools, bus, opts, clock }
+        FullPublisher { ledger: Ledger::new(&pools), pools, bus, opts, clock, tables: Default::default() }
+    }
+
+    async fn ensure_tables(&self) -> Result<()> {
+        if !self.tables.load(std::sync::atomic::Ordering::Relaxed) {
+            Ledger::ensure_tables(&self.pools).await?;
+            self.tables.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -99,7 +109,7 @@ impl FullPublisher {
 
     /// Records a new run (state `publishing`, this instance holding its lease).
     pub async fn create(&self, run_id: &str, source: &RunSource, dry_run: bool) -> Result<()> {
-        Ledger::ensure_tables(&self.pools).await?;
+        self.ensure_tables().await?;
         if let RunSource::Dump(path) = source {
             // A missing path or an empty directory fails here, before the run exists.
             crate::dump::part_files(path).map_err(|e| TriggerError::Config(e.to_string()))?;
@@ -155,7 +165,7 @@ impl FullPublisher {
     /// Takes over runs whose publisher died (lease expired) and finishes publishing
     /// them; returns the runs it published.
     pub async fn resume_orphaned(&self) -> Result<Vec<String>> {
-        Ledger::ensure_tables(&self.pools).await?;
+        self.ensure_tables().await?;
         let mut resumed = Vec::new();
         for run_id in self.ledger.orphaned(self.clock.now_ms()).await? {
             tracing::warn!(run_id = %run_id, "full run publisher lease expired, resuming its publication");
