@@ -23,7 +23,7 @@ use crate::say;
 /// config; `topic` names the jobs topic.
 pub fn bus_section(tag: &str, topic: &str) -> String {
     format!(
-        "\n[bus]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{}\"\ngroup = \"bench-{tag}\"\njobs_topic = \"{topic}\"\ndead_letter_topic = \"bench-{tag}-dlq\"\ntrigger_group = \"bench-{tag}-dts\"\npartitions = 4\n[handler]\nworkers = 4\n[triggers.full]\njob_goods = 1000\nrows_per_sec = 0\nlease_ms = 30000\n",
+        "\n[bus]\nkind = \"kafka\"\n[kafka]\nbrokers = \"{}\"\ngroup = \"bench-{tag}\"\njobs_topic = \"{topic}\"\ndead_letter_topic = \"bench-{tag}-dlq\"\ntrigger_group = \"bench-{tag}-dts\"\npartitions = 4\n[admin]\nlisten = \"127.0.0.1:0\"\n[handler]\nworkers = 4\n[triggers.full]\njob_goods = 1000\nrows_per_sec = 0\nlease_ms = 30000\n",
         common::testenv::kafka_brokers()
     )
 }
