@@ -44,6 +44,8 @@ pub enum Command {
     Undo(UndoArgs),
     /// Full reconciliation and repair, with an orphan scan of every target.
     Full(FullArgs),
+    /// The recorded distributed full runs, or one run in detail.
+    Runs(RunsArgs),
     /// Verify a file of pricing samples (JSON lines) against truth.
     Verify(VerifyArgs),
     /// The long-running service: triggers, handlers, admin HTTP.
@@ -130,8 +132,23 @@ pub struct FullArgs {
     /// Goods ids from a Hive-exported Parquet file or directory instead of MySQL.
     #[arg(long, value_name = "PATH")]
     pub dump: Option<PathBuf>,
-    #[arg(long)]
+    #[arg(long, conflicts_with = "via_bus")]
     pub dry_run: bool,
+    /// Publish the run's check jobs to the job bus for the whole handler group instead
+    /// of checking in this process; prints the run id.
+    #[arg(long)]
+    pub via_bus: bool,
+    /// With `--via-bus`: wait until every job is done and print the run's report.
+    #[arg(long, requires = "via_bus")]
+    pub wait: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// One run in detail (default: the recent runs).
+    pub run_id: Option<String>,
     #[arg(long)]
     pub json: bool,
 }

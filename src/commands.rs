@@ -72,6 +72,10 @@ pub async fn run(cli: Cli) -> i32 {
                 }
             }
         }
+        Command::Full(args) if args.via_bus => {
+            crate::runs::full_via_bus(&app, args.dump.as_deref(), args.wait, args.json).await
+        }
+        Command::Runs(args) => crate::runs::show(&app, args.run_id.as_deref(), args.json).await,
         Command::Full(args) => {
             let mut mode = Mode::repair(TriggerKind::Full, run_id("full"));
             mode.dry_run = args.dry_run;

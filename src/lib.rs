@@ -11,6 +11,7 @@ pub mod dump;
 pub mod hbase_admin;
 pub mod output;
 pub mod progress;
+pub mod runs;
 pub mod seed;
 pub mod serve;
 pub mod verify;

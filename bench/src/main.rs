@@ -12,6 +12,7 @@
 
 mod cluster;
 mod data;
+mod distributed;
 mod drift;
 mod env;
 mod floor;
@@ -107,6 +108,11 @@ struct Args {
     /// Run only the Redis Cluster phase and update its section of the report.
     #[arg(long)]
     cluster_only: bool,
+    /// Only the distributed-run phase after seeding (keyset+IN vs range reads, `full
+    /// --via-bus` with one and two instances, recovery of wiped targets, publisher RSS at
+    /// N and, with --scale4, 4N); prints its figures.
+    #[arg(long)]
+    distributed: bool,
 }
 
 fn main() -> Result<()> {
@@ -165,6 +171,95 @@ async fn cluster_phase(args: &Args, command: &str) -> String {
             )
         }
     }
+}
+
+/// The `--distributed` phase (see `distributed.rs`); prints one line per figure.
+async fn distributed_phase(
+    args: &Args,
+    root: &std::path::Path,
+    config_path: &std::path::Path,
+    app: &App,
+    config: &model::config::Config,
+    seeder: &seed::Seeder,
+) -> Result<()> {
+    let n = args.goods;
+    let load = || {
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut out = vec![format!("N = {n} goods; command: {}", std::env::args().collect::<Vec<_>>().join(" "))];
+    // A first pass warms the buffer pool; then the two read paths back to back, twice.
+    let page = config.triggers.full.job_goods;
+    distributed::keyset_vs_range(&app.handler, page, args.concurrency, true).await?;
+    for round in 1..=2 {
+        let keyset = distributed::keyset_vs_range(&app.handler, page, args.concurrency, false).await?;
+        let range = distributed::keyset_vs_range(&app.handler, page, args.concurrency, true).await?;
+        out.push(format!(
+            "round {round}: clean check pass, keyset page + IN list: {keyset:.0} goods/s; range read: {range:.0} goods/s (x{:.2}); load {}",
+            range / keyset,
+            load()
+        ));
+        say(out.last().unwrap());
+    }
+    let binary = env::reconciler_binary(root);
+    let tag = format!("{}", common::clock::now_ms());
+    let bus = distributed::config_with(
+        config_path,
+        "bench-bus.toml",
+        &distributed::bus_section(&tag, &format!("bench-{tag}-jobs")),
+    )?;
+    let (one, r1) = distributed::via_bus(&binary, &bus, 1, n)?;
+    let (two, r2) = distributed::via_bus(&binary, &bus, 2, n)?;
+    out.push(format!(
+        "full --via-bus --wait, clean: 1 instance {one:.0} goods/s (checked {}), 2 instances {two:.0} goods/s (checked {}), ratio x{:.2}; load {}",
+        r1["checked"], r2["checked"], two / one, load()
+    ));
+    say(out.last().unwrap());
+
+    let client = redis::Client::open(env::REDIS_A)?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    redis::cmd("FLUSHDB").query_async::<()>(&mut c).await?;
+    let redis_rate = distributed::sync_all(&binary, config_path, n)?;
+    out.push(format!("recovery of a wiped Redis target (sync --all): {redis_rate:.0} goods/s; load {}", load()));
+    say(out.last().unwrap());
+    let htarget = env::hbase_target(config);
+    distributed::wipe_hbase(&mut hb::connect(&htarget.address)?, &htarget)?;
+    let hbase_rate = distributed::sync_all(&binary, config_path, n)?;
+    out.push(format!("recovery of a wiped HBase table (sync --all): {hbase_rate:.0} goods/s; load {}", load()));
+    say(out.last().unwrap());
+
+    // The publisher alone, into a topic nobody consumes.
+    let lone = distributed::config_with(
+        config_path,
+        "bench-publisher.toml",
+        &distributed::bus_section(&format!("{tag}-p"), &format!("bench-{tag}-publisher")),
+    )?;
+    let (kb, secs) = distributed::publisher_rss(&binary, &lone)?;
+    out.push(format!(
+        "publisher at N: peak RSS {:.1} MB, {:.0} goods/s published",
+        kb as f64 / 1024.0,
+        n as f64 / secs
+    ));
+    say(out.last().unwrap());
+    if args.scale4 {
+        seeder.goods(n + 1, n * 4, true).await?;
+        let (kb, secs) = distributed::publisher_rss(&binary, &lone)?;
+        out.push(format!(
+            "publisher at 4N: peak RSS {:.1} MB, {:.0} goods/s published",
+            kb as f64 / 1024.0,
+            4.0 * n as f64 / secs
+        ));
+        say(out.last().unwrap());
+    }
+    println!("{}", out.join("\n"));
+    if !args.keep {
+        env::clean_up(app.pools.meta_pool()).await?;
+    }
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -242,6 +337,9 @@ async fn run(args: Args) -> Result<()> {
         args.goods as f64 / stats.seconds
     ));
     say(format!("seeded in {:.1} s", stats.seconds));
+    if args.distributed {
+        return distributed_phase(&args, &root, &config_path, &app, &config, &seeder).await;
+    }
 
     // 2. Full reconciliation, clean.
     let (clean, secs) = timed_full(&app, true).await?;

@@ -28,7 +28,7 @@ use crate::breaker::Breaker;
 use crate::error::StoreError;
 use crate::limit::RateLimiter;
 use crate::stores::{ApplyOutcome, Target};
-use crate::truth::TruthReader;
+use crate::truth::{TruthBatch, TruthReader};
 
 /// How a run treats drift.
 #[derive(Debug, Clone)]
@@ -176,12 +176,36 @@ impl Handler {
     /// Checks (and per `mode` repairs) one batch. `Err` only when truth cannot be read;
     /// an unreachable target is reported in the report and the others are still handled.
     pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &Breaker) -> Result<Report, StoreError> {
-        let report = self.process_batch(ids, mode, run).await?;
+        let report = self.process_batch(ids, None, mode, run).await?;
         crate::metrics::record_report(mode.trigger, &report);
         Ok(report)
     }
 
-    async fn process_batch(&self, ids: &[GoodsId], mode: &Mode, breaker: &Breaker) -> Result<Report, StoreError> {
+    /// [`process`](Self::process) for every goods of shard `shard` with
+    /// `lo <= goods_id <= hi`, truth read by range (one query per table, no id list);
+    /// the goods checked are those with a goods row in the range.
+    pub async fn process_range(
+        &self,
+        shard: u32,
+        lo: GoodsId,
+        hi: GoodsId,
+        mode: &Mode,
+        run: &Breaker,
+    ) -> Result<Report, StoreError> {
+        let (ids, truth) = self.truth.read_range(shard, lo, hi).await?;
+        let report = self.process_batch(&ids, Some(truth), mode, run).await?;
+        crate::metrics::record_report(mode.trigger, &report);
+        Ok(report)
+    }
+
+    /// `known`: truth of exactly `ids` when already read (a range read).
+    async fn process_batch(
+        &self,
+        ids: &[GoodsId],
+        known: Option<TruthBatch>,
+        mode: &Mode,
+        breaker: &Breaker,
+    ) -> Result<Report, StoreError> {
         // Sources may repeat a goods (dumps, several jobs): check each once.
         let mut seen = HashSet::with_capacity(ids.len());
         let ids: Vec<GoodsId> = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
@@ -191,9 +215,14 @@ impl Handler {
             return Ok(report);
         }
         // Truth and every target are read concurrently: none depends on another.
-        let (truth, reads) =
-            tokio::join!(self.truth.read_checked(ids), join_all(self.targets.iter().map(|t| t.read(ids))));
-        let truth = truth?;
+        let reads = join_all(self.targets.iter().map(|t| t.read(ids)));
+        let (truth, reads) = match known {
+            Some(truth) => (truth, reads.await),
+            None => {
+                let (truth, reads) = tokio::join!(self.truth.read_checked(ids), reads);
+                (truth?, reads)
+            }
+        };
         let (unusable, truth) = (truth.unusable, truth.truth);
         for (&goods_id, why) in &unusable {
             report.errors.push(GoodsError { goods_id, target: None, reason: why.clone() });

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod breaker;
 pub mod error;
 pub mod handler;
+pub mod jobs;
 pub mod limit;
 pub mod metrics;
 pub mod run;

@@ -1,22 +1,79 @@
-//! The check-job message that triggers publish and handlers consume (version 1).
+//! The check-job message that triggers publish and handlers consume (versions 1 and 2).
 //!
-//! Wire form: one compact JSON object per Kafka message, keyed by the decimal goods id so
-//! one goods is always handled by one consumer at a time:
+//! Wire form: one compact JSON object per Kafka message.
+//!
+//! **Version 1** checks one goods, keyed by the decimal goods id so one goods is always
+//! handled by one consumer at a time:
 //!
 //! ```json
 //! {"v":1,"job_id":"dts-canal.activity-3-1042-0","goods_id":1001,"trigger":"dts",
 //!  "stage":0,"not_before_ms":1781700003123,"origin_ms":1781700000123}
 //! ```
 //!
-//! A consumer rejects (dead-letters) a message whose `v` it does not know; fields may be
-//! added within a version and unknown fields are ignored, so producers can roll first.
+//! **Version 2** is a batch job of a distributed full run (`reconciler full --via-bus`,
+//! scheduled runs in `serve`): the `batch` object names the run and one piece of work.
+//! `goods_id` is 0 and `trigger` is `full`; the job id is deterministic (the same piece of
+//! the same run always has the same id), so the run ledger counts each piece once however
+//! often it is published or delivered.
+//!
+//! ```json
+//! {"v":2,"job_id":"run-1-r3-1000","goods_id":0,"trigger":"full",
+//!  "batch":{"run_id":"run-1","kind":"range","shard":3,"lo":1000,"hi":1999}}
+//! {"v":2,"job_id":"run-1-i17","goods_id":0,"trigger":"full",
+//!  "batch":{"run_id":"run-1","kind":"ids","seq":17,"ids":[1001,1002]}}
+//! {"v":2,"job_id":"run-1-o-hbase-a-5","goods_id":0,"trigger":"full",
+//!  "batch":{"run_id":"run-1","kind":"orphan_scan","target":"hbase-a","part":5,"parts":16}}
+//! ```
+//!
+//! - `range`: every goods of shard `shard` with `lo <= goods_id <= hi` (the publisher's
+//!   keyset page); the handler lists them again when it takes the job.
+//! - `ids`: a batch of goods ids from a dump (`seq` = the batch's index in the dump).
+//! - `orphan_scan`: part `part` of `parts` of a target's keys: on HBase the row-key prefix
+//!   range `[part * 65536 / parts, (part + 1) * 65536 / parts)` of `0000`..`ffff` (the md5
+//!   prefix spreads rows evenly); on Redis one part per node. Goods found there without
+//!   truth are checked (orphans).
+//!
+//! A consumer rejects (dead-letters) a message whose `v` it does not know (a version 1
+//! consumer dead-letters batch jobs); fields may be added within a version and unknown
+//! fields are ignored, so producers can roll first.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::GoodsId;
 
+/// Version of single-goods jobs.
 pub const JOB_VERSION: u32 = 1;
+/// Version of batch jobs (a piece of a distributed full run).
+pub const BATCH_JOB_VERSION: u32 = 2;
+
+/// One piece of a distributed full run (version 2 jobs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchJob {
+    pub run_id: String,
+    #[serde(flatten)]
+    pub work: Work,
+}
+
+/// What a batch job checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// Goods of one shard with `lo <= goods_id <= hi`.
+    Range { shard: u32, lo: GoodsId, hi: GoodsId },
+    /// Goods ids of a dump; `seq` is the batch's index in the dump.
+    Ids { seq: u64, ids: Vec<GoodsId> },
+    /// Part `part` of `parts` of a target's keys, for goods without truth.
+    OrphanScan { target: String, part: u32, parts: u32 },
+}
+
+/// The row-key prefix range `[lo, hi)` (of `0x0000..0x10000`) of HBase orphan-scan part
+/// `part` of `parts`.
+pub fn prefix_range(part: u32, parts: u32) -> (u32, u32) {
+    let parts = parts.clamp(1, 65536) as u64;
+    let part = (part as u64).min(parts - 1);
+    ((part * 65536 / parts) as u32, ((part + 1) * 65536 / parts) as u32)
+}
 
 /// Which part of the system asked for the check, for metrics and the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -76,6 +133,9 @@ pub struct Job {
     /// handled under the key lane's breaker and write cap. Absent: false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub key: bool,
+    /// Version 2 only: the piece of a full run this job checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchJob>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -86,8 +146,12 @@ fn is_zero(n: &u32) -> bool {
 pub enum JobDecodeError {
     #[error("job message is not valid JSON of the job shape: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("job message version {0} is not supported (this build reads version {JOB_VERSION})")]
+    #[error(
+        "job message version {0} is not supported (this build reads versions {JOB_VERSION} and {BATCH_JOB_VERSION})"
+    )]
     UnsupportedVersion(u32),
+    #[error("job message version {0} {1}")]
+    Inconsistent(u32, &'static str),
 }
 
 impl Job {
@@ -102,11 +166,38 @@ impl Job {
             origin_ms: 0,
             rechecks: 0,
             key: false,
+            batch: None,
         }
     }
 
+    /// A version 2 job: one piece of full run `run_id`, with its deterministic id.
+    pub fn batch(run_id: &str, work: Work) -> Job {
+        let job_id = match &work {
+            Work::Range { shard, lo, .. } => format!("{run_id}-r{shard}-{lo}"),
+            Work::Ids { seq, .. } => format!("{run_id}-i{seq}"),
+            Work::OrphanScan { target, part, .. } => format!("{run_id}-o-{target}-{part}"),
+        };
+        Job {
+            v: BATCH_JOB_VERSION,
+            job_id,
+            goods_id: 0,
+            trigger: TriggerKind::Full,
+            stage: 0,
+            not_before_ms: 0,
+            origin_ms: 0,
+            rechecks: 0,
+            key: false,
+            batch: Some(BatchJob { run_id: run_id.to_string(), work }),
+        }
+    }
+
+    /// The message key: the goods id (one goods, one consumer at a time); for a batch
+    /// job its id, so the pieces of a run hash over every partition of the topic.
     pub fn key(&self) -> String {
-        self.goods_id.to_string()
+        match &self.batch {
+            Some(_) => self.job_id.clone(),
+            None => self.goods_id.to_string(),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -115,10 +206,12 @@ impl Job {
 
     pub fn decode(bytes: &[u8]) -> Result<Job, JobDecodeError> {
         let job: Job = serde_json::from_slice(bytes)?;
-        if job.v != JOB_VERSION {
-            return Err(JobDecodeError::UnsupportedVersion(job.v));
+        match (job.v, job.batch.is_some()) {
+            (JOB_VERSION, false) | (BATCH_JOB_VERSION, true) => Ok(job),
+            (JOB_VERSION, true) => Err(JobDecodeError::Inconsistent(job.v, "carries a `batch` (a version 2 field)")),
+            (BATCH_JOB_VERSION, false) => Err(JobDecodeError::Inconsistent(job.v, "has no `batch`")),
+            (v, _) => Err(JobDecodeError::UnsupportedVersion(v)),
         }
-        Ok(job)
     }
 }
 
@@ -157,9 +250,46 @@ mod tests {
     #[test]
     fn rejects_other_versions_and_garbage() {
         assert!(matches!(
+            Job::decode(br#"{"v":3,"job_id":"j","goods_id":7,"trigger":"dts"}"#),
+            Err(JobDecodeError::UnsupportedVersion(3))
+        ));
+        assert!(matches!(
             Job::decode(br#"{"v":2,"job_id":"j","goods_id":7,"trigger":"dts"}"#),
-            Err(JobDecodeError::UnsupportedVersion(2))
+            Err(JobDecodeError::Inconsistent(2, _))
         ));
         assert!(matches!(Job::decode(b"{"), Err(JobDecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn batch_jobs_round_trip_with_deterministic_ids_and_spread_keys() {
+        let range = Job::batch("run-1", Work::Range { shard: 3, lo: 1000, hi: 1999 });
+        assert_eq!(range.job_id, "run-1-r3-1000");
+        assert_eq!(range, Job::batch("run-1", Work::Range { shard: 3, lo: 1000, hi: 1999 }));
+        assert_eq!(Job::decode(&range.encode()).unwrap(), range);
+        let wire: serde_json::Value = serde_json::from_slice(&range.encode()).unwrap();
+        assert_eq!(wire["v"], 2);
+        assert_eq!(wire["batch"]["kind"], "range");
+        assert_eq!(wire["batch"]["lo"], 1000);
+        let ids = Job::batch("run-1", Work::Ids { seq: 17, ids: vec![1, 2] });
+        assert_eq!(Job::decode(&ids.encode()).unwrap(), ids);
+        let orphan = Job::batch("run-1", Work::OrphanScan { target: "hbase-a".into(), part: 5, parts: 16 });
+        assert_eq!(orphan.job_id, "run-1-o-hbase-a-5");
+        assert_eq!(Job::decode(&orphan.encode()).unwrap(), orphan);
+        assert_ne!(range.key(), ids.key());
+        assert_eq!(Job::new(7, TriggerKind::Dts, "j".into()).key(), "7");
+    }
+
+    #[test]
+    fn prefix_ranges_cover_every_prefix_once() {
+        for parts in [1u32, 3, 16, 1000, 65536] {
+            let mut next = 0;
+            for part in 0..parts {
+                let (lo, hi) = prefix_range(part, parts);
+                assert_eq!(lo, next);
+                assert!(hi > lo);
+                next = hi;
+            }
+            assert_eq!(next, 65536);
+        }
     }
 }

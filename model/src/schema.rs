@@ -10,6 +10,12 @@ pub const REPAIR_LOG_TABLE: &str = "reconcile_repair_log";
 pub const CHECKPOINT_TABLE: &str = "reconcile_checkpoint";
 /// Live sweeps of key activities: one row per activity, the last sweep's start time.
 pub const KEY_SWEEP_TABLE: &str = "reconcile_key_sweep";
+/// The run ledger: one row per distributed full run (state, totals, the publisher's
+/// checkpoint and lease).
+pub const RUN_TABLE: &str = "reconcile_run";
+/// One row per finished job of a run, keyed `(run_id, job_id)`: a job's outcome is
+/// added to its run's totals only when this row is first inserted (exactly once).
+pub const RUN_JOB_TABLE: &str = "reconcile_run_job";
 
 /// Every statement needed for the configured layout, in order.
 pub fn ddl(layout: &ShardLayout) -> Vec<String> {
@@ -71,7 +77,8 @@ pub fn ddl(layout: &ShardLayout) -> Vec<String> {
     out
 }
 
-/// The reconciler's own tables in `act_meta` (audit log, checkpoints), each idempotent.
+/// The reconciler's own tables in `act_meta` (audit log, checkpoints, run ledger), each
+/// idempotent.
 pub fn own_tables(meta: &str) -> Vec<String> {
     vec![
         format!(
@@ -115,6 +122,51 @@ pub fn own_tables(meta: &str) -> Vec<String> {
   last_swept_ms  BIGINT          NOT NULL,
   goods          BIGINT UNSIGNED NOT NULL DEFAULT 0,
   changed_at     DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
+) ENGINE=InnoDB"
+        ),
+        // Times are epoch ms from `common::clock` (no DATETIME conversion involved).
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{RUN_TABLE} (
+  id              VARCHAR(64)     NOT NULL PRIMARY KEY,
+  source          VARCHAR(1024)   NOT NULL,
+  state           VARCHAR(16)     NOT NULL,
+  dry_run         TINYINT         NOT NULL DEFAULT 0,
+  jobs_published  BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  jobs_done       BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  jobs_failed     BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  published       BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  checked         BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  orphans_checked BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  drifted         BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  drift           BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  drift_left      BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  repaired        BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  deferred        BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  errors          BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  unknown_goods   BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  halted          TINYINT         NOT NULL DEFAULT 0,
+  unreachable     VARCHAR(1024)   NOT NULL DEFAULT '',
+  started_ms      BIGINT          NOT NULL,
+  finished_ms     BIGINT          NULL,
+  checkpoint      VARCHAR(255)    NOT NULL DEFAULT '',
+  lease_owner     VARCHAR(128)    NOT NULL DEFAULT '',
+  lease_until_ms  BIGINT          NOT NULL DEFAULT 0,
+  error           TEXT            NULL,
+  KEY idx_state (state, started_ms)
+) ENGINE=InnoDB"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS `{meta}`.{RUN_JOB_TABLE} (
+  run_id       VARCHAR(64)     NOT NULL,
+  job_id       VARCHAR(191)    NOT NULL,
+  handled_by   VARCHAR(128)    NOT NULL,
+  checked      BIGINT UNSIGNED NOT NULL,
+  drift        BIGINT UNSIGNED NOT NULL,
+  repaired     BIGINT UNSIGNED NOT NULL,
+  failed       TINYINT         NOT NULL DEFAULT 0,
+  finished_ms  BIGINT          NOT NULL,
+  entries      MEDIUMTEXT      NULL,
+  PRIMARY KEY (run_id, job_id)
 ) ENGINE=InnoDB"
         ),
     ]

@@ -29,6 +29,8 @@ pub struct AdminState {
     pub token: Option<String>,
     pub run_options: RunOptions,
     pub health: Arc<super::health::Health>,
+    /// The run ledger (`GET /runs`, `GET /runs/{id}`).
+    pub ledger: common::mysql::ledger::Ledger,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -38,6 +40,8 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/repair", post(repair))
         .route("/breaker", get(breaker))
         .route("/breaker/reset", post(breaker_reset))
+        .route("/runs", get(runs))
+        .route("/runs/{id}", get(run))
         .with_state(state)
 }
 
@@ -73,6 +77,30 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// `GET /runs`: the recent distributed full runs, newest first (as `runs --json`).
+async fn runs(State(state): State<Arc<AdminState>>) -> Response {
+    let now = common::clock::now_ms();
+    match state.ledger.list(50).await {
+        Ok(runs) => Json(serde_json::Value::Array(runs.iter().map(|r| r.to_json(now)).collect())).into_response(),
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
+    }
+}
+
+/// `GET /runs/{id}`: one run with its progress and ETA (as `runs RUN_ID --json`).
+async fn run(State(state): State<Arc<AdminState>>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    match state.ledger.get(&id).await {
+        Ok(Some(r)) => Json(r.to_json(common::clock::now_ms())).into_response(),
+        Ok(None) => {
+            (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no run `{id}`") }))).into_response()
+        }
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": e.to_string() }))).into_response()
+        }
+    }
 }
 
 async fn healthz(State(state): State<Arc<AdminState>>) -> Response {

@@ -18,6 +18,8 @@ pub struct Health {
     heartbeat: Mutex<Option<Arc<AtomicI64>>>,
     stall_ms: i64,
     clock: Arc<dyn Clock>,
+    /// Supervised components that failed and wait for their restart.
+    down: Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 /// What `/healthz` answers.
@@ -51,6 +53,7 @@ impl Health {
             heartbeat: Mutex::new(None),
             stall_ms: stall_ms.max(1) as i64,
             clock,
+            down: Mutex::new(Default::default()),
         }
     }
 
@@ -64,6 +67,16 @@ impl Health {
 
     pub fn worker_restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A supervised component failed (`up = false`) or was restarted (`up = true`).
+    pub fn component(&self, name: &'static str, up: bool) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if up {
+            down.remove(name);
+        } else {
+            down.insert(name);
+        }
     }
 
     pub fn watch_consumer(&self, heartbeat: Option<Arc<AtomicI64>>) {
@@ -88,6 +101,9 @@ impl Health {
             .map(|h| self.clock.now_ms().saturating_sub(h.load(Ordering::Relaxed)).max(0));
         if let Some(ago) = ago.filter(|ago| *ago >= self.stall_ms) {
             problems.push(format!("job consumer stalled: no poll of the broker for {} s", ago / 1000));
+        }
+        for name in self.down.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            problems.push(format!("{name} failed (being restarted)"));
         }
         Readiness {
             status: if problems.is_empty() { "ok" } else { "not ready" },

@@ -1,11 +1,16 @@
-//! `reconciler serve`: the long-running service. Starts the configured triggers, the job
-//! bus, N handler workers and the admin HTTP server; SIGTERM drains in-flight work and
-//! commits offsets before exit.
+//! `reconciler serve`: the long-running service, a small supervisor of components: the
+//! admin HTTP server (its bound address printed on stdout, so `listen = "…:0"` works),
+//! the job bus with N handler workers (supervised by `worker.rs`), and the DTS trigger,
+//! the scanner, the run publisher (resumes distributed runs whose publisher died),
+//! scheduled runs and the price verifier, each restarted with backoff when it fails
+//! (`supervisor.rs`). SIGTERM drains in-flight work and commits offsets before exit.
 
 pub mod admin;
+mod batch;
 pub mod consistency;
 pub mod health;
 pub mod key;
+pub mod supervisor;
 pub mod telemetry;
 pub mod verifier;
 pub mod worker;
@@ -22,6 +27,7 @@ use triggers::bus::kafka::job_consumer::KafkaJobConsumer;
 use triggers::bus::kafka::publisher::KafkaPublisher;
 use triggers::bus::kafka::source::SourceOptions;
 use triggers::dts::trigger::{DtsOptions, DtsTrigger};
+use triggers::full::{FullPublisher, RunSource};
 use triggers::scanner::Scanner;
 use triggers::schedule::{FullSchedule, FullTrigger};
 use triggers::JobPublisher;
@@ -59,13 +65,17 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.admin.listen)
         .await
         .map_err(|e| anyhow::anyhow!("admin.listen {}: {e}", config.admin.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "admin http listening");
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, "admin http listening");
+    // On stdout, so a caller that asked for port 0 learns the port.
+    println!("admin listening on {bound}");
     let state = Arc::new(admin::AdminState {
         handler: app.handler.clone(),
         prometheus,
         token: config.admin.token.clone(),
         run_options: app.run_options(None),
         health: health.clone(),
+        ledger: common::mysql::ledger::Ledger::new(&app.pools),
     });
     let key_handler = config.key_activities.enabled().then(|| Arc::new(key::key_handler(&app.handler, config)));
     let admin_router = admin::router(state).merge(consistency::router(book)).merge(key::router(
@@ -83,13 +93,16 @@ async fn serve(app: App) -> anyhow::Result<()> {
     });
 
     let handler = app.handler.clone();
+    let worker_health = health.clone();
+    let kafka_jobs: Option<KafkaPublisher>;
     let (publisher, workers): (Arc<dyn JobPublisher>, tokio::task::JoinHandle<()>) = match config.bus.kind {
         BusKind::Embedded => {
             let (publisher, consumer) = triggers::bus::embedded::channel(config.bus.queue_capacity);
             let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                worker::run(handler, consumer, settings, rx, health).await;
+                worker::run(handler, consumer, settings, rx, worker_health).await;
             });
+            kafka_jobs = None;
             (Arc::new(publisher), task)
         }
         BusKind::Kafka => {
@@ -97,6 +110,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
             triggers::bus::kafka::admin::ensure_topics_for(k, &[&k.jobs_topic, &k.dead_letter_topic]).await?;
             let extra: Vec<(&str, &str)> = k.producer_config.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
             let jobs = KafkaPublisher::with_config(&k.brokers, &k.jobs_topic, &extra)?;
+            kafka_jobs = Some(jobs.clone());
             let consumer = KafkaJobConsumer::new(
                 &k.brokers,
                 &k.group,
@@ -107,7 +121,7 @@ async fn serve(app: App) -> anyhow::Result<()> {
             .with_recheck_publisher(jobs.clone());
             let rx = shutdown_rx.clone();
             let task = tokio::spawn(async move {
-                let consumer = worker::run(handler, consumer, settings, rx, health).await;
+                let consumer = worker::run(handler, consumer, settings, rx, worker_health).await;
                 consumer.shutdown().await;
             });
             (Arc::new(jobs), task)
@@ -127,27 +141,101 @@ async fn serve(app: App) -> anyhow::Result<()> {
         }
         None => (publisher, None),
     };
+    let policy = common::RetryPolicy::from_config(&config.retry);
     if !config.triggers.dts.is_empty() {
         let topics: Vec<&str> = config.triggers.dts.iter().map(|d| d.topic.as_str()).collect();
         triggers::bus::kafka::admin::ensure_topics_for(&config.kafka, &topics).await?;
-        let options = DtsOptions {
-            source: source_options(config),
-            retry: common::RetryPolicy::from_config(&config.retry),
-            ..Default::default()
+        let build = {
+            let (config, publisher, pools) = (config.clone(), publisher.clone(), pools.clone());
+            let keys = key_workers.as_ref().map(|(_, keys)| keys.clone());
+            move || {
+                let options = DtsOptions {
+                    source: source_options(&config),
+                    retry: common::RetryPolicy::from_config(&config.retry),
+                    ..Default::default()
+                };
+                let dts =
+                    DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
+                Ok::<_, triggers::TriggerError>(match &keys {
+                    Some(keys) => dts.with_key_activities(keys.clone(), &config.key_activities.stages_ms),
+                    None => dts,
+                })
+            }
         };
-        let mut dts = DtsTrigger::new(&config.kafka, &config.triggers.dts, publisher.clone(), pools.clone(), options)?;
-        if let Some((_, keys)) = &key_workers {
-            dts = dts.with_key_activities(keys.clone(), &config.key_activities.stages_ms);
-        }
+        // Built once here so a configuration error stops the start; rebuilt on restarts.
+        let first = std::sync::Mutex::new(Some(build()?));
         tracing::info!(topics = ?topics, "dts-delay trigger started");
-        trigger_tasks.push(tokio::spawn(dts.run(stopped(shutdown_rx.clone()))));
+        let rx = shutdown_rx.clone();
+        trigger_tasks.push(supervisor::spawn("dts", health.clone(), rx.clone(), policy.clone(), move || {
+            let first = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (dts, rx) = (first.map(Ok).unwrap_or_else(&build), rx.clone());
+            async move {
+                dts?.run(stopped(rx)).await;
+                Ok(())
+            }
+        }));
     }
     if config.triggers.scanner.enabled {
-        let scanner = Scanner::new(pools.clone(), publisher.clone(), config.triggers.scanner.clone()).await?;
+        let first = Scanner::new(pools.clone(), publisher.clone(), config.triggers.scanner.clone()).await?;
+        let first = Arc::new(std::sync::Mutex::new(Some(first)));
         tracing::info!(interval_ms = config.triggers.scanner.interval_ms, "recent-change scanner started");
-        trigger_tasks.push(tokio::spawn(scanner.run(stopped(shutdown_rx.clone()))));
+        let (scanner_config, publisher, pools, rx) =
+            (config.triggers.scanner.clone(), publisher.clone(), pools.clone(), shutdown_rx.clone());
+        trigger_tasks.push(supervisor::spawn("scanner", health.clone(), rx.clone(), policy.clone(), move || {
+            let first = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (c, publisher, pools, rx) = (scanner_config.clone(), publisher.clone(), pools.clone(), rx.clone());
+            async move {
+                let scanner = match first {
+                    Some(s) => s,
+                    None => Scanner::new(pools, publisher, c).await?,
+                };
+                scanner.run(stopped(rx)).await;
+                Ok(())
+            }
+        }));
     }
-    if let Some(cron) = &config.triggers.full.cron {
+    // Distributed full runs: every instance resumes the publication of a run whose
+    // publisher died; scheduled runs go through the bus.
+    let run_publisher = kafka_jobs.map(|jobs| {
+        let owner = worker::instance_name(config);
+        Arc::new(FullPublisher::new(
+            pools.clone(),
+            Arc::new(jobs),
+            crate::runs::publish_options(config, &owner),
+            common::clock::system(),
+        ))
+    });
+    if let Some(p) = &run_publisher {
+        let every = Duration::from_millis((config.triggers.full.lease_ms / 2).max(500));
+        let (p, rx) = (p.clone(), shutdown_rx.clone());
+        trigger_tasks.push(supervisor::spawn("run publisher", health.clone(), rx.clone(), policy.clone(), move || {
+            resume_runs(p.clone(), every, rx.clone())
+        }));
+    }
+    if let (Some(cron), Some(p)) = (&config.triggers.full.cron, &run_publisher) {
+        let schedule = FullSchedule::parse(cron)?;
+        tracing::info!(cron = %cron, "scheduled full reconciliation armed (through the job bus)");
+        let source = config.triggers.full.dump.as_ref().map(|d| RunSource::Dump(d.into())).unwrap_or(RunSource::Mysql);
+        let (p, rx, pools) = (p.clone(), shutdown_rx.clone(), pools.clone());
+        trigger_tasks.push(supervisor::spawn(
+            "scheduled runs",
+            health.clone(),
+            rx.clone(),
+            policy.clone(),
+            move || {
+                let (p, rx, pools, source, schedule) =
+                    (p.clone(), rx.clone(), pools.clone(), source.clone(), schedule.clone());
+                async move {
+                    let full = FullTrigger::new(schedule, &pools).await?;
+                    tokio::select! {
+                        _ = stopped(rx) => {}
+                        _ = scheduled_via_bus(full, p, source) => {}
+                    }
+                    Ok(())
+                }
+            },
+        ));
+    } else if let Some(cron) = &config.triggers.full.cron {
         let full = FullTrigger::new(FullSchedule::parse(cron)?, &pools).await?;
         tracing::info!(cron = %cron, "scheduled full reconciliation armed");
         let app_handler = app.handler.clone();
@@ -193,6 +281,63 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every `every`, takes over and finishes the publication of runs whose publisher died.
+async fn resume_runs(
+    publisher: Arc<FullPublisher>,
+    every: Duration,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    loop {
+        let rx = shutdown.clone();
+        tokio::select! {
+            _ = stopped(rx) => return Ok(()),
+            r = publisher.resume_orphaned() => match r {
+                Ok(runs) if !runs.is_empty() => tracing::info!(runs = ?runs, "resumed the publication of full runs"),
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!(telemetry::ERRORS, "component" => "publisher").increment(1);
+                    tracing::warn!(error = %e, "resuming full runs failed, trying again later");
+                }
+            },
+        }
+        let rx = shutdown.clone();
+        tokio::select! {
+            _ = stopped(rx) => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Scheduled full runs on a Kafka bus: the instance holding the lock creates the run
+/// and publishes it; every instance's handlers check it.
+async fn scheduled_via_bus(mut full: FullTrigger, publisher: Arc<FullPublisher>, source: RunSource) {
+    loop {
+        let guard = match full.wait_due().await {
+            Ok(Some(g)) => g,
+            Ok(None) => return,
+            Err(e) => {
+                metrics::counter!(telemetry::ERRORS, "component" => "schedule").increment(1);
+                tracing::warn!(error = %e, "full run schedule failed, retrying in 60 s");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                continue;
+            }
+        };
+        let run_id = crate::app::run_id("scheduled-full");
+        let published = match publisher.create(&run_id, &source, false).await {
+            Ok(()) => publisher.publish(&run_id).await,
+            Err(e) => Err(e),
+        };
+        match published {
+            Ok(p) => tracing::info!(run_id = %run_id, outcome = ?p, "scheduled full run published"),
+            Err(e) => {
+                metrics::counter!(telemetry::ERRORS, "component" => "full").increment(1);
+                tracing::error!(run_id = %run_id, error = %e, "scheduled full run not published");
+            }
+        }
+        let _ = guard.release().await;
+    }
 }
 
 fn source_options(config: &Config) -> SourceOptions {

@@ -63,6 +63,8 @@ pub struct WorkerSettings {
     pub clock: Arc<dyn Clock>,
     /// Where checked batches are counted for time-to-consistency (`None`: not counted).
     pub consistency: Option<Arc<super::consistency::ConsistencyBook>>,
+    /// This instance's name in the run ledger (which instance handled which job).
+    pub instance: String,
 }
 
 impl WorkerSettings {
@@ -87,8 +89,17 @@ impl WorkerSettings {
             halted_recheck: Duration::from_millis(config.handler.halted_recheck_ms.max(1)),
             clock: common::clock::system(),
             consistency: None,
+            instance: instance_name(config),
         }
     }
+}
+
+/// `kafka.instance_id`, or host and process id.
+pub fn instance_name(config: &Config) -> String {
+    config.kafka.instance_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    })
 }
 
 /// A delivery waiting for its not-before time; ordered soonest first.
@@ -121,11 +132,13 @@ async fn until_stopped(rx: &mut watch::Receiver<bool>) {
 }
 
 /// What the workers share.
-struct Ctx {
-    handler: Arc<Handler>,
+pub(super) struct Ctx {
+    pub(super) handler: Arc<Handler>,
     reroute: Arc<dyn Reroute>,
-    settings: WorkerSettings,
+    pub(super) settings: WorkerSettings,
     shutdown: watch::Receiver<bool>,
+    /// The run ledger, where batch jobs of distributed full runs count their outcome.
+    pub(super) ledger: common::mysql::ledger::Ledger,
 }
 
 impl Ctx {
@@ -133,12 +146,12 @@ impl Ctx {
         self.settings.clock.now_ms()
     }
 
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
 
     /// Sleeps `d`, or less when shutdown is requested; false when shutting down.
-    async fn pause(&self, d: Duration) -> bool {
+    pub(super) async fn pause(&self, d: Duration) -> bool {
         let mut rx = self.shutdown.clone();
         tokio::select! {
             _ = tokio::time::sleep(d) => !self.stopping(),
@@ -157,7 +170,8 @@ pub async fn run<C: JobConsumer + 'static>(
     health: Arc<Health>,
 ) -> C {
     health.watch_consumer(consumer.heartbeat());
-    let ctx = Arc::new(Ctx { handler: handler.clone(), reroute: consumer.reroute(), settings, shutdown });
+    let ledger = common::mysql::ledger::Ledger::new(handler.truth().pools());
+    let ctx = Arc::new(Ctx { handler: handler.clone(), reroute: consumer.reroute(), settings, shutdown, ledger });
     let pending = tokio::spawn(resolve_pending_every_minute(ctx.clone()));
 
     let (ready_tx, ready_rx) = mpsc::channel::<Delivery>(ctx.settings.batch_size.max(1) * ctx.settings.workers.max(1));
@@ -298,16 +312,26 @@ async fn worker(ctx: Arc<Ctx>, rx: Arc<Mutex<mpsc::Receiver<Delivery>>>) {
         let batch = {
             let mut rx = rx.lock().await;
             let Some(first) = rx.recv().await else { return };
+            // A batch job (a piece of a full run) is a batch already: no gathering.
+            let mut gather = first.job.batch.is_none();
             let mut batch = vec![first];
             let deadline = tokio::time::Instant::now() + ctx.settings.batch_wait;
-            while batch.len() < ctx.settings.batch_size {
+            while gather && batch.len() < ctx.settings.batch_size {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(d)) => batch.push(d),
+                    Ok(Some(d)) => {
+                        gather = d.job.batch.is_none();
+                        batch.push(d);
+                    }
                     _ => break,
                 }
             }
             batch
         };
+        let (batch_jobs, batch): (Vec<Delivery>, Vec<Delivery>) =
+            batch.into_iter().partition(|d| d.job.batch.is_some());
+        for d in batch_jobs {
+            super::batch::handle(&ctx, d).await;
+        }
         let mut by_trigger: BTreeMap<&'static str, (TriggerKind, Vec<Delivery>)> = BTreeMap::new();
         for d in batch {
             by_trigger.entry(d.job.trigger.as_str()).or_insert_with(|| (d.job.trigger, Vec::new())).1.push(d);
@@ -473,7 +497,7 @@ async fn reroute(ctx: &Ctx, mut d: Delivery, later: Job, what: &str) -> bool {
 
 /// Dead-letters every delivery with `reason`, retrying until each is accepted (or
 /// shutdown: they then stay unacknowledged).
-async fn dead_letter(ctx: &Ctx, deliveries: Vec<Delivery>, reason: &str) {
+pub(super) async fn dead_letter(ctx: &Ctx, deliveries: Vec<Delivery>, reason: &str) {
     for mut d in deliveries {
         let trigger = d.job.trigger.as_str();
         let mut backoff = Duration::from_millis(100);

@@ -5,6 +5,7 @@ mod audit;
 mod cli;
 mod cluster;
 mod common;
+mod distributed;
 mod dts;
 mod key;
 mod liveness;

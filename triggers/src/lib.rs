@@ -25,6 +25,7 @@ pub mod dts;
 pub mod dump;
 pub mod error;
 pub mod key;
+pub mod full;
 pub mod metrics;
 pub mod scanner;
 pub mod schedule;

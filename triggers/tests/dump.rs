@@ -151,3 +151,41 @@ async fn async_callers_get_batches_over_a_bounded_channel() {
     }
     assert_eq!(total, 1000);
 }
+
+fn write_codec(path: &Path, ids: std::ops::Range<i64>, codec: parquet::basic::Compression) {
+    let batch = RecordBatch::try_from_iter(vec![("goods_id", Arc::new(Int64Array::from_iter_values(ids)) as ArrayRef)])
+        .unwrap();
+    let props = WriterProperties::builder().set_compression(codec).build();
+    let mut writer = ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn reads_partition_folders_every_codec_and_hive_part_names() {
+    use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+    let dir = tempfile::tempdir().unwrap();
+    let p1 = dir.path().join("dt=2026-11-23").join("region=eu");
+    let p2 = dir.path().join("dt=2026-11-24");
+    std::fs::create_dir_all(&p1).unwrap();
+    std::fs::create_dir_all(&p2).unwrap();
+    std::fs::create_dir_all(dir.path().join("_temporary").join("0")).unwrap();
+    write_codec(&p1.join("000000_0"), 0..100, Compression::ZSTD(ZstdLevel::default()));
+    write_codec(&p1.join("000001_0"), 100..200, Compression::GZIP(GzipLevel::default()));
+    write_codec(&p2.join("part-00000-x.snappy.parquet"), 200..300, Compression::SNAPPY);
+    write_codec(&p2.join("part-00001-x.lz4.parquet"), 300..400, Compression::LZ4_RAW);
+    write_codec(&p2.join("part-00002-x.parquet"), 400..500, Compression::UNCOMPRESSED);
+    std::fs::write(dir.path().join("_SUCCESS"), b"").unwrap();
+    std::fs::write(p2.join(".part-00000-x.snappy.parquet.crc"), b"crc").unwrap();
+    std::fs::write(dir.path().join("_temporary").join("0").join("junk"), b"not parquet").unwrap();
+
+    let mut ids: Vec<u64> = read_all(DumpReader::open(dir.path(), "goods_id", 64).unwrap()).unwrap().concat();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..500).collect::<Vec<u64>>());
+
+    // A broken part file deep in a partition fails with its path named.
+    let broken = p2.join("000009_0");
+    std::fs::write(&broken, b"PAR1 not really").unwrap();
+    let err = read_all(DumpReader::open(dir.path(), "goods_id", 64).unwrap()).unwrap_err();
+    assert!(err.to_string().contains(&broken.display().to_string()), "{err}");
+}

@@ -7,6 +7,7 @@
 //! Sessions run with `time_zone = '+00:00'`; DATETIMEs are converted to epoch ms in SQL
 //! ([`sql::epoch_ms_of`]), independent of the session zone anyway.
 
+pub mod ledger;
 pub mod pager;
 pub mod schema;
 pub mod sql;

@@ -1,12 +1,15 @@
 //! MySQL truth, read-only by type.
 //!
 //! [`TruthReader`] exposes only SELECTs: truth for a batch of goods (one query per shard
-//! table per batch, never per goods), the goods of an activity, and every goods id by
+//! table per batch, never per goods), truth of a goods-id range of one shard (one
+//! range query per table: a full run's range job), the goods of an activity, and every goods id by
 //! keyset pagination. Activities are read fresh with each batch: a cached activity could
 //! repair with stale data. Sessions run with `time_zone = '+00:00'` and all times are
 //! converted to epoch milliseconds in SQL, treating stored DATETIMEs as UTC.
 
 mod queries;
+
+use queries::Goods;
 
 pub use common::mysql::{MysqlPools, PoolError};
 
@@ -62,13 +65,51 @@ impl TruthReader {
         let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
             let shard = self.layout.shard(s);
             let pool = self.pools.shard_pool(shard.database_index);
-            let goods = queries::goods_rows(pool, &shard, ids);
-            let skus = queries::sku_rows(pool, &shard, ids);
+            let goods = queries::goods_rows(pool, &shard, Goods::Ids(ids));
+            let skus = queries::sku_rows(pool, &shard, Goods::Ids(ids));
             tokio::try_join!(goods, skus)
         }))
         .await
         .map_err(StoreError::mysql)?;
+        self.assemble(ids, per_shard).await
+    }
 
+    /// Every goods of shard `shard_index` with `lo <= goods_id <= hi` that has a goods
+    /// row (ascending), and their truth: one range query per table instead of listing
+    /// the ids first and reading them back by id.
+    pub async fn read_range(
+        &self,
+        shard_index: u32,
+        lo: GoodsId,
+        hi: GoodsId,
+    ) -> Result<(Vec<GoodsId>, TruthBatch), StoreError> {
+        let shard = self.layout.shard(shard_index);
+        let pool = self.pools.shard_pool(shard.database_index);
+        let (goods, skus) = tokio::try_join!(
+            queries::goods_rows(pool, &shard, Goods::Range(lo, hi)),
+            queries::sku_rows(pool, &shard, Goods::Range(lo, hi))
+        )
+        .map_err(StoreError::mysql)?;
+        let mut ids: Vec<GoodsId> = goods.0.iter().map(|r| r.goods_id).chain(goods.1.iter().map(|b| b.0)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // SKU rows of goods without a goods row are not in the universe.
+        let (sku_rows, bad_skus) = skus;
+        let keep = |g: &GoodsId| ids.binary_search(g).is_ok();
+        let skus = (
+            sku_rows.into_iter().filter(|s| keep(&s.goods_id)).collect(),
+            bad_skus.into_iter().filter(|b| keep(&b.0)).collect(),
+        );
+        let truth = self.assemble(&ids, vec![(goods, skus)]).await?;
+        Ok((ids, truth))
+    }
+
+    /// Projects the rows read for `ids` (per shard: goods rows, SKU rows).
+    async fn assemble(
+        &self,
+        ids: &[GoodsId],
+        per_shard: Vec<(queries::Rows<GoodsRow>, queries::Rows<SkuRow>)>,
+    ) -> Result<TruthBatch, StoreError> {
         let aids: HashSet<ActivityId> =
             per_shard.iter().flat_map(|((g, _), _)| g.iter().map(|r| r.activity_id)).collect();
         let (activities, bad_activities) = self.activity_rows(&aids.into_iter().collect::<Vec<_>>()).await?;
@@ -122,6 +163,19 @@ impl TruthReader {
         limit: u32,
     ) -> Result<Vec<GoodsId>, StoreError> {
         pager::goods_page(&self.pools, shard_index, after, limit).await.map_err(StoreError::mysql)
+    }
+
+    /// Which of `ids` have at least one goods row (one query per shard table): an orphan
+    /// scan checks only the others.
+    pub async fn present(&self, ids: &[GoodsId]) -> Result<HashSet<GoodsId>, StoreError> {
+        let groups = self.layout.group_by_shard(ids);
+        let found = try_join_all(groups.iter().map(|(&s, ids)| async move {
+            let shard = self.layout.shard(s);
+            queries::goods_present(self.pools.shard_pool(shard.database_index), &shard, ids).await
+        }))
+        .await
+        .map_err(StoreError::mysql)?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// Whether the activity exists in `act_meta.activity`.

@@ -16,6 +16,25 @@ use sqlx::Row;
 /// goods and SKU rows, activity id for activity rows).
 pub type Rows<T> = (Vec<T>, Vec<(u64, String)>);
 
+/// Which goods of a shard table a query reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Goods<'a> {
+    /// These goods ids (`goods_id IN (...)`).
+    Ids(&'a [GoodsId]),
+    /// Every goods with `lo <= goods_id <= hi`: one index range read, no id list
+    /// (a full run's range job).
+    Range(GoodsId, GoodsId),
+}
+
+impl Goods<'_> {
+    fn clause(&self) -> String {
+        match self {
+            Goods::Ids(ids) => format!("goods_id IN ({})", id_list(ids)),
+            Goods::Range(lo, hi) => format!("goods_id BETWEEN {lo} AND {hi}"),
+        }
+    }
+}
+
 /// The epoch-ms column `i`, or why it is unusable.
 fn time_of(r: &sqlx::mysql::MySqlRow, i: usize, column: &str, table: &str, id: u64) -> Result<i64, String> {
     match r.try_get::<Option<i64>, _>(i) {
@@ -24,13 +43,13 @@ fn time_of(r: &sqlx::mysql::MySqlRow, i: usize, column: &str, table: &str, id: u
     }
 }
 
-pub async fn goods_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Rows<GoodsRow>, sqlx::Error> {
+pub async fn goods_rows(pool: &MySqlPool, shard: &ShardRef, which: Goods<'_>) -> Result<Rows<GoodsRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {}, id FROM `{}`.{} WHERE goods_id IN ({})",
+        "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {}, id FROM `{}`.{} WHERE {}",
         epoch_ms_of("updated_at"),
         shard.database,
         shard.goods_table,
-        id_list(ids)
+        which.clause()
     );
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
     let table = format!("`{}`.{}", shard.database, shard.goods_table);
@@ -52,13 +71,13 @@ pub async fn goods_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> 
     Ok(out)
 }
 
-pub async fn sku_rows(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Rows<SkuRow>, sqlx::Error> {
+pub async fn sku_rows(pool: &MySqlPool, shard: &ShardRef, which: Goods<'_>) -> Result<Rows<SkuRow>, sqlx::Error> {
     let sql = format!(
-        "SELECT activity_id, goods_id, sku_id, activity_price, status, {}, id FROM `{}`.{} WHERE goods_id IN ({})",
+        "SELECT activity_id, goods_id, sku_id, activity_price, status, {}, id FROM `{}`.{} WHERE {}",
         epoch_ms_of("updated_at"),
         shard.database,
         shard.sku_table,
-        id_list(ids)
+        which.clause()
     );
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
     let table = format!("`{}`.{}", shard.database, shard.sku_table);
@@ -120,4 +139,16 @@ pub async fn activity_rows(
         }
     }
     Ok(out)
+}
+
+/// The goods of `ids` with at least one row in the shard's goods table.
+pub async fn goods_present(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Vec<GoodsId>, sqlx::Error> {
+    let sql = format!(
+        "SELECT DISTINCT goods_id FROM `{}`.{} WHERE {}",
+        shard.database,
+        shard.goods_table,
+        Goods::Ids(ids).clause()
+    );
+    let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
+    rows.iter().map(|r| r.try_get::<GoodsId, _>(0)).collect()
 }

@@ -425,11 +425,31 @@ pub struct FullTriggerConfig {
     pub dump: Option<String>,
     /// Name of the goods id column in the dump.
     pub goods_id_column: String,
+    /// Distributed runs (`full --via-bus`, scheduled runs on Kafka): goods per batch job
+    /// (one keyset page of a shard, or one batch of dump ids).
+    pub job_goods: u32,
+    /// Distributed runs: the publisher's pace, goods rows per second per shard (0:
+    /// unlimited); it protects MySQL from the keyset walk.
+    pub rows_per_sec: u32,
+    /// Distributed runs: the publisher's lease; a publisher silent this long is taken
+    /// over by another instance, which resumes from its checkpoint.
+    pub lease_ms: u64,
+    /// Distributed runs: HBase orphan-scan jobs per target (row-key prefix ranges of
+    /// `0000`..`ffff`); Redis gets one job per node.
+    pub orphan_parts: u32,
 }
 
 impl Default for FullTriggerConfig {
     fn default() -> Self {
-        FullTriggerConfig { cron: None, dump: None, goods_id_column: "goods_id".into() }
+        FullTriggerConfig {
+            cron: None,
+            dump: None,
+            goods_id_column: "goods_id".into(),
+            job_goods: 1000,
+            rows_per_sec: 20_000,
+            lease_ms: 30_000,
+            orphan_parts: 16,
+        }
     }
 }
 

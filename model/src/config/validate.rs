@@ -134,6 +134,15 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.triggers.scanner.enabled && (c.triggers.scanner.rows_per_sec == 0 || c.triggers.scanner.page_size == 0) {
         p.push("`triggers.scanner`: rows_per_sec and page_size must be at least 1".into());
     }
+    if c.triggers.full.job_goods == 0 || c.triggers.full.job_goods > 10_000 {
+        p.push("`triggers.full.job_goods`: must be in 1..=10000".into());
+    }
+    if c.triggers.full.orphan_parts == 0 || c.triggers.full.orphan_parts > 65_536 {
+        p.push("`triggers.full.orphan_parts`: must be in 1..=65536".into());
+    }
+    if c.triggers.full.lease_ms < 1000 {
+        p.push("`triggers.full.lease_ms`: must be at least 1000".into());
+    }
     if c.triggers.full.goods_id_column.is_empty() {
         p.push("`triggers.full.goods_id_column`: must be non-empty".into());
     }

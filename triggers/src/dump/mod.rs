@@ -1,6 +1,10 @@
-//! Goods ids from a Hive-exported Parquet dump: one file, or a directory of part files
-//! (`_SUCCESS`, hidden files and `.crc` files are skipped; other names are read in sorted
-//! order).
+//! Goods ids from a Hive- or Spark-exported Parquet dump: one file, or a table directory
+//! of part files, with partition folders (`dt=2026-11-23/`, nested to any depth). Part
+//! files may have any name (Hive writes `000000_0`, Spark `part-00000-….snappy.parquet`)
+//! and any codec Hive and Spark write (snappy, gzip, zstd, lz4, uncompressed). Hidden and
+//! `_`-prefixed entries (`_SUCCESS`, `_temporary/`) and `.crc` files are skipped at every
+//! level; the rest is read in sorted path order. A part file that does not read fails
+//! with its path named.
 //!
 //! Memory stays bounded whatever the dump size: only the id column is projected, and one
 //! record batch (`batch_size` rows) is decoded at a time. The reader is blocking IO;
@@ -37,7 +41,7 @@ pub enum DumpError {
     BadValue { path: PathBuf, column: String, reason: String },
 }
 
-/// Lists the part files of a dump path in read order.
+/// Lists the part files of a dump path (partition folders included) in read order.
 pub fn part_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {
     let io = |source| DumpError::Io { path: path.to_path_buf(), source };
     let meta = std::fs::metadata(path).map_err(io)?;
@@ -45,19 +49,32 @@ pub fn part_files(path: &Path) -> Result<Vec<PathBuf>, DumpError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let skipped = name.starts_with('.') || name.starts_with('_') || name.ends_with(".crc");
-        if !skipped && entry.file_type().map_err(io)?.is_file() {
-            files.push(entry.path());
-        }
-    }
+    collect_parts(path, &mut files)?;
     files.sort();
     if files.is_empty() {
         return Err(DumpError::Empty { path: path.to_path_buf() });
     }
     Ok(files)
+}
+
+/// Part files under `dir`, descending into (partition) folders.
+fn collect_parts(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), DumpError> {
+    let io = |source| DumpError::Io { path: dir.to_path_buf(), source };
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.starts_with('_') || name.ends_with(".crc") {
+            continue;
+        }
+        // Follows symlinks: a partition may be linked in.
+        let meta = std::fs::metadata(entry.path()).map_err(|source| DumpError::Io { path: entry.path(), source })?;
+        if meta.is_dir() {
+            collect_parts(&entry.path(), files)?;
+        } else if meta.is_file() {
+            files.push(entry.path());
+        }
+    }
+    Ok(())
 }
 
 /// Iterator of goods-id batches over every part file of a dump.

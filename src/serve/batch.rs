@@ -1,0 +1,90 @@
+//! Batch jobs of distributed full runs in the handler workers: check the piece
+//! (`handlers::jobs`), count its outcome into the run ledger (exactly once per job id),
+//! then acknowledge it.
+//!
+//! A store failure is retried under the retry policy (an unreachable target too: a
+//! piece is done only when every target was checked); past it, or on a permanent
+//! failure, the job is counted as failed in the ledger (so the run still ends, as
+//! `failed`) and dead-lettered with the reason. A ledger write that fails is retried
+//! until it lands or the service stops (the job then stays unacknowledged and comes
+//! back; the ledger counts it once). Deferred repairs and halted targets are counted
+//! and reported with the run, not re-checked: the next run sees them.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use common::mysql::ledger::JobOutcome;
+use futures::FutureExt;
+use handlers::jobs::{outcome, run_batch};
+use handlers::Mode;
+use model::job::{BatchJob, TriggerKind};
+use triggers::Delivery;
+
+use super::telemetry::{ERRORS, JOBS};
+use super::worker::{dead_letter, Ctx};
+
+pub(super) async fn handle(ctx: &Ctx, d: Delivery) {
+    let Some(batch) = d.job.batch.clone() else { return };
+    let mode = Mode::repair(TriggerKind::Full, batch.run_id.clone());
+    let mut delays = ctx.settings.retry.delays();
+    let mut attempt = 1u32;
+    let failure = loop {
+        let run = run_batch(&ctx.handler, &batch, &mode, ctx.handler.breaker(), ctx.settings.batch_size);
+        let (why, retryable, unreachable) = match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(Ok(mut result)) if result.report.unreachable.is_empty() => {
+                let o = outcome(&mut result, &ctx.settings.instance);
+                if record(ctx, &d.job.job_id, &batch, &o).await {
+                    metrics::counter!(JOBS, "trigger" => "full", "outcome" => "done").increment(1);
+                    d.ack.ack();
+                }
+                return;
+            }
+            Ok(Ok(result)) => {
+                let targets = result.report.unreachable.clone();
+                (format!("targets unreachable: {}", targets.join(", ")), true, targets)
+            }
+            Ok(Err(e)) => (e.to_string(), e.is_retryable(), vec![]),
+            Err(_) => ("handler panicked".to_string(), false, vec![]),
+        };
+        metrics::counter!(ERRORS, "component" => "handler").increment(1);
+        match delays.next().filter(|_| retryable) {
+            Some(delay) => {
+                tracing::warn!(job_id = %d.job.job_id, attempt, error = %why, "batch job failed, retrying");
+                if !ctx.pause(delay).await {
+                    return;
+                }
+                attempt += 1;
+            }
+            None => break (format!("gave up after {attempt} attempts: {why}"), unreachable),
+        }
+    };
+    let (why, unreachable) = failure;
+    let o = JobOutcome { failed: true, unreachable, handled_by: ctx.settings.instance.clone(), ..Default::default() };
+    if record(ctx, &d.job.job_id, &batch, &o).await {
+        dead_letter(ctx, vec![d], &why).await;
+    }
+}
+
+/// Counts the outcome into the ledger, retrying until it lands; false when the service
+/// stops first.
+async fn record(ctx: &Ctx, job_id: &str, batch: &BatchJob, o: &JobOutcome) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match handlers::jobs::record(&ctx.ledger, job_id, &batch.run_id, o).await {
+            Ok(counted) => {
+                if !counted {
+                    tracing::debug!(job_id, run_id = %batch.run_id, "batch job already counted (a redelivery)");
+                }
+                return true;
+            }
+            Err(e) => {
+                metrics::counter!(ERRORS, "component" => "ledger").increment(1);
+                tracing::warn!(job_id, error = %e, "run ledger not updated, retrying");
+            }
+        }
+        if !ctx.pause(backoff).await {
+            return false;
+        }
+        backoff = (backoff * 2).min(ctx.settings.retry.max_delay.max(Duration::from_millis(100)));
+    }
+}
