@@ -192,3 +192,41 @@ pub fn compare(truth: &GoodsTruth, observed: &Observed) -> Option<String> {
     }
     (!why.is_empty()).then(|| why.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth() -> GoodsTruth {
+        let e = Entity::decode(br#"{"aid":7001,"type":2,"biz":"main","tags":["618"],"prio":10,"start":1,"end":2,"price":250,"limit":2,"skus":[[88,240]],"ver":99}"#).unwrap();
+        let mut t = GoodsTruth::default();
+        t.entities.insert(7001, e);
+        t
+    }
+
+    fn cell(v: &[u8], ts: Option<i64>) -> Observed {
+        [(b"7001".to_vec(), (v.to_vec(), ts))].into_iter().collect()
+    }
+
+    #[test]
+    fn equal_values_in_another_key_order_are_consistent() {
+        let v = br#"{"ver":99,"aid":7001,"type":2,"biz":"main","tags":["618"],"prio":10,"start":1,"end":2,"price":250,"limit":2,"skus":[[88,240]]}"#;
+        assert_eq!(compare(&truth(), &cell(v, None)), None);
+        assert_eq!(compare(&truth(), &cell(v, Some(99))), None);
+    }
+
+    #[test]
+    fn every_kind_of_difference_is_named() {
+        let t = truth();
+        let good = t.entities[&7001].encode();
+        assert!(compare(&t, &Observed::new()).unwrap().contains("7001 missing"));
+        assert!(compare(&t, &cell(b"\xff", None)).unwrap().contains("corrupt"));
+        let stale = String::from_utf8(good.clone()).unwrap().replace("\"price\":250", "\"price\":251");
+        assert!(compare(&t, &cell(stale.as_bytes(), None)).unwrap().contains("stale [\"price\"]"));
+        assert!(compare(&t, &cell(&good, Some(98))).unwrap().contains("timestamp 98"));
+        let mut extra = cell(&good, None);
+        extra.insert(b"junk".to_vec(), (b"x".to_vec(), None));
+        assert!(compare(&t, &extra).unwrap().contains("extra qualifier \"junk\""));
+        assert!(compare(&GoodsTruth::default(), &cell(&good, None)).unwrap().contains("extra qualifier \"7001\""));
+    }
+}

@@ -108,3 +108,21 @@ pub fn reason_counts(letters: &[DeadLetter]) -> Vec<(String, u64)> {
     v.sort_by(|a, b| b.1.cmp(&a.1));
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_summed_over_their_labels_only() {
+        let text = "# TYPE reconciler_repairs_total counter\nreconciler_repairs_total{target=\"a\"} 3\nreconciler_repairs_total{target=\"b\"} 4\nreconciler_repairs_total_x 100\nreconciler_repairs 7\n";
+        assert_eq!(counter_sum(text, "reconciler_repairs_total"), 7.0);
+    }
+
+    #[test]
+    fn reasons_are_grouped_with_numbers_masked() {
+        let l = |r: &str| DeadLetter { reason: r.into(), source_topic: "t".into(), payload: vec![] };
+        let got = reason_counts(&[l("bad id 12 at 3"), l("bad id 4 at 55"), l("other")]);
+        assert_eq!(got, vec![("t: bad id # at #".to_string(), 2), ("t: other".to_string(), 1)]);
+    }
+}

@@ -180,6 +180,16 @@ impl Run {
                 out.notes.push(format!("serve #{i} had exited on its own before the end (see {})", s.log.display()));
             }
         }
+        let (mut drift, mut repairs) = (0.0, 0.0);
+        for s in &self.serves {
+            if let Some(text) = s.metrics() {
+                drift += observe::counter_sum(&text, "reconciler_drift_total");
+                repairs += observe::counter_sum(&text, "reconciler_repairs_total");
+            }
+        }
+        out.notes.push(format!(
+            "metrics of the instances running at the end (since their last start): {drift} drift, {repairs} repairs"
+        ));
         for s in &mut self.serves {
             s.stop();
         }
