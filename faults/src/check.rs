@@ -59,7 +59,8 @@ impl Checker {
             .await?
             .into_iter()
             .map(|(activity_id, kind, biz_code, tags, status, start_ms, end_ms, priority, updated_ms)| {
-                let row = ActivityRow { activity_id, kind, biz_code, tags, status, start_ms, end_ms, priority, updated_ms };
+                let row =
+                    ActivityRow { activity_id, kind, biz_code, tags, status, start_ms, end_ms, priority, updated_ms };
                 (activity_id, row)
             })
             .collect();
@@ -176,7 +177,9 @@ pub fn compare(truth: &GoodsTruth, observed: &Observed) -> Option<String> {
             None => why.push(format!("{aid} missing")),
             Some((v, ts)) => match Entity::decode(v) {
                 Err(_) => why.push(format!("{aid} corrupt ({} bytes)", v.len())),
-                Ok(d) if &d != e => why.push(format!("{aid} stale {:?} (ver {} vs {})", d.differing_fields(e), d.ver, e.ver)),
+                Ok(d) if &d != e => {
+                    why.push(format!("{aid} stale {:?} (ver {} vs {})", d.differing_fields(e), d.ver, e.ver))
+                }
                 Ok(_) if ts.is_some_and(|ts| ts != e.ver) => {
                     why.push(format!("{aid} cell timestamp {} is not ver {}", ts.unwrap_or(0), e.ver))
                 }
@@ -185,7 +188,8 @@ pub fn compare(truth: &GoodsTruth, observed: &Observed) -> Option<String> {
         }
     }
     for q in observed.keys() {
-        let known = std::str::from_utf8(q).ok().and_then(|s| s.parse::<u64>().ok()).filter(|a| truth.entities.contains_key(a));
+        let known =
+            std::str::from_utf8(q).ok().and_then(|s| s.parse::<u64>().ok()).filter(|a| truth.entities.contains_key(a));
         if known.is_none() {
             why.push(format!("extra qualifier {:?}", String::from_utf8_lossy(&q[..q.len().min(24)])));
         }

@@ -49,8 +49,19 @@ pub struct Env {
 pub const FORMATS: [&str; 3] = ["canal", "debezium", "maxwell"];
 
 impl Env {
-    pub fn new(ctx: &Ctx, name: &str, mysql_url: String, redis_url: String, hbase_addr: String, brokers: String) -> Result<Env> {
-        let tag = format!("{}{:x}", name.chars().filter(char::is_ascii_alphanumeric).take(6).collect::<String>(), common::clock::now_ms() % 0xffffff);
+    pub fn new(
+        ctx: &Ctx,
+        name: &str,
+        mysql_url: String,
+        redis_url: String,
+        hbase_addr: String,
+        brokers: String,
+    ) -> Result<Env> {
+        let tag = format!(
+            "{}{:x}",
+            name.chars().filter(char::is_ascii_alphanumeric).take(6).collect::<String>(),
+            common::clock::now_ms() % 0xffffff
+        );
         let dir = ctx.work.join(&tag);
         std::fs::create_dir_all(&dir)?;
         let layout = ShardLayout { databases: 2, tables_per_database: 4, db_prefix: format!("flt_{tag}_") };

@@ -65,7 +65,12 @@ pub type Cells = BTreeMap<Vec<u8>, (Vec<u8>, i64)>;
 /// Reads rows; a row that does not exist is absent from the answer.
 pub fn read_rows(c: &mut Client, table: &str, rows: &[String]) -> Result<BTreeMap<String, Cells>> {
     let keys = rows.iter().map(|r| r.as_bytes().to_vec()).collect();
-    let got = c.get_rows_with_columns(table.as_bytes().to_vec(), keys, vec![format!("{FAMILY}:").into_bytes()], BTreeMap::new())?;
+    let got = c.get_rows_with_columns(
+        table.as_bytes().to_vec(),
+        keys,
+        vec![format!("{FAMILY}:").into_bytes()],
+        BTreeMap::new(),
+    )?;
     let mut out = BTreeMap::new();
     for r in got {
         let row = String::from_utf8_lossy(&r.row.unwrap_or_default()).into_owned();

@@ -66,23 +66,39 @@ fn main() -> Result<()> {
 
 async fn run(args: Args) -> Result<()> {
     let root = std::env::current_dir()?;
-    let selected: Vec<String> = if args.scenario.is_empty() { ALL.iter().map(|s| s.to_string()).collect() } else { args.scenario.clone() };
+    let selected: Vec<String> =
+        if args.scenario.is_empty() { ALL.iter().map(|s| s.to_string()).collect() } else { args.scenario.clone() };
     for s in &selected {
         if !ALL.contains(&s.as_str()) {
             bail!("unknown scenario `{s}` (one of {})", ALL.join(", "));
         }
     }
     let binary = args.binary.clone().unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from).join("release/reconciler")
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root.join("target"), PathBuf::from)
+            .join("release/reconciler")
     });
     if !binary.exists() {
         bail!("no reconciler binary at {} (cargo build --release --bin reconciler)", binary.display());
     }
     let work = root.join("target/faults");
     std::fs::create_dir_all(&work)?;
-    let ctx = Ctx { root, binary, work, quick: args.quick, rate: args.rate, goods: args.goods, stage_ms: args.stage_ms, keep: args.keep };
+    let ctx = Ctx {
+        root,
+        binary,
+        work,
+        quick: args.quick,
+        rate: args.rate,
+        goods: args.goods,
+        stage_ms: args.stage_ms,
+        keep: args.keep,
+    };
     let machine = report::machine();
-    let date = String::from_utf8_lossy(&std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?.stdout).trim().to_string();
+    let date = String::from_utf8_lossy(
+        &std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output()?.stdout,
+    )
+    .trim()
+    .to_string();
     let mut outcomes = Vec::new();
     for name in &selected {
         eprintln!("faults: scenario {name} ...");
@@ -102,10 +118,14 @@ async fn run(args: Args) -> Result<()> {
     println!("{}", report::table(&outcomes));
     println!("{}", report::details(&outcomes));
     if args.out != "-" {
-        let command = std::iter::once("scripts/faults.sh".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ");
+        let command = std::iter::once("scripts/faults.sh".to_string())
+            .chain(std::env::args().skip(1))
+            .collect::<Vec<_>>()
+            .join(" ");
         report::write_section(std::path::Path::new(&args.out), &report::section(&command, &outcomes, &machine, &date))?;
         eprintln!("faults: wrote the fault section of {}", args.out);
     }
-    let failed = outcomes.iter().any(|o| o.error.is_some() || o.lost_count() > 0 || o.stale_overwrites.unwrap_or(0) > 0);
+    let failed =
+        outcomes.iter().any(|o| o.error.is_some() || o.lost_count() > 0 || o.stale_overwrites.unwrap_or(0) > 0);
     std::process::exit(if failed { 1 } else { 0 });
 }

@@ -51,7 +51,12 @@ pub fn table(outcomes: &[Outcome]) -> String {
     );
     for o in outcomes {
         if let Some(e) = &o.error {
-            let _ = writeln!(s, "| {} | the scenario failed: {} | | | | | | | |", o.name, e.replace('|', "/").replace('\n', " "));
+            let _ = writeln!(
+                s,
+                "| {} | the scenario failed: {} | | | | | | | |",
+                o.name,
+                e.replace('|', "/").replace('\n', " ")
+            );
             continue;
         }
         let _ = writeln!(
@@ -87,7 +92,8 @@ pub fn details(outcomes: &[Outcome]) -> String {
             let _ = writeln!(s, "  {n}.");
         }
         if !o.dead_letter_reasons.is_empty() {
-            let r: Vec<String> = o.dead_letter_reasons.iter().map(|(r, n)| format!("{n} × `{}`", r.replace('`', "'"))).collect();
+            let r: Vec<String> =
+                o.dead_letter_reasons.iter().map(|(r, n)| format!("{n} × `{}`", r.replace('`', "'"))).collect();
             let _ = writeln!(s, "  Dead letters by reason: {}.", r.join("; "));
         }
         for l in &o.lost {

@@ -152,7 +152,7 @@ fn plan(layout: &ShardLayout, g: GoodsId, slots: &mut Vec<Slot>, rng: &mut StdRn
         r
     };
     let r = rng.gen_range(0..100);
-    let (sql, event) = if r < 60 || (r >= 85 && r < 95 && slots[i].skus.is_empty()) {
+    let (sql, event) = if r < 60 || ((85..95).contains(&r) && slots[i].skus.is_empty()) {
         (
             format!("UPDATE `{db}`.{gt} SET activity_price = activity_price + 1 WHERE goods_id = {g} AND activity_id = {aid}"),
             canal(db, gt, "UPDATE", row(json!({}))),
@@ -189,7 +189,8 @@ fn plan(layout: &ShardLayout, g: GoodsId, slots: &mut Vec<Slot>, rng: &mut StdRn
             canal(db, st, "UPDATE", row(json!({"sku_id": sku.to_string()}))),
         )
     } else {
-        let new = crate::universe::activity_ids().nth(rng.gen_range(0..crate::universe::ACTIVITIES as usize)).unwrap_or(9001);
+        let new =
+            crate::universe::activity_ids().nth(rng.gen_range(0..crate::universe::ACTIVITIES as usize)).unwrap_or(9001);
         if !slots.iter().any(|s| s.aid == new) {
             slots.push(Slot { aid: new, skus: Vec::new() });
         }

@@ -56,7 +56,9 @@ pub async fn seed(env: &Env, pool: &sqlx::MySqlPool, goods: u64, rng: &mut StdRn
         .collect();
     insert(
         pool,
-        &format!("INSERT INTO `{meta}`.activity (activity_id,name,type,biz_code,tags,status,start_time,end_time,priority)"),
+        &format!(
+            "INSERT INTO `{meta}`.activity (activity_id,name,type,biz_code,tags,status,start_time,end_time,priority)"
+        ),
         &acts,
     )
     .await?;
@@ -100,8 +102,10 @@ pub async fn seed(env: &Env, pool: &sqlx::MySqlPool, goods: u64, rng: &mut StdRn
     }
     for (s, rows) in &sku_rows {
         let sh = layout.shard(*s);
-        let head =
-            format!("INSERT INTO `{}`.{} (activity_id,goods_id,sku_id,activity_price,status)", sh.database, sh.sku_table);
+        let head = format!(
+            "INSERT INTO `{}`.{} (activity_id,goods_id,sku_id,activity_price,status)",
+            sh.database, sh.sku_table
+        );
         insert(pool, &head, rows).await?;
     }
     crate::hb::ensure_table(&env.hbase_addr, &env.hbase_table)?;

@@ -119,7 +119,11 @@ impl Run {
             while fault_end.elapsed() < Duration::from_secs(600) {
                 let pending: Vec<GoodsId> = {
                     let l = log.lock().unwrap();
-                    l.touched.iter().filter(|(g, &t)| t < fault_end && !confirmed.contains(g)).map(|(&g, _)| g).collect()
+                    l.touched
+                        .iter()
+                        .filter(|(g, &t)| t < fault_end && !confirmed.contains(g))
+                        .map(|(&g, _)| g)
+                        .collect()
                 };
                 if pending.is_empty() {
                     return Some(fault_end.elapsed().as_millis() as u64);
@@ -140,17 +144,14 @@ impl Run {
     pub async fn settle(&self, goods: &[GoodsId], within: Duration) -> BTreeMap<GoodsId, String> {
         let started = Instant::now();
         let mut left: Vec<GoodsId> = goods.to_vec();
-        let mut why = BTreeMap::new();
         loop {
-            match self.checker.check(&left).await {
+            let why: BTreeMap<GoodsId, String> = match self.checker.check(&left).await {
                 Ok(bad) => {
                     left = bad.keys().copied().collect();
-                    why = bad;
+                    bad
                 }
-                Err(e) => {
-                    why = left.iter().map(|&g| (g, format!("check failed: {e:#}"))).collect();
-                }
-            }
+                Err(e) => left.iter().map(|&g| (g, format!("check failed: {e:#}"))).collect(),
+            };
             if left.is_empty() || started.elapsed() > within {
                 return why;
             }
@@ -204,8 +205,7 @@ impl Run {
         out.audit = observe::audit_counts(&self.pool, &self.env.layout.meta_database()).await;
         let (brokers, topic) = (self.env.brokers.clone(), self.env.topic("dlq"));
         let group = format!("flt-{}-dlq-reader", self.env.tag);
-        let letters =
-            tokio::task::spawn_blocking(move || observe::dead_letters(&brokers, &topic, &group)).await??;
+        let letters = tokio::task::spawn_blocking(move || observe::dead_letters(&brokers, &topic, &group)).await??;
         out.dead_letters = letters.len() as u64;
         out.dead_letter_reasons = observe::reason_counts(&letters);
         out.seconds = self.started.elapsed().as_secs_f64();

@@ -97,7 +97,10 @@ pub async fn run(ctx: &Ctx, store: Store) -> Result<Outcome> {
         Store::Broker => {
             let t = tokio::task::block_in_place(|| PrivateTansu::start(&ctx.root, &dir))?;
             brokers = t.brokers();
-            (Victim::Broker(t), "Tansu broker (private, s3:// storage on a local moto_server) SIGKILLed, restarted on the same storage")
+            (
+                Victim::Broker(t),
+                "Tansu broker (private, s3:// storage on a local moto_server) SIGKILLed, restarted on the same storage",
+            )
         }
     };
     let env = Env::new(ctx, store.name(), mysql, redis, hbase, brokers)?;
@@ -118,7 +121,8 @@ pub async fn run(ctx: &Ctx, store: Store) -> Result<Outcome> {
     let recovery = run.watch_recovery(stream.log.clone(), fault_end);
     pause(if ctx.quick { 10_000 } else { 20_000 }).await;
     let log = stream.stop().await?;
-    out.recovery_ms = tokio::time::timeout(Duration::from_secs(600), recovery).await.ok().and_then(|r| r.ok()).flatten();
+    out.recovery_ms =
+        tokio::time::timeout(Duration::from_secs(600), recovery).await.ok().and_then(|r| r.ok()).flatten();
     let log = std::mem::take(&mut *log.lock().unwrap());
     run.finish(&log, &[], &mut out).await?;
     run.clean_up(ctx).await;

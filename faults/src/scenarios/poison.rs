@@ -25,12 +25,8 @@ use crate::{hb, procs, stream};
 
 fn malformed(format: &str) -> Vec<Vec<u8>> {
     let huge = "x".repeat(900 * 1024);
-    let mut v: Vec<Vec<u8>> = vec![
-        b"not json at all".to_vec(),
-        vec![0xff, 0xfe, 0x00, 0x01, 0x80],
-        Vec::new(),
-        b"[1,2,3]".to_vec(),
-    ];
+    let mut v: Vec<Vec<u8>> =
+        vec![b"not json at all".to_vec(), vec![0xff, 0xfe, 0x00, 0x01, 0x80], Vec::new(), b"[1,2,3]".to_vec()];
     let t = "activity_goods_0001";
     let bad_ids = [json!("x1"), json!(-5), json!(1.5), json!({"id": 1}), json!("18446744073709551616")];
     match format {
@@ -39,28 +35,48 @@ fn malformed(format: &str) -> Vec<Vec<u8>> {
             v.push(json!({"type": "UPDATE", "table": t, "data": [{"id": "1"}]}).to_string().into());
             v.push(json!({"type": "UPDATE", "table": t, "data": []}).to_string().into());
             for id in &bad_ids {
-                v.push(json!({"type": "UPDATE", "database": "act_0", "table": t, "data": [{"goods_id": id}]}).to_string().into());
+                v.push(
+                    json!({"type": "UPDATE", "database": "act_0", "table": t, "data": [{"goods_id": id}]})
+                        .to_string()
+                        .into(),
+                );
             }
             v.push(json!({"type": "UPDATE", "table": t, "data": [{"junk": huge}]}).to_string().into());
         }
         "debezium" => {
             v.push(json!({"after": {"goods_id": 1}}).to_string().into());
             v.push(json!({"before": null, "after": {"goods_id": 1}, "op": "c"}).to_string().into());
-            v.push(json!({"before": null, "after": {"id": 1}, "op": "c", "source": {"db": "act_0", "table": t}}).to_string().into());
+            v.push(
+                json!({"before": null, "after": {"id": 1}, "op": "c", "source": {"db": "act_0", "table": t}})
+                    .to_string()
+                    .into(),
+            );
             for id in &bad_ids {
-                v.push(json!({"before": null, "after": {"goods_id": id, "activity_id": 9001}, "op": "u",
-                              "source": {"db": "act_0", "table": t}, "ts_ms": 1}).to_string().into());
+                v.push(
+                    json!({"before": null, "after": {"goods_id": id, "activity_id": 9001}, "op": "u",
+                              "source": {"db": "act_0", "table": t}, "ts_ms": 1})
+                    .to_string()
+                    .into(),
+                );
             }
-            v.push(json!({"op": "c", "source": {"db": "act_0", "table": t}, "after": {"junk": huge}}).to_string().into());
+            v.push(
+                json!({"op": "c", "source": {"db": "act_0", "table": t}, "after": {"junk": huge}}).to_string().into(),
+            );
         }
         _ => {
             v.push(json!({"table": t, "data": {}}).to_string().into());
             v.push(json!({"type": "insert", "table": t}).to_string().into());
             v.push(json!({"type": "insert", "table": t, "data": [1]}).to_string().into());
             for id in &bad_ids {
-                v.push(json!({"database": "act_0", "table": t, "type": "update", "ts": 1, "data": {"goods_id": id}}).to_string().into());
+                v.push(
+                    json!({"database": "act_0", "table": t, "type": "update", "ts": 1, "data": {"goods_id": id}})
+                        .to_string()
+                        .into(),
+                );
             }
-            v.push(json!({"database": "act_0", "table": t, "type": "insert", "data": {"junk": huge}}).to_string().into());
+            v.push(
+                json!({"database": "act_0", "table": t, "type": "insert", "data": {"junk": huge}}).to_string().into(),
+            );
         }
     }
     v
@@ -118,7 +134,10 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             sent.push((f.to_string(), payload));
         }
         let d = ddl(f);
-        producer.send(FutureRecord::to(&topic).key("ddl").payload(&d), Duration::from_secs(30)).await.map_err(|(e, _)| e)?;
+        producer
+            .send(FutureRecord::to(&topic).key("ddl").payload(&d), Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)?;
         ddls.push(d);
     }
 
@@ -145,7 +164,14 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 "redis key of type list"
             }
             2 => {
-                redis::cmd("HSET").arg(&key).arg("junk").arg("{}").arg("-1").arg("x").query_async::<()>(&mut redis).await?;
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg("junk")
+                    .arg("{}")
+                    .arg("-1")
+                    .arg("x")
+                    .query_async::<()>(&mut redis)
+                    .await?;
                 "redis junk fields"
             }
             3 => {
@@ -153,7 +179,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 "redis 4 MB value"
             }
             4 => {
-                redis::cmd("HSET").arg(&key).arg(&q).arg(vec![0xffu8, 0xfe, 0x00]).query_async::<()>(&mut redis).await?;
+                redis::cmd("HSET")
+                    .arg(&key)
+                    .arg(&q)
+                    .arg(vec![0xffu8, 0xfe, 0x00])
+                    .query_async::<()>(&mut redis)
+                    .await?;
                 "redis undecodable value"
             }
             5 | 6 => {
@@ -172,10 +203,17 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         };
         kinds.push(kind.into());
         let sh = run.env.layout.route(g);
-        let event = stream::canal(&sh.database, &sh.goods_table, "UPDATE",
-            json!({"goods_id": g.to_string(), "activity_id": aid.to_string()}));
+        let event = stream::canal(
+            &sh.database,
+            &sh.goods_table,
+            "UPDATE",
+            json!({"goods_id": g.to_string(), "activity_id": aid.to_string()}),
+        );
         producer
-            .send(FutureRecord::to(&run.env.topic("canal")).key(&g.to_string()).payload(&event), Duration::from_secs(30))
+            .send(
+                FutureRecord::to(&run.env.topic("canal")).key(&g.to_string()).payload(&event),
+                Duration::from_secs(30),
+            )
             .await
             .map_err(|(e, _)| e)?;
         out.events += 1;
@@ -196,7 +234,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     };
     pause(15_000).await;
     let log = stream.stop().await?;
-    out.recovery_ms = tokio::time::timeout(Duration::from_secs(600), recovery).await.ok().and_then(|r| r.ok()).flatten();
+    out.recovery_ms =
+        tokio::time::timeout(Duration::from_secs(600), recovery).await.ok().and_then(|r| r.ok()).flatten();
     let log = std::mem::take(&mut *log.lock().unwrap());
     let letters = run.finish(&log, &victims, &mut out).await?;
 

@@ -80,17 +80,29 @@ impl Cells {
             .iter()
             .zip(r)
             .map(|((g, a), rv)| {
-                let hv = rows.get(&hbase_row_key(*g)).and_then(|c| c.get(a.to_string().as_bytes())).map(|(v, _)| v.as_slice());
+                let hv = rows
+                    .get(&hbase_row_key(*g))
+                    .and_then(|c| c.get(a.to_string().as_bytes()))
+                    .map(|(v, _)| v.as_slice());
                 (ver_of(rv.as_deref()), ver_of(hv))
             })
             .collect())
     }
 
-    fn judge(&self, shared: &Shared, cells: &[(GoodsId, ActivityId)], seen: &[(Option<i64>, Option<i64>)], want: &[i64], when: &str) {
+    fn judge(
+        &self,
+        shared: &Shared,
+        cells: &[(GoodsId, ActivityId)],
+        seen: &[(Option<i64>, Option<i64>)],
+        want: &[i64],
+        when: &str,
+    ) {
         for (((g, a), (r, h)), w) in cells.iter().zip(seen).zip(want) {
             for (target, v) in [("redis-a", r), ("hbase-a", h)] {
                 if v.is_none_or(|v| v < *w) {
-                    shared.stale(format!("{when}: goods {g} activity {a} on {target} holds ver {v:?} after the harness wrote {w}"));
+                    shared.stale(format!(
+                        "{when}: goods {g} activity {a} on {target} holds ver {v:?} after the harness wrote {w}"
+                    ));
                 }
             }
         }
@@ -119,11 +131,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     // Race goods: the first 200 with an entity; one race cell (activity) each.
     let ids: Vec<GoodsId> = run.universe.as_ref().expect("seeded").goods.keys().copied().take(600).collect();
     let truth = run.checker.truth(&ids).await?;
-    let cells: Vec<(GoodsId, ActivityId)> = truth
-        .iter()
-        .filter_map(|(&g, t)| t.entities.keys().next().map(|&a| (g, a)))
-        .take(200)
-        .collect();
+    let cells: Vec<(GoodsId, ActivityId)> =
+        truth.iter().filter_map(|(&g, t)| t.entities.keys().next().map(|&a| (g, a))).take(200).collect();
     let shared = Arc::new(Shared::default());
     let producer = stream::producer(&run.env.brokers)?;
     let redis_client = redis::Client::open(run.env.redis_url.as_str())?;
