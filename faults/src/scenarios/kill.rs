@@ -47,8 +47,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let recovery = run.watch_recovery(stream.log.clone(), last_restart);
     pause(15_000).await;
     let log = stream.stop().await?;
-    out.recovery_ms =
-        tokio::time::timeout(Duration::from_secs(600), recovery).await.ok().and_then(|r| r.ok()).flatten();
+    eprintln!("faults: stream stopped, waiting for recovery");
+    out.recovery_ms = tokio::time::timeout(run.settle_limit() + Duration::from_secs(30), recovery)
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .flatten();
     let log = std::mem::take(&mut *log.lock().unwrap());
     run.finish(&log, &[], &mut out).await?;
     out.notes.push(format!(

@@ -114,9 +114,10 @@ impl Run {
     /// has been seen consistent on every target; the time that took.
     pub fn watch_recovery(&self, log: Arc<Mutex<Log>>, fault_end: Instant) -> tokio::task::JoinHandle<Option<u64>> {
         let checker = self.checker.clone();
+        let limit = self.settle_limit() + Duration::from_secs(30);
         tokio::spawn(async move {
             let mut confirmed: BTreeSet<GoodsId> = BTreeSet::new();
-            while fault_end.elapsed() < Duration::from_secs(600) {
+            while fault_end.elapsed() < limit {
                 let pending: Vec<GoodsId> = {
                     let l = log.lock().unwrap();
                     l.touched
@@ -155,6 +156,7 @@ impl Run {
             if left.is_empty() || started.elapsed() > within {
                 return why;
             }
+            eprintln!("faults: {} goods not consistent yet, e.g. {:?}", left.len(), why.iter().next());
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
