@@ -65,18 +65,15 @@ pub type Cells = BTreeMap<Vec<u8>, (Vec<u8>, i64)>;
 /// Reads rows; a row that does not exist is absent from the answer.
 pub fn read_rows(c: &mut Client, table: &str, rows: &[String]) -> Result<BTreeMap<String, Cells>> {
     let keys = rows.iter().map(|r| r.as_bytes().to_vec()).collect();
-    let got = c.get_rows_with_columns(
-        table.as_bytes().to_vec(),
-        keys,
-        vec![format!("{FAMILY}:").into_bytes()],
-        BTreeMap::new(),
-    )?;
+    // Every column of the row (a column `a:` could be read as the empty qualifier).
+    let got = c.get_rows(table.as_bytes().to_vec(), keys, BTreeMap::new())?;
     let mut out = BTreeMap::new();
     for r in got {
         let row = String::from_utf8_lossy(&r.row.unwrap_or_default()).into_owned();
         let mut cells = Cells::new();
         for (column, cell) in r.columns.unwrap_or_default() {
-            let qualifier = column.splitn(2, |&b| b == b':').nth(1).unwrap_or_default().to_vec();
+            let Some(qualifier) = column.strip_prefix(format!("{FAMILY}:").as_bytes()) else { continue };
+            let qualifier = qualifier.to_vec();
             cells.insert(qualifier, (cell.value.unwrap_or_default(), cell.timestamp.unwrap_or(-1)));
         }
         if !cells.is_empty() {

@@ -4,7 +4,7 @@
 //! publish, keyed by goods id. The targets are left alone, as if the sync pipeline had
 //! lost every change: each one is drift the service must find and repair. Every change
 //! is recorded (goods, when); a write the database refuses (it is down) is counted and
-//! no event is sent for it. The producer buffers through a broker outage (5 min timeout).
+//! no event is sent for it. The producer buffers through a broker outage (2 min timeout).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,7 +38,7 @@ pub fn producer(brokers: &str) -> Result<FutureProducer> {
         // One record per batch: Tansu 0.6 cannot fetch from inside a batch (scripts/kafka.sh).
         .set("batch.num.messages", "1")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", "300000")
+        .set("message.timeout.ms", "120000")
         .create()?)
 }
 
