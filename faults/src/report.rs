@@ -33,7 +33,7 @@ pub fn machine() -> Vec<(String, String)> {
 }
 
 fn ms(v: Option<u64>) -> String {
-    v.map_or("not within 10 min".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
+    v.map_or("not within the wait".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0))
 }
 
 fn repairs(o: &Outcome) -> String {

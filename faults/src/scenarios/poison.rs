@@ -243,13 +243,14 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let log = std::mem::take(&mut *log.lock().unwrap());
     let letters = run.finish(&log, &victims, &mut out).await?;
 
-    let lettered: BTreeSet<&[u8]> = letters.iter().map(|l| l.payload.as_slice()).collect();
+    let lettered: BTreeSet<(&str, &[u8])> =
+        letters.iter().map(|l| (l.source_topic.as_str(), l.payload.as_slice())).collect();
     let missed: Vec<String> = sent
         .iter()
-        .filter(|(_, p)| !lettered.contains(p.as_slice()))
+        .filter(|(f, p)| !lettered.contains(&(run.env.topic(f).as_str(), p.as_slice())))
         .map(|(f, p)| format!("{f}: {:?}", String::from_utf8_lossy(&p[..p.len().min(60)])))
         .collect();
-    let ddl_lettered = ddls.iter().filter(|d| lettered.contains(d.as_slice())).count();
+    let ddl_lettered = letters.iter().filter(|l| ddls.contains(&l.payload)).count();
     out.notes.push(format!(
         "malformed events: {} sent, {} dead-lettered, {} not; DDL messages: {} sent, {} dead-lettered",
         sent.len(),
