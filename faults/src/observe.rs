@@ -67,24 +67,21 @@ pub fn dead_letters(brokers: &str, topic: &str, group: &str) -> Result<Vec<DeadL
     let started = Instant::now();
     let mut last = Instant::now();
     while last.elapsed() < Duration::from_secs(5) && started.elapsed() < Duration::from_secs(120) {
-        match consumer.poll(Duration::from_millis(500)) {
-            Some(Ok(m)) => {
-                last = Instant::now();
-                let mut reason = String::new();
-                let mut source_topic = String::new();
-                if let Some(h) = m.headers() {
-                    for header in h.iter() {
-                        let v = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
-                        match header.key {
-                            "dlq.reason" => reason = v,
-                            "dlq.source.topic" => source_topic = v,
-                            _ => {}
-                        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
+            last = Instant::now();
+            let mut reason = String::new();
+            let mut source_topic = String::new();
+            if let Some(h) = m.headers() {
+                for header in h.iter() {
+                    let v = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
+                    match header.key {
+                        "dlq.reason" => reason = v,
+                        "dlq.source.topic" => source_topic = v,
+                        _ => {}
                     }
                 }
-                out.push(DeadLetter { reason, source_topic, payload: m.payload().unwrap_or_default().to_vec() });
             }
-            Some(Err(_)) | None => {}
+            out.push(DeadLetter { reason, source_topic, payload: m.payload().unwrap_or_default().to_vec() });
         }
     }
     Ok(out)
@@ -105,7 +102,7 @@ pub fn reason_counts(letters: &[DeadLetter]) -> Vec<(String, u64)> {
         *by.entry(format!("{}: {gist}", l.source_topic)).or_default() += 1;
     }
     let mut v: Vec<_> = by.into_iter().collect();
-    v.sort_by(|a, b| b.1.cmp(&a.1));
+    v.sort_by_key(|r| std::cmp::Reverse(r.1));
     v
 }
 
