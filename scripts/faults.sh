@@ -5,8 +5,8 @@
 # runs the suite, which prints a table and rewrites the `## Fault injection` section of
 # RELIABILITY.md.
 #
-#   scripts/faults.sh                          every scenario (about 20 minutes)
-#   scripts/faults.sh --quick                  6 kills, 8 s outages, 1,000 races (about 8 minutes)
+#   scripts/faults.sh                          every scenario (the full run has not been timed yet)
+#   scripts/faults.sh --quick                  6 kills, 8 s outages, 1,000 races (about 14 minutes)
 #   scripts/faults.sh --scenario kill,race     only these (kill, redis-down, hbase-down,
 #                                              mariadb-down, broker-down, race, poison)
 #   scripts/faults.sh --out -                  print only, leave RELIABILITY.md alone
