@@ -198,3 +198,33 @@ pub async fn machine(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
         ("commit".into(), sh("git rev-parse --short HEAD")),
     ]
 }
+
+/// Peak RSS (VmHWM, kB) of the servers the run used, since each started: MariaDB,
+/// the Redis on 6379 and the Kafka broker (Tansu), found by process name.
+pub fn server_peaks() -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let args: Vec<String> = cmdline
+            .split(|&b| b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        let Some(exe) = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()) else { continue };
+        let name = match exe.as_str() {
+            "mariadbd" | "mysqld" => "MariaDB (`mariadbd`, since it started)".to_string(),
+            "tansu" => "Kafka broker (Tansu, since it started)".to_string(),
+            e if e.starts_with("redis-server") && args.iter().any(|a| a.ends_with(":6379") || a == "6379") => {
+                "Redis 6379 (`redis-server`, since it started; redis-a and redis-b)".to_string()
+            }
+            _ => continue,
+        };
+        if let Some(kb) = vm_hwm_kb(pid) {
+            out.push((name, kb));
+        }
+    }
+    out.sort();
+    out
+}

@@ -75,10 +75,18 @@ struct Args {
     /// Where to write the markdown report.
     #[arg(long, default_value = "BENCHMARKS.md")]
     out: PathBuf,
-    /// Incremental phase: Canal events offered per second (0: skip the phase).
-    #[arg(long, default_value_t = 2500)]
+    /// Incremental phase: Canal events offered per second by the first step of the
+    /// ceiling search (0: skip the phase).
+    #[arg(long, default_value_t = 4000)]
     events_per_sec: u64,
-    /// Incremental phase: seconds of offered load.
+    /// Incremental phase: each step offers this factor more than the one before.
+    #[arg(long, default_value_t = 1.5)]
+    events_factor: f64,
+    /// Incremental phase: at most this many steps (the search stops at the first step
+    /// that does not hold).
+    #[arg(long, default_value_t = 6)]
+    events_steps: u32,
+    /// Incremental phase: seconds of offered load per step.
     #[arg(long, default_value_t = 10)]
     event_seconds: u64,
     /// Incremental phase: the DTS trigger's stage delay, ms (settle_ms is 1000 there).
@@ -426,6 +434,7 @@ async fn run(args: Args) -> Result<()> {
         c.checked
     ));
     fig.rss_n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
+    fig.processes.push(("`reconciler full --json` at N".into(), c.max_rss_kb));
     fig.notes
         .push(format!("child `reconciler full` at N: exit {}, {} goods checked, {} drift", c.exit, c.checked, c.drift));
     // 7. The price verifier, on the clean data set.
@@ -438,6 +447,7 @@ async fn run(args: Args) -> Result<()> {
                     v.rate, v.max_rss_kb, v.exit, v.summary
                 ));
                 fig.verify_file = Some((v.rate, v.max_rss_kb, v.samples));
+                fig.processes.push(("`reconciler verify --samples`".into(), v.max_rss_kb));
                 fig.notes.push(format!(
                     "`reconciler verify --samples` ({} samples, exit {}): {}",
                     v.samples, v.exit, v.summary
@@ -462,14 +472,20 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
-    // 8. Incremental, on the data set of N goods.
+    // 8. Incremental, on the data set of N goods: the ceiling search.
     if args.events_per_sec > 0 {
         say(format!(
-            "incremental: {} events/s for {} s through Kafka, stage delay {} ms",
-            args.events_per_sec, args.event_seconds, args.stage_ms
+            "incremental: ceiling search from {} events/s (x{} per step, at most {} steps of {} s) through Kafka, stage delay {} ms",
+            args.events_per_sec, args.events_factor, args.events_steps, args.event_seconds, args.stage_ms
         ));
-        let opts =
-            incremental::Options { rate: args.events_per_sec, seconds: args.event_seconds, stage_ms: args.stage_ms };
+        let opts = incremental::Options {
+            start_rate: args.events_per_sec,
+            factor: args.events_factor,
+            max_steps: args.events_steps,
+            seconds: args.event_seconds,
+            stage_ms: args.stage_ms,
+        };
+        let stage_ms = args.stage_ms;
         match incremental::run(
             &root,
             &env::config_text(&settings),
@@ -479,13 +495,20 @@ async fn run(args: Args) -> Result<()> {
             &acts,
             args.goods,
             &opts,
+            |s| say(format!("incremental step: {}", s.summary(stage_ms))),
         )
         .await
         {
-            Ok(r) => {
-                say(format!("incremental: {}", r.summary()));
-                fig.incremental_met = Some(r.sustained >= 2000.0 && r.p99_ms <= 1000.0 && r.unrepaired == 0);
-                fig.incremental = Some(r.summary());
+            Ok(c) => {
+                fig.incremental_steps = c.steps.iter().map(|s| s.summary(c.stage_ms)).collect();
+                fig.incremental = Some(match c.best() {
+                    Some(b) => format!("ceiling {} events/s offered ({})", b.offered, b.summary(c.stage_ms)),
+                    None => "no step held".to_string(),
+                });
+                fig.incremental_met = Some(c.best().is_some_and(|b| b.offered >= 10_000));
+                if let Some(kb) = c.serve_rss_kb {
+                    fig.processes.push(("`reconciler serve` (incremental phase)".into(), kb));
+                }
             }
             Err(e) => {
                 say(format!("incremental phase not measured: {e:#}"));
@@ -507,6 +530,7 @@ async fn run(args: Args) -> Result<()> {
             c.checked
         ));
         fig.rss_4n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
+        fig.processes.push(("`reconciler full --json` at 4N".into(), c.max_rss_kb));
         fig.notes.push(format!(
             "child `reconciler full` at 4N: exit {}, {} goods checked, {} drift",
             c.exit, c.checked, c.drift
@@ -514,10 +538,13 @@ async fn run(args: Args) -> Result<()> {
     }
 
     if let Some(kb) = emulator.as_ref().and_then(|e| env::vm_hwm_kb(e.pid())) {
-        fig.notes.push(format!(
-            "the HBase emulator (separate process, not in the reconciler's RSS) peaked at {:.0} MB",
-            kb as f64 / 1024.0
-        ));
+        fig.processes.push(("HBase Thrift1 emulator (`reconciler hbase-emulator`)".into(), kb));
+    }
+    for (name, kb) in env::server_peaks() {
+        fig.processes.push((name, kb));
+    }
+    if let Some(kb) = env::vm_hwm_kb(std::process::id()) {
+        fig.processes.push(("the bench itself (seeder, injector, in-process full runs)".into(), kb));
     }
 
     println!("{}", fig.table());

@@ -61,11 +61,17 @@ fn change(format: EventFormat, data: &[u8]) {
     }
 }
 
-/// A decoded job encodes to a message that decodes to the same job.
+/// A decoded job encodes to a message that decodes to the same job; a decoded record
+/// (a job or a bundle of jobs) re-bundled decodes to the same jobs.
 pub fn job(data: &[u8]) {
     if let Ok(job) = Job::decode(data) {
         let again = Job::decode(&job.encode()).expect("an encoded job decodes");
         assert_eq!(again, job);
+    }
+    if let Ok(jobs) = model::job::decode_record(data) {
+        assert!(!jobs.is_empty(), "a record holds at least one job");
+        let again = model::job::decode_record(&model::job::encode_bundle(&jobs)).expect("a bundle decodes");
+        assert_eq!(again, jobs);
     }
 }
 

@@ -1,9 +1,10 @@
 //! The check-job message that triggers publish and handlers consume (versions 1 and 2).
 //!
-//! Wire form: one compact JSON object per Kafka message.
+//! Wire form: one compact JSON object per Kafka message, or a bundle of version 1 jobs (a
+//! JSON array: see [`encode_bundle`]).
 //!
-//! **Version 1** checks one goods, keyed by the decimal goods id so one goods is always
-//! handled by one consumer at a time:
+//! **Version 1** checks one goods, keyed by the goods' bucket `b<goods_id % 1024>` so one
+//! goods is always handled by one consumer at a time:
 //!
 //! ```json
 //! {"v":1,"job_id":"dts-canal.activity-3-1042-0","goods_id":1001,"trigger":"dts",
@@ -152,6 +153,12 @@ pub enum JobDecodeError {
     UnsupportedVersion(u32),
     #[error("job message version {0} {1}")]
     Inconsistent(u32, &'static str),
+    #[error("job bundle is empty")]
+    EmptyBundle,
+    #[error("a job bundle may not hold another bundle")]
+    NestedBundle,
+    #[error("job {0} of the bundle: {1}")]
+    InBundle(usize, Box<JobDecodeError>),
 }
 
 impl Job {
@@ -191,12 +198,13 @@ impl Job {
         }
     }
 
-    /// The message key: the goods id (one goods, one consumer at a time); for a batch
-    /// job its id, so the pieces of a run hash over every partition of the topic.
+    /// The message key: the goods' bucket ([`bucket_key`]), so every job of one goods,
+    /// single or bundled, lands on one partition; for a batch job its id, so the pieces
+    /// of a run hash over every partition of the topic.
     pub fn key(&self) -> String {
         match &self.batch {
             Some(_) => self.job_id.clone(),
-            None => self.goods_id.to_string(),
+            None => bucket_key(self.goods_id),
         }
     }
 
@@ -215,9 +223,74 @@ impl Job {
     }
 }
 
+/// Jobs in one bundle record at most (see [`encode_bundle`]).
+pub const BUNDLE_MAX: usize = 256;
+
+/// Partition-key buckets of single-goods jobs: a goods always falls in the same bucket,
+/// so all its jobs (single or bundled) go to one partition.
+pub const KEY_BUCKETS: u64 = 1024;
+
+/// The Kafka key of a single-goods job or of a bundle of goods of one bucket:
+/// `b<goods_id % KEY_BUCKETS>`.
+pub fn bucket_key(goods_id: GoodsId) -> String {
+    format!("b{}", goods_id % KEY_BUCKETS)
+}
+
+/// A bundle: several jobs in one Kafka record, as a JSON array of job objects. The
+/// publisher bundles the single-goods jobs of one key bucket that it is given within a
+/// few milliseconds, so a stream of changes costs the broker one record per bundle
+/// instead of one per goods.
+pub fn encode_bundle(jobs: &[Job]) -> Vec<u8> {
+    serde_json::to_vec(jobs).expect("job serialization cannot fail")
+}
+
+/// Decodes one record of the jobs topic: a job object, or a bundle (a JSON array of job
+/// objects, none of them itself an array). Every job of a bundle must decode, else the
+/// record is rejected whole (naming the position of the bad job).
+pub fn decode_record(bytes: &[u8]) -> Result<Vec<Job>, JobDecodeError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return Job::decode(bytes).map(|j| vec![j]);
+    }
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(bytes)?;
+    if items.is_empty() {
+        return Err(JobDecodeError::EmptyBundle);
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            if raw.get().trim_start().starts_with('[') {
+                return Err(JobDecodeError::InBundle(i, Box::new(JobDecodeError::NestedBundle)));
+            }
+            Job::decode(raw.get().as_bytes()).map_err(|e| JobDecodeError::InBundle(i, Box::new(e)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bundles_round_trip_and_singles_still_decode() {
+        let jobs: Vec<Job> = (0..3).map(|i| Job::new(7 + i * KEY_BUCKETS, TriggerKind::Dts, format!("j{i}"))).collect();
+        assert_eq!(decode_record(&encode_bundle(&jobs)).unwrap(), jobs);
+        assert_eq!(decode_record(&jobs[0].encode()).unwrap(), vec![jobs[0].clone()]);
+        assert_eq!(bucket_key(7), bucket_key(7 + 5 * KEY_BUCKETS));
+        assert_ne!(bucket_key(7), bucket_key(8));
+    }
+
+    #[test]
+    fn bad_bundles_name_the_bad_job() {
+        assert!(matches!(decode_record(b"[]"), Err(JobDecodeError::EmptyBundle)));
+        let bad =
+            br#"[{"v":1,"job_id":"a","goods_id":1,"trigger":"dts"},{"v":9,"job_id":"b","goods_id":2,"trigger":"dts"}]"#;
+        let err = decode_record(bad).unwrap_err();
+        assert!(err.to_string().contains("job 1 of the bundle"), "{err}");
+        assert!(matches!(decode_record(b"[[]]"), Err(JobDecodeError::InBundle(0, _))));
+        assert!(matches!(decode_record(b"[1,"), Err(JobDecodeError::Malformed(_))));
+    }
 
     #[test]
     fn round_trips_and_ignores_unknown_fields() {

@@ -193,3 +193,65 @@ async fn created_topics_follow_the_configured_partitions_and_replication() {
     create_topics(&brokers, &[&three], TopicSettings { partitions: 5, replication_factor: 2 }).await.unwrap();
     assert_eq!(shape(&three).0, 3);
 }
+
+/// Records in `topic` (the sum of its partitions' high watermarks).
+fn records_in(brokers: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    (0..partitions).map(|p| c.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap().1).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_published_together_travel_in_bundles_and_a_bundle_is_redelivered_until_all_its_jobs_are_acked() {
+    let brokers = ensure_broker();
+    let s = suffix();
+    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
+    create_topics(&brokers, &[&topic, &dlq], 2).await;
+    let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
+    // 300 callers at once, one job each, on goods of three key buckets.
+    let buckets = [3u64, 4, 5];
+    let all: Vec<Job> = (0..300u64)
+        .map(|i| {
+            let goods = buckets[(i % 3) as usize] + (i / 3) * model::job::KEY_BUCKETS;
+            Job::new(goods, TriggerKind::Dts, format!("j{i}"))
+        })
+        .collect();
+    futures::future::try_join_all(all.iter().map(|j| publisher.publish(std::slice::from_ref(j)))).await.unwrap();
+    let records = records_in(&brokers, &topic, 2);
+    assert!(records < 300 / 4, "300 jobs of 3 buckets published at once should need far fewer records, got {records}");
+
+    let mut first = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..300 {
+        got.push(next(&mut first).await);
+    }
+    let ids: BTreeSet<u64> = got.iter().map(|d| d.job.goods_id).collect();
+    assert_eq!(ids, all.iter().map(|j| j.goods_id).collect::<BTreeSet<_>>(), "every job delivered once");
+    // Every job but the last of the first bundle's partition is done: that bundle (and
+    // what follows it in its partition) must come again; the other partition is done.
+    let held = got.pop().unwrap();
+    let (held_partition, held_offset) = held.ack.position().map(|(_, p, o)| (p, o)).unwrap();
+    let siblings: BTreeSet<u64> = got
+        .iter()
+        .filter(|d| d.ack.position().map(|(_, p, o)| (p, o)) == Some((held_partition, held_offset)))
+        .map(|d| d.job.goods_id)
+        .chain([held.job.goods_id])
+        .collect();
+    assert!(siblings.len() > 1, "the held job was bundled with others");
+    for d in got {
+        d.ack.ack();
+    }
+    first.shutdown().await;
+    drop(held);
+
+    let mut second = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut again = BTreeSet::new();
+    while again.len() < siblings.len() {
+        let d = next(&mut second).await;
+        assert_eq!(d.ack.position().map(|(_, p, _)| p), Some(held_partition), "the done partition is not redelivered");
+        again.insert(d.job.goods_id);
+        d.ack.ack();
+    }
+    assert!(siblings.is_subset(&again), "the whole unfinished bundle comes again");
+    second.shutdown().await;
+}

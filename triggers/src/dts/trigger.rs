@@ -44,7 +44,7 @@ pub struct DtsOptions {
 impl Default for DtsOptions {
     fn default() -> Self {
         DtsOptions {
-            max_in_flight: 64,
+            max_in_flight: 1024,
             page_size: 1000,
             retry: RetryPolicy::default(),
             source: SourceOptions::default(),

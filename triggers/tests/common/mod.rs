@@ -75,13 +75,24 @@ pub async fn read_records(brokers: &str, topic: &str, want: usize, deadline: Dur
     out
 }
 
-/// Reads jobs from a topic (see [`read_records`]).
+/// Reads jobs from a topic (records of one job or bundles of them) from the start in a
+/// fresh group until `want` jobs arrived or the deadline passed.
 pub async fn read_jobs(brokers: &str, topic: &str, want: usize, deadline: Duration) -> Vec<Job> {
-    read_records(brokers, topic, want, deadline)
-        .await
-        .into_iter()
-        .map(|r| Job::decode(r.payload.as_deref().unwrap_or_default()).expect("job"))
-        .collect()
+    let group = format!("reader-{}", suffix());
+    let mut source = KafkaSource::subscribe(brokers, &group, &[topic], SourceOptions::default()).expect("reader");
+    let mut out = Vec::new();
+    let end = tokio::time::Instant::now() + deadline;
+    while out.len() < want {
+        match tokio::time::timeout_at(end, source.next()).await {
+            Ok(Some((record, ack))) => {
+                ack.ack();
+                out.extend(model::job::decode_record(record.payload.as_deref().unwrap_or_default()).expect("jobs"));
+            }
+            _ => break,
+        }
+    }
+    source.shutdown().await;
+    out
 }
 
 pub fn by_goods(jobs: &[Job]) -> HashMap<u64, Vec<Job>> {

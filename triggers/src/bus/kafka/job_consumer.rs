@@ -1,6 +1,7 @@
 //! The handlers' side of the Kafka bus: records of the jobs topic decoded into jobs. A
-//! record that is not a valid job is dead-lettered with the decode error and acked, so
-//! one bad producer can not stall a partition.
+//! record that is not a valid job (or bundle of jobs) is dead-lettered with the decode
+//! error and acked, so one bad producer can not stall a partition. A bundle record
+//! becomes one delivery per job; the record is acked when all of them are.
 //!
 //! `next` is cancel-safe: a record taken off the source is first parked in the consumer
 //! (`parked`), so a call dropped while its dead letter was on the way (a `select!`
@@ -27,6 +28,8 @@ pub struct KafkaJobConsumer {
     reroute: Arc<KafkaReroute>,
     /// A record taken off the source whose dead letter is not out yet, with the reason.
     parked: Option<(RawRecord, AckHandle, String)>,
+    /// Jobs of a bundle record not handed out yet.
+    unpacked: std::collections::VecDeque<Delivery>,
 }
 
 impl KafkaJobConsumer {
@@ -46,6 +49,7 @@ impl KafkaJobConsumer {
             }),
             dead_letters,
             parked: None,
+            unpacked: Default::default(),
         })
     }
 
@@ -77,6 +81,9 @@ impl KafkaJobConsumer {
 impl JobConsumer for KafkaJobConsumer {
     async fn next(&mut self) -> Result<Option<Delivery>> {
         loop {
+            if let Some(d) = self.unpacked.pop_front() {
+                return Ok(Some(d));
+            }
             self.unpark().await?;
             // Receiving from the source's queue is cancel-safe; nothing is awaited
             // between taking a record and parking it.
@@ -84,8 +91,11 @@ impl JobConsumer for KafkaJobConsumer {
                 return Ok(None);
             };
             let payload = record.payload.as_deref().unwrap_or_default();
-            match Job::decode(payload) {
-                Ok(job) => return Ok(Some(Delivery { job, ack })),
+            match model::job::decode_record(payload) {
+                Ok(jobs) => {
+                    let acks = ack.split(jobs.len());
+                    self.unpacked.extend(jobs.into_iter().zip(acks).map(|(job, ack)| Delivery { job, ack }));
+                }
                 Err(e) => {
                     let reason =
                         format!("topic {} partition {} offset {}: {e}", record.topic, record.partition, record.offset);

@@ -1,22 +1,47 @@
-//! The Kafka job publisher: key = decimal goods id (one goods, one partition, one handler
-//! at a time), value = the job's JSON. `publish` returns after the broker acknowledged
-//! every job.
+//! The Kafka job publisher. Single-goods jobs are keyed by their goods' bucket
+//! ([`model::job::bucket_key`]: one goods, one partition) and **bundled**: jobs handed to
+//! `publish` by any caller within [`LINGER`] are grouped by bucket into bundle records
+//! of at most [`BUNDLE_MAX`] jobs (a JSON array, see [`model::job::encode_bundle`]), so a
+//! stream of changes costs the broker one record per bundle rather than one per goods.
+//! Other jobs (batch jobs of distributed runs) go as one record each, keyed by
+//! [`Job::key`]. `publish` returns after the broker acknowledged every record holding
+//! the caller's jobs.
+//!
+//! Each bundle is one record, so the one-record-per-batch producer setting Tansu needs
+//! (`batch.num.messages = 1`, see `scripts/kafka.sh`) costs one broker request per bundle.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::try_join_all;
-use model::job::Job;
+use futures::future::{join_all, try_join_all};
+use model::job::{bucket_key, encode_bundle, Job, BUNDLE_MAX, JOB_VERSION};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::JobPublisher;
-use crate::error::Result;
+use crate::error::{Result, TriggerError};
+
+/// How long the bundler waits for more jobs after the first of a bundle arrives.
+pub const LINGER: Duration = Duration::from_millis(5);
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: FutureProducer,
     topic: String,
+    /// The bundler task, started by the first publish (it needs the runtime).
+    bundler: Arc<OnceLock<mpsc::Sender<Pending>>>,
+}
+
+/// Jobs of one `publish` call waiting to be bundled, and where to say they are out.
+struct Pending {
+    jobs: Vec<Job>,
+    done: oneshot::Sender<std::result::Result<(), KafkaError>>,
 }
 
 impl KafkaPublisher {
@@ -24,37 +49,129 @@ impl KafkaPublisher {
         Self::with_config(brokers, topic, &[])
     }
 
-    /// With extra librdkafka producer settings. `batch.num.messages = 1` makes every job
-    /// its own record batch, which Tansu 0.6 needs for consumers that resume from a
-    /// committed offset inside a batch (see `scripts/kafka.sh`); Kafka does not.
+    /// With extra librdkafka producer settings. `batch.num.messages = 1` makes every
+    /// record its own record batch, which Tansu 0.6 needs for consumers that resume from
+    /// a committed offset inside a batch (see `scripts/kafka.sh`); Kafka does not.
     pub fn with_config(brokers: &str, topic: &str, extra: &[(&str, &str)]) -> Result<KafkaPublisher> {
         let mut config = super::producer_config(brokers);
         for (k, v) in extra {
             config.set(*k, *v);
         }
-        Ok(KafkaPublisher { producer: config.create()?, topic: topic.to_string() })
+        Ok(KafkaPublisher { producer: config.create()?, topic: topic.to_string(), bundler: Arc::new(OnceLock::new()) })
     }
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    fn bundler(&self) -> &mpsc::Sender<Pending> {
+        self.bundler.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(4096);
+            tokio::spawn(bundle_loop(self.producer.clone(), self.topic.clone(), rx));
+            tx
+        })
+    }
+
+    /// Sends one record and waits for the broker's acknowledgement.
+    async fn send(
+        producer: &FutureProducer,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+    ) -> std::result::Result<(), KafkaError> {
+        let record = FutureRecord::to(topic).key(key).payload(payload);
+        producer.send(record, Timeout::After(SEND_TIMEOUT)).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }
 
 #[async_trait]
 impl JobPublisher for KafkaPublisher {
     async fn publish(&self, jobs: &[Job]) -> Result<()> {
-        let sends = jobs.iter().map(|job| {
-            let key = job.key();
-            let payload = job.encode();
-            let producer = self.producer.clone();
-            let topic = self.topic.clone();
-            async move {
-                let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-                producer.send(record, Timeout::After(Duration::from_secs(30))).await.map(|_| ()).map_err(|(e, _)| e)
+        let (single, bundled): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| j.v != JOB_VERSION);
+        let singles = try_join_all(single.iter().map(|job| {
+            let (key, payload) = (job.key(), job.encode());
+            async move { Self::send(&self.producer, &self.topic, &key, &payload).await.map_err(TriggerError::from) }
+        }));
+        let bundles = async {
+            if bundled.is_empty() {
+                return Ok(());
             }
-        });
-        try_join_all(sends).await?;
+            let (done, rx) = oneshot::channel();
+            let pending = Pending { jobs: bundled.into_iter().cloned().collect(), done };
+            self.bundler().send(pending).await.map_err(|_| TriggerError::BusClosed)?;
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(TriggerError::Kafka(e)),
+                Err(_) => Err(TriggerError::BusClosed),
+            }
+        };
+        futures::try_join!(singles, bundles)?;
         crate::bus::count_published(jobs);
         Ok(())
+    }
+}
+
+/// Collects pending publishes for [`LINGER`] after the first (or until a full bundle's
+/// worth per bucket is reached), then sends their bundles in a task of their own and
+/// goes on collecting.
+async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let mut jobs = batch[0].jobs.len();
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while jobs < BUNDLE_MAX * 16 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => {
+                    jobs += p.jobs.len();
+                    batch.push(p);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        tokio::spawn(flush(producer.clone(), topic.clone(), batch));
+    }
+}
+
+/// Sends the bundles of `batch` and tells every caller whether all of its jobs are out.
+async fn flush(producer: FutureProducer, topic: String, batch: Vec<Pending>) {
+    // Buckets in the order their first job came (one partition keeps its callers' order):
+    // (bucket key, [(job, caller index)]).
+    let mut by_bucket: Vec<(String, Vec<(Job, usize)>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut callers = Vec::with_capacity(batch.len());
+    for (i, p) in batch.into_iter().enumerate() {
+        for job in p.jobs {
+            let key = bucket_key(job.goods_id);
+            let at = *index.entry(key.clone()).or_insert_with(|| {
+                by_bucket.push((key, Vec::new()));
+                by_bucket.len() - 1
+            });
+            by_bucket[at].1.push((job, i));
+        }
+        callers.push(p.done);
+    }
+    let mut failed: Vec<Option<KafkaError>> = vec![None; callers.len()];
+    let mut records: Vec<(&str, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (key, jobs) in &by_bucket {
+        let key = key.as_str();
+        for chunk in jobs.chunks(BUNDLE_MAX) {
+            let owned: Vec<Job> = chunk.iter().map(|(j, _)| j.clone()).collect();
+            let payload = if owned.len() == 1 { owned[0].encode() } else { encode_bundle(&owned) };
+            records.push((key, payload, chunk.iter().map(|(_, i)| *i).collect()));
+        }
+    }
+    let sends = records.iter().map(|(key, payload, who)| {
+        let (producer, topic) = (&producer, &topic);
+        async move { (who, KafkaPublisher::send(producer, topic, key, payload).await) }
+    });
+    for (who, result) in join_all(sends).await {
+        if let Err(e) = result {
+            for &i in who {
+                failed[i].get_or_insert_with(|| e.clone());
+            }
+        }
+    }
+    for (done, failure) in callers.into_iter().zip(failed) {
+        let _ = done.send(failure.map_or(Ok(()), Err));
     }
 }

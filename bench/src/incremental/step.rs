@@ -1,12 +1,11 @@
-//! The incremental phase: `reconciler serve` (a child process, Kafka bus, DTS-delay
-//! trigger on one Canal topic) keeps up with a stream of truth changes.
+//! One step of the incremental phase: a set of changes offered at one rate.
 //!
 //! Each event is a real change of truth that the sync pipeline "lost": the bench raises
 //! one `activity_goods` row's price in MariaDB (batched UPDATEs per shard, every 100 ms)
 //! and leaves the targets alone, then produces the Canal flat message DTS would. The
-//! service checks the goods after the stage delay and repairs it. Offered rate and
-//! duration are flags; the bench records when each change was committed and polls
-//! `redis-a` (pipelined `HGET`, every 50 ms) until the new price is there.
+//! service checks the goods after the stage delay and repairs it. The bench records when
+//! each change was committed and polls `redis-a` (pipelined `HGET`, every 50 ms) until
+//! the new price is there.
 //!
 //! Figures: events/s sustained = events / (last repair seen - first change - stage
 //! delay), completeness polled on every change every 250 ms once all were produced;
@@ -14,111 +13,22 @@
 //! (resolution: the 50 ms poll); events never repaired within the wait.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use model::{ActivityId, Entity, GoodsId, ShardLayout};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
+use super::service::BROKERS;
+use super::Step;
 use crate::data::{self, Clock};
 use crate::env;
 
-pub const BROKERS: &str = "127.0.0.1:9092";
-pub const ADMIN_LISTEN: &str = "127.0.0.1:19100";
-
-pub struct Options {
-    pub rate: u64,
-    pub seconds: u64,
-    pub stage_ms: u64,
-}
-
-pub struct Incremental {
-    pub offered: u64,
-    pub events: u64,
-    pub sustained: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    pub unrepaired: u64,
-    pub stage_ms: u64,
-}
-
-impl Incremental {
-    pub fn summary(&self) -> String {
-        format!(
-            "{:.0} events/s sustained ({} events offered at {}/s); change-to-repair beyond the {} ms stage delay: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} not repaired",
-            self.sustained, self.events, self.offered, self.stage_ms, self.p50_ms, self.p99_ms, self.max_ms, self.unrepaired
-        )
-    }
-}
-
-fn serve_config(base: &str, tag: &str, stage_ms: u64) -> String {
-    // Every event is drift (a lost sync), so the blast-radius ratio must not stop repairs.
-    let base =
-        base.replace("settle_ms = 3000", "settle_ms = 1000").replace("max_drift_ratio = 0.5", "max_drift_ratio = 1.0");
-    format!(
-        r#"{base}
-[bus]
-kind = "kafka"
-
-[kafka]
-brokers = "{BROKERS}"
-group = "bench-{tag}-handlers"
-jobs_topic = "bench-{tag}-jobs"
-dead_letter_topic = "bench-{tag}-dlq"
-trigger_group = "bench-{tag}-dts"
-partitions = 16
-producer_config = {{ "batch.num.messages" = "1" }}
-
-[handler]
-workers = 4
-
-[admin]
-listen = "{ADMIN_LISTEN}"
-
-[[triggers.dts]]
-topic = "bench-{tag}-canal"
-format = "canal"
-stages_ms = [{stage_ms}]
-"#
-    )
-}
-
-pub struct Service(pub Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        // SIGTERM: the service drains; then make sure it is gone.
-        unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
-        }
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn healthy() -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(ADMIN_LISTEN) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200")
+struct Options {
+    rate: u64,
+    stage_ms: u64,
 }
 
 fn canal(db: &str, table: &str, goods: GoodsId, aid: ActivityId, price: i64) -> String {
@@ -130,7 +40,7 @@ fn canal(db: &str, table: &str, goods: GoodsId, aid: ActivityId, price: i64) -> 
 }
 
 /// One change: the goods, its activity, the new price, when it was committed.
-struct Change {
+pub struct Change {
     goods: GoodsId,
     aid: ActivityId,
     price: i64,
@@ -138,67 +48,44 @@ struct Change {
     repaired: Option<Instant>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    root: &Path,
-    base_config: &str,
-    pools: &common::mysql::MysqlPools,
-    layout: &ShardLayout,
+/// What one step needs: the data set, the broker topic, and where to poll.
+pub struct Ctx<'a> {
+    pub pools: &'a common::mysql::MysqlPools,
+    pub layout: &'a ShardLayout,
+    pub topic: String,
+    pub stage_ms: u64,
+}
+
+/// Picks `total` changes on distinct goods not in `seen` (goods with at least one
+/// entity), spread over the id range; fewer when the universe runs out.
+pub fn pick(
+    goods: u64,
     clock: Clock,
     acts: &HashMap<ActivityId, model::ActivityRow>,
-    goods: u64,
-    opts: &Options,
-) -> Result<Incremental> {
-    if std::net::TcpStream::connect(BROKERS).is_err() {
-        bail!("no Kafka broker on {BROKERS} (scripts/kafka.sh starts one)");
-    }
-    let tag = format!("{}", common::clock::now_ms());
-    let topic = format!("bench-{tag}-canal");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create()?;
-    admin
-        .create_topics(&[NewTopic::new(&topic, 16, TopicReplication::Fixed(1))], &AdminOptions::new())
-        .await
-        .context("creating the canal topic")?;
-    let path = root.join("target/bench/serve.toml");
-    std::fs::write(&path, serve_config(base_config, &tag, opts.stage_ms))?;
-    let log = std::fs::File::create(root.join("target/bench/serve.log"))?;
-    let child = Command::new(env::reconciler_binary(root))
-        .arg("--config")
-        .arg(&path)
-        .arg("serve")
-        .env("RECONCILER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting reconciler serve")?;
-    let _service = Service(child);
-    let started = Instant::now();
-    while !healthy() {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("reconciler serve did not become healthy (see target/bench/serve.log)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Let the consumers join their groups before the clock starts.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-
-    // The changes: distinct goods with at least one entity, spread over the id range.
-    let total = opts.rate * opts.seconds;
-    let mut changes: Vec<Change> = Vec::with_capacity(total as usize);
-    let mut rng = data::Rng::new(0x1AC4);
-    let mut seen = std::collections::HashSet::new();
-    while (changes.len() as u64) < total {
+    seen: &mut std::collections::HashSet<GoodsId>,
+    total: u64,
+    rng: &mut data::Rng,
+) -> Vec<Change> {
+    let mut changes = Vec::with_capacity(total as usize);
+    let mut misses = 0u64;
+    while (changes.len() as u64) < total && misses < goods.saturating_mul(4) {
         let g = 1 + rng.next() % goods;
         if !seen.insert(g) {
+            misses += 1;
             continue;
         }
-        let d = data::goods(g, clock);
         let t = data::truth(g, clock, acts);
         let Some((&aid, e)) = t.entities.iter().next() else { continue };
-        let _ = d;
         changes.push(Change { goods: g, aid, price: e.price + 1, at: None, repaired: None });
     }
+    changes
+}
 
+/// Offers `changes` at `rate` per second (truth UPDATE per shard, then the Canal event
+/// per change), follows every 10th to its repair, then waits for all of them.
+pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<Step> {
+    let (pools, layout, topic) = (ctx.pools, ctx.layout, ctx.topic.clone());
+    let opts = Options { rate, stage_ms: ctx.stage_ms };
     let producer: FutureProducer =
         // One record per produce batch, as the project's own producers use with Tansu.
         ClientConfig::new()
@@ -360,14 +247,15 @@ pub async fn run(
         _ => f64::NAN,
     };
     let repaired = changes.iter().filter(|c| c.repaired.is_some()).count() as u64;
-    Ok(Incremental {
+    let offer_secs = produced_all.map_or(f64::NAN, |p| (p - t0).as_secs_f64());
+    Ok(Step {
         offered: opts.rate,
+        achieved_offer: changes.len() as f64 / offer_secs.max(0.1),
         events: changes.len() as u64,
         sustained: repaired as f64 / span,
         p50_ms: pct(0.5),
         p99_ms: pct(0.99),
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
         unrepaired: changes.len() as u64 - repaired,
-        stage_ms: opts.stage_ms,
     })
 }

@@ -1,0 +1,138 @@
+//! The incremental phase: `reconciler serve` (a child process, Kafka bus, DTS-delay
+//! trigger on one Canal topic) keeps up with a stream of truth changes, offered at a
+//! rising rate until it no longer does: the ceiling.
+//!
+//! One service runs through every step. Step k offers `start × factor^k` events/s for
+//! the same number of seconds, each change on goods no earlier step touched, and waits
+//! until every change of the step is repaired (or a minute past the stage delay) before
+//! the next. A step *holds* when nothing is left unrepaired, the sustained rate is at
+//! least 90% of the offered rate, and p99 change-to-repair is within the stage delay
+//! plus one second. The ceiling is the highest offered rate that held; the ladder stops
+//! at the first step that does not hold (or after `max_steps`).
+
+mod service;
+mod step;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use model::{ActivityId, ShardLayout};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+pub use service::{Service, ADMIN_LISTEN, BROKERS};
+
+use crate::data::{self, Clock};
+
+pub struct Options {
+    /// Offered rate of the first step, events/s.
+    pub start_rate: u64,
+    /// Each step offers this factor more than the one before.
+    pub factor: f64,
+    pub max_steps: u32,
+    pub seconds: u64,
+    pub stage_ms: u64,
+}
+
+/// One offered rate and what the service made of it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub offered: u64,
+    /// Events/s the bench managed to produce (truth UPDATE + Canal event).
+    pub achieved_offer: f64,
+    pub events: u64,
+    pub sustained: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub unrepaired: u64,
+}
+
+impl Step {
+    pub fn holds(&self) -> bool {
+        self.unrepaired == 0 && self.sustained >= 0.9 * self.offered as f64 && self.p99_ms <= 1000.0
+    }
+
+    pub fn summary(&self, stage_ms: u64) -> String {
+        format!(
+            "offered {}/s (produced at {:.0}/s), {} events: {:.0} events/s sustained; beyond the {} ms stage delay p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} not repaired; {}",
+            self.offered,
+            self.achieved_offer,
+            self.events,
+            self.sustained,
+            stage_ms,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.unrepaired,
+            if self.holds() { "holds" } else { "does not hold" }
+        )
+    }
+}
+
+pub struct Ceiling {
+    pub steps: Vec<Step>,
+    pub stage_ms: u64,
+    /// Peak RSS of the serve child over the whole ladder, kB.
+    pub serve_rss_kb: Option<u64>,
+}
+
+impl Ceiling {
+    /// The highest step that held.
+    pub fn best(&self) -> Option<&Step> {
+        self.steps.iter().filter(|s| s.holds()).max_by_key(|s| s.offered)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    root: &Path,
+    base_config: &str,
+    pools: &common::mysql::MysqlPools,
+    layout: &ShardLayout,
+    clock: Clock,
+    acts: &HashMap<ActivityId, model::ActivityRow>,
+    goods: u64,
+    opts: &Options,
+    mut progress: impl FnMut(&Step),
+) -> Result<Ceiling> {
+    if std::net::TcpStream::connect(BROKERS).is_err() {
+        bail!("no Kafka broker on {BROKERS} (scripts/kafka.sh starts one)");
+    }
+    let tag = format!("{}", common::clock::now_ms());
+    let topic = format!("bench-{tag}-canal");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", BROKERS).create()?;
+    admin
+        .create_topics(&[NewTopic::new(&topic, 16, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .context("creating the canal topic")?;
+    let path = root.join("target/bench/serve.toml");
+    std::fs::write(&path, service::config(base_config, &tag, opts.stage_ms))?;
+    let service = Service::start(root, &path, &root.join("target/bench/serve.log")).await?;
+    // Let the consumers join their groups before the clock starts.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    let ctx = step::Ctx { pools, layout, topic, stage_ms: opts.stage_ms };
+    let mut rng = data::Rng::new(0x1AC4);
+    let mut seen = std::collections::HashSet::new();
+    let mut steps = Vec::new();
+    let mut rate = opts.start_rate as f64;
+    for _ in 0..opts.max_steps.max(1) {
+        let offered = rate.round() as u64;
+        let changes = step::pick(goods, clock, acts, &mut seen, offered * opts.seconds, &mut rng);
+        if (changes.len() as u64) < offered * opts.seconds {
+            break; // the universe has too few untouched goods left for this step
+        }
+        let s = step::run(&ctx, changes, offered).await?;
+        progress(&s);
+        let held = s.holds();
+        steps.push(s);
+        if !held {
+            break;
+        }
+        rate *= opts.factor;
+    }
+    Ok(Ceiling { steps, stage_ms: opts.stage_ms, serve_rss_kb: service.peak_rss_kb() })
+}
