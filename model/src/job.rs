@@ -349,7 +349,7 @@ mod tests {
         assert_eq!(orphan.job_id, "run-1-o-hbase-a-5");
         assert_eq!(Job::decode(&orphan.encode()).unwrap(), orphan);
         assert_ne!(range.key(), ids.key());
-        assert_eq!(Job::new(7, TriggerKind::Dts, "j".into()).key(), "7");
+        assert_eq!(Job::new(7, TriggerKind::Dts, "j".into()).key(), bucket_key(7));
     }
 
     #[test]

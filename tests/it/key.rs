@@ -361,10 +361,11 @@ async fn serve_handles_a_key_change_on_the_priority_lane_ahead_of_bulk_jobs_queu
         c.subscribe(&[&key_topic]).unwrap();
         let mut due = Vec::new();
         while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(10), c.recv()).await {
-            let job = Job::decode(m.payload().unwrap()).unwrap();
-            if job.goods_id == key_goods && job.trigger == TriggerKind::Dts && job.rechecks == 0 {
-                assert!(job.key);
-                due.push(job.not_before_ms);
+            for job in model::job::decode_record(m.payload().unwrap()).unwrap() {
+                if job.goods_id == key_goods && job.trigger == TriggerKind::Dts && job.rechecks == 0 {
+                    assert!(job.key);
+                    due.push(job.not_before_ms);
+                }
             }
             if due.len() == 2 {
                 break;
