@@ -72,13 +72,25 @@ pub struct Serve {
     pub log: PathBuf,
     pub proc: Owned,
     pub starts: u32,
+    /// Its static group membership id (`RECONCILER_KAFKA_INSTANCE_ID`), kept across
+    /// restarts as a StatefulSet pod keeps its name.
+    pub instance_id: String,
 }
 
 impl Serve {
     pub fn new(binary: &Path, config: &Path, dir: &Path, index: usize) -> Result<Serve> {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let log = dir.join(format!("serve-{index}.log"));
-        Ok(Serve { binary: binary.into(), config: config.into(), admin, log, proc: Owned(None), starts: 0 })
+        let instance_id = format!("serve-{index}");
+        Ok(Serve {
+            binary: binary.into(),
+            config: config.into(),
+            admin,
+            log,
+            proc: Owned(None),
+            starts: 0,
+            instance_id,
+        })
     }
 
     /// Starts the process (the admin address through `RECONCILER_ADMIN_LISTEN`).
@@ -88,6 +100,7 @@ impl Serve {
             .arg(&self.config)
             .arg("serve")
             .env("RECONCILER_ADMIN_LISTEN", &self.admin)
+            .env("RECONCILER_KAFKA_INSTANCE_ID", &self.instance_id)
             .env("RECONCILER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log_file(&self.log)?)

@@ -9,6 +9,7 @@
 //! | `RECONCILER_TARGET_<NAME>_CLUSTER` | `cluster` of the Redis Cluster target `<name>` (comma-separated) |
 //! | `RECONCILER_TARGET_<NAME>_ADDRESS` | `address` of the hbase target `<name>` |
 //! | `RECONCILER_KAFKA_BROKERS` | `kafka.brokers` |
+//! | `RECONCILER_KAFKA_INSTANCE_ID` | `kafka.instance_id` (static group membership: e.g. the pod name of a StatefulSet) |
 //! | `RECONCILER_ADMIN_LISTEN` | `admin.listen` |
 //! | `RECONCILER_ADMIN_TOKEN` | `admin.token` |
 //!
@@ -34,6 +35,9 @@ pub fn apply_env_overrides(config: &mut Config, env: &dyn Fn(&str) -> Option<Str
     }
     if let Some(v) = env("RECONCILER_KAFKA_BROKERS") {
         config.kafka.brokers = v;
+    }
+    if let Some(v) = env("RECONCILER_KAFKA_INSTANCE_ID") {
+        config.kafka.instance_id = (!v.is_empty()).then_some(v);
     }
     if let Some(v) = env("RECONCILER_ADMIN_LISTEN") {
         config.admin.listen = v;

@@ -88,10 +88,12 @@ fn env_overrides_addresses_and_secrets() {
         "RECONCILER_TARGET_REDIS_A_URL" => Some("redis://other:6379/3".to_string()),
         "RECONCILER_TARGET_HBASE_A_ADDRESS" => Some("hb:9091".to_string()),
         "RECONCILER_ADMIN_TOKEN" => Some("s3cret".to_string()),
+        "RECONCILER_KAFKA_INSTANCE_ID" => Some("reconciler-2".to_string()),
         _ => None,
     };
     let c = Config::parse(CONTRACT_MINIMAL, "t.toml", &env).unwrap();
     assert_eq!(c.mysql.url, "mysql://u:pw@db:3306");
+    assert_eq!(c.kafka.instance_id.as_deref(), Some("reconciler-2"));
     let debug = format!("{c:?}");
     assert!(!debug.contains("pw"), "{debug}");
     assert!(!debug.contains("s3cret"), "{debug}");
