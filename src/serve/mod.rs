@@ -310,20 +310,26 @@ async fn resume_runs(
     }
 }
 
-/// Scheduled full runs on a Kafka bus: the instance holding the lock creates the run
-/// and publishes it; every instance's handlers check it.
-async fn scheduled_via_bus(mut full: FullTrigger, publisher: Arc<FullPublisher>, source: RunSource) {
+/// Waits for the next fire time this instance wins (a failing schedule is counted, logged
+/// and retried every 60 s); `None` when the schedule has no further fire time.
+async fn next_fire(full: &mut FullTrigger) -> Option<triggers::schedule::FireGuard> {
     loop {
-        let guard = match full.wait_due().await {
-            Ok(Some(g)) => g,
-            Ok(None) => return,
+        match full.wait_due().await {
+            Ok(guard) => return guard,
             Err(e) => {
                 metrics::counter!(telemetry::ERRORS, "component" => "schedule").increment(1);
                 tracing::warn!(error = %e, "full run schedule failed, retrying in 60 s");
                 tokio::time::sleep(Duration::from_secs(60)).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+/// Scheduled full runs on a Kafka bus: the instance holding the lock creates the run
+/// and publishes it; every instance's handlers check it.
+async fn scheduled_via_bus(mut full: FullTrigger, publisher: Arc<FullPublisher>, source: RunSource) {
+    loop {
+        let Some(guard) = next_fire(&mut full).await else { return };
         let run_id = crate::app::run_id("scheduled-full");
         let published = match publisher.create(&run_id, &source, false).await {
             Ok(()) => publisher.publish(&run_id).await,
@@ -377,16 +383,7 @@ async fn scheduled_full(
         metrics::gauge!(telemetry::FULL_PROGRESS, "phase" => p.phase).set(p.checked as f64);
     }));
     loop {
-        let guard = match full.wait_due().await {
-            Ok(Some(g)) => g,
-            Ok(None) => return,
-            Err(e) => {
-                metrics::counter!(telemetry::ERRORS, "component" => "schedule").increment(1);
-                tracing::warn!(error = %e, "full run schedule failed, retrying in 60 s");
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                continue;
-            }
-        };
+        let Some(guard) = next_fire(&mut full).await else { return };
         tracing::info!("scheduled full reconciliation started");
         let source = match &dump {
             None => mysql_id_source(&handler, opts.batch_size),
