@@ -120,6 +120,8 @@ pub struct Handler {
     targets: Vec<Arc<dyn Target>>,
     audit: AuditLog,
     limiter: RateLimiter,
+    /// The write cap of `sync` (bootstrap, recovery); `None`: unlimited.
+    bulk_limiter: Option<RateLimiter>,
     config: RepairConfig,
     breaker: Arc<Breaker>,
 }
@@ -128,6 +130,7 @@ impl Handler {
     pub fn new(truth: TruthReader, targets: Vec<Arc<dyn Target>>, audit: AuditLog, config: RepairConfig) -> Handler {
         Handler {
             limiter: RateLimiter::new(config.max_repairs_per_sec),
+            bulk_limiter: (config.bulk_writes_per_sec > 0).then(|| RateLimiter::new(config.bulk_writes_per_sec)),
             breaker: Arc::new(Breaker::from_config(&config)),
             truth,
             targets,
@@ -394,8 +397,9 @@ impl Handler {
         Ok(report)
     }
 
-    /// The one apply path of repairs and undos: takes tokens from the rate limiter,
-    /// records the rows `pending` (not for a bootstrap), writes with compare-and-set,
+    /// The one apply path of repairs and undos: takes tokens from the rate limiter (the
+    /// bulk cap for a bootstrap), records the rows `pending` (not for a bootstrap),
+    /// writes with compare-and-set,
     /// settles an unclear outcome by reading the target again, and records each outcome.
     /// `Err` when the store failed and could not be read back either (the rows stay
     /// `pending` and are resolved later).
@@ -409,7 +413,11 @@ impl Handler {
         if repairs.is_empty() {
             return Ok(Vec::new());
         }
-        self.limiter.acquire(repairs.len()).await;
+        match (&self.bulk_limiter, mode.bootstrap) {
+            (Some(bulk), true) => bulk.acquire(repairs.len()).await,
+            (None, true) => {}
+            (_, false) => self.limiter.acquire(repairs.len()).await,
+        }
         let ids: Vec<Option<u64>> = if mode.bootstrap {
             vec![None; repairs.len()]
         } else {

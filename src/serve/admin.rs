@@ -1,7 +1,6 @@
-//! Admin HTTP: `/healthz`, `/metrics` (Prometheus), `POST /repair` (the on-call path),
-//! and the blast-radius breaker (`GET /breaker`, `POST /breaker/reset`). Operator
-//! repairs run directly on the handler, not through the job bus, so they never wait
-//! behind bulk work (the priority lane); each judges its own run's drift ratio.
+//! Admin HTTP: `/healthz`, `/metrics` (Prometheus), `POST /repair` (the on-call path,
+//! in `repair.rs`), the run ledger (`GET /runs`, `GET /runs/{id}`) and the blast-radius
+//! breaker (`GET /breaker`, `POST /breaker/reset`).
 //!
 //! `/healthz` answers 503 with the problems while a handler worker is dead (it is being
 //! restarted) or the job consumer has not polled its broker for
@@ -16,9 +15,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use handlers::run::{run_activity, run_goods, RunError, RunOptions};
-use handlers::{Handler, Mode};
-use model::job::TriggerKind;
+use handlers::run::RunOptions;
+use handlers::Handler;
 use serde::Deserialize;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -29,15 +27,20 @@ pub struct AdminState {
     pub token: Option<String>,
     pub run_options: RunOptions,
     pub health: Arc<super::health::Health>,
-    /// The run ledger (`GET /runs`, `GET /runs/{id}`).
+    /// The run ledger (`GET /runs`, `GET /runs/{id}`, operator repair runs).
     pub ledger: common::mysql::ledger::Ledger,
+    /// This instance, as the lease owner of its operator repair runs.
+    pub instance: String,
+    /// `admin.repair_async_goods` and `admin.repair_wait_ms`.
+    pub repair_async_goods: u64,
+    pub repair_wait_ms: u64,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/repair", post(repair))
+        .route("/repair", post(super::repair::repair))
         .route("/breaker", get(breaker))
         .route("/breaker/reset", post(breaker_reset))
         .route("/runs", get(runs))
@@ -69,7 +72,7 @@ pub fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
     diff == 0
 }
 
-fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
+pub(super) fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
     let Some(token) = &state.token else { return true };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -146,54 +149,8 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RepairRequest {
-    activity_id: Option<u64>,
-    goods_ids: Option<Vec<u64>>,
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(serde_json::json!({"error": message.into()}))).into_response()
-}
-
-async fn repair(State(state): State<Arc<AdminState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if !authorized(&state, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-    }
-    let request: RepairRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("body must be {{\"activity_id\": N}} or {{\"goods_ids\": [..]}}: {e}"),
-            )
-        }
-    };
-    let mode = Mode::repair(TriggerKind::Operator, crate::app::run_id("admin-repair"));
-    let result = match (request.activity_id, request.goods_ids) {
-        (Some(a), None) => run_activity(&state.handler, a, &mode, &state.run_options).await,
-        (None, Some(ids)) if !ids.is_empty() && ids.iter().all(|&g| g > 0) => {
-            let mut ids = ids;
-            ids.sort_unstable();
-            ids.dedup();
-            run_goods(&state.handler, &ids, &mode, &state.run_options).await
-        }
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of activity_id or a non-empty goods_ids of positive ids",
-            )
-        }
-    };
-    match result {
-        Ok(report) => {
-            let status = if report.unreachable.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            (status, Json(report)).into_response()
-        }
-        Err(e @ RunError::UnknownActivity(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod batch;
 pub mod consistency;
 pub mod health;
 pub mod key;
+mod repair;
 pub mod supervisor;
 pub mod telemetry;
 pub mod verifier;
@@ -76,6 +77,9 @@ async fn serve(app: App) -> anyhow::Result<()> {
         run_options: app.run_options(None),
         health: health.clone(),
         ledger: common::mysql::ledger::Ledger::new(&app.pools),
+        instance: settings.instance.clone(),
+        repair_async_goods: config.admin.repair_async_goods,
+        repair_wait_ms: config.admin.repair_wait_ms,
     });
     let key_handler = config.key_activities.enabled().then(|| Arc::new(key::key_handler(&app.handler, config)));
     let admin_router = admin::router(state).merge(consistency::router(book)).merge(key::router(
@@ -205,6 +209,14 @@ async fn serve(app: App) -> anyhow::Result<()> {
             common::clock::system(),
         ))
     });
+    {
+        // Operator repair runs of an instance that died fail once their lease expired.
+        let (ledger, rx) = (common::mysql::ledger::Ledger::new(&pools), shutdown_rx.clone());
+        let pools = pools.clone();
+        trigger_tasks.push(supervisor::spawn("repair runs", health.clone(), rx.clone(), policy.clone(), move || {
+            fail_abandoned_runs(pools.clone(), ledger.clone(), rx.clone())
+        }));
+    }
     if let Some(p) = &run_publisher {
         let every = Duration::from_millis((config.triggers.full.lease_ms / 2).max(500));
         let (p, rx) = (p.clone(), shutdown_rx.clone());
@@ -281,6 +293,29 @@ async fn serve(app: App) -> anyhow::Result<()> {
     let _ = admin.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every 5 s, fails the operator repair runs whose instance stopped heartbeating.
+async fn fail_abandoned_runs(
+    pools: common::mysql::MysqlPools,
+    ledger: common::mysql::ledger::Ledger,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    common::mysql::ledger::Ledger::ensure_tables(&pools).await?;
+    loop {
+        match ledger.fail_abandoned(common::clock::now_ms()).await {
+            Ok(runs) if !runs.is_empty() => {
+                tracing::warn!(runs = ?runs, "operator repair runs failed: their instance stopped before they finished")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping abandoned repair runs failed, trying again later"),
+        }
+        let rx = shutdown.clone();
+        tokio::select! {
+            _ = stopped(rx) => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
 }
 
 /// Every `every`, takes over and finishes the publication of runs whose publisher died.

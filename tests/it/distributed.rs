@@ -27,6 +27,30 @@ fn reconciler(config: &Path, args: &[&str]) -> Output {
         .expect("runs")
 }
 
+/// [`reconciler`], killed after `limit`: `None` when it did not finish in time.
+fn reconciler_within(config: &Path, args: &[&str], limit: Duration) -> Option<Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RECONCILER_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // The pipes are drained while waiting, so a long report cannot block the child.
+    std::thread::spawn(move || tx.send(child.wait_with_output().expect("output")));
+    match rx.recv_timeout(limit) {
+        Ok(out) => Some(out),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            None
+        }
+    }
+}
+
 /// Service config: Kafka bus, small jobs, a short publisher lease.
 fn section(env: &TestEnv, rows_per_sec: u32) -> String {
     format!(
@@ -264,9 +288,14 @@ async fn a_hive_dump_of_partition_folders_and_codecs_drives_a_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Recovery writes under the bulk cap, not the repair cap: with repairs capped at one
+/// write per second the ~1,500 writes below would take 25 minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_all_restores_a_wiped_redis_target_and_a_wiped_hbase_table() {
-    let env = TestEnv::new().await;
+    let env = TestEnv::with_repair(
+        "settle_ms = 3000\nmax_drift_ratio = 0.5\nmax_repairs_per_sec = 1\nbulk_writes_per_sec = 0",
+    )
+    .await;
     let set = data(80_000, 500);
     env.seed(&set, 3_600_000).await;
     let goods = projected_goods(&env, &set).await;
@@ -290,7 +319,8 @@ async fn sync_all_restores_a_wiped_redis_target_and_a_wiped_hbase_table() {
     }
     assert!(env.hbase_row(goods[0]).is_empty() && env.redis_hash("redis-a", goods[0]).is_empty());
 
-    let out = reconciler(&env.config_path, &["sync", "--all", "--json"]);
+    let out = reconciler_within(&env.config_path, &["sync", "--all", "--json"], Duration::from_secs(180))
+        .expect("sync --all is not held to repair.max_repairs_per_sec");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let check = reconciler(&env.config_path, &["full", "--dry-run", "--json"]);
     assert_eq!(check.status.code(), Some(0), "clean after recovery: {}", String::from_utf8_lossy(&check.stdout));

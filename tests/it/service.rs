@@ -179,6 +179,84 @@ async fn jobs_on_kafka_are_checked_and_repaired_and_sigterm_drains() {
     assert!(stderr.contains("draining"), "{stderr}");
 }
 
+/// Polls `GET /runs/{id}` until the run is finished; its record.
+async fn finished_run(admin: &str, run_id: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let done = eventually(Duration::from_secs(90), || {
+        let (status, body) = http(admin, "GET", &format!("/runs/{run_id}"), None, None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        last = serde_json::from_str(&body).unwrap();
+        last["state"] != "running"
+    })
+    .await;
+    assert!(done, "run {run_id} still running: {last}");
+    last
+}
+
+/// A repair of an activity with more goods than `admin.repair_async_goods` answers 202
+/// with a run id at once and is followed through `GET /runs/{id}`; a small one still
+/// answers its report (with its run id); a run whose instance died is failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_post_repair_answers_202_and_is_followed_through_runs() {
+    let env = TestEnv::new().await;
+    let set = data(13_000, 120);
+    env.seed(&set, 3_600_000).await;
+    let goods = projected_goods(&env, &set).await;
+    handlers::run::run_goods(&env.app.handler, &goods, &handlers::Mode::sync("t".into()), &env.app.run_options(None))
+        .await
+        .unwrap();
+    let activity = 7001;
+    let of_activity: Vec<GoodsId> = {
+        let mut ids: Vec<GoodsId> =
+            set.goods.iter().filter(|g| g.activity_id == activity).map(|g| g.goods_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    };
+    assert!(of_activity.len() > 20, "activity {activity} has {} goods", of_activity.len());
+    let drifted: Vec<GoodsId> = of_activity.iter().copied().filter(|g| goods.contains(g)).take(5).collect();
+    let fields = corrupt(&env, "redis-a", &drifted);
+    // Keys of [admin] (Service::start opens the table).
+    let service = Service::start(&env, "repair_async_goods = 20\nrepair_wait_ms = 60000\n");
+
+    let body = format!("{{\"activity_id\": {activity}}}");
+    let (status, accepted) = http(&service.admin, "POST", "/repair", Some(&body), Some("sekret")).unwrap();
+    assert_eq!(status, 202, "{accepted}");
+    let accepted: serde_json::Value = serde_json::from_str(&accepted).unwrap();
+    let run_id = accepted["run_id"].as_str().unwrap().to_string();
+    assert_eq!(accepted["follow"], format!("/runs/{run_id}"));
+    assert_eq!(accepted["goods_more_than"], 20, "{accepted}");
+    let run = finished_run(&service.admin, &run_id).await;
+    assert_eq!(run["state"], "done", "{run}");
+    assert_eq!(run["source"], format!("repair:activity:{activity}"));
+    assert_eq!(run["checked"], of_activity.len() as u64, "{run}");
+    assert_eq!(run["published"], of_activity.len() as u64, "the run counted the activity's goods: {run}");
+    assert_eq!(run["repaired"], drifted.len() as u64, "{run}");
+    assert_eq!(run["progress"], 1.0, "{run}");
+    assert!(healed(&env, "redis-a", &drifted, &fields));
+
+    // Small: the report itself, with its run id, recorded done.
+    let fields = corrupt(&env, "redis-b", &drifted[..2]);
+    let body = format!("{{\"goods_ids\": [{}, {}]}}", drifted[0], drifted[1]);
+    let (status, report) = http(&service.admin, "POST", "/repair", Some(&body), Some("sekret")).unwrap();
+    assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["repairs"].as_array().unwrap().len(), 2, "{report}");
+    assert!(healed(&env, "redis-b", &drifted[..2], &fields));
+    let run = finished_run(&service.admin, report["run_id"].as_str().unwrap()).await;
+    assert_eq!((run["state"].as_str(), run["repaired"].as_u64()), (Some("done"), Some(2)), "{run}");
+
+    // A local run whose instance stopped heartbeating is failed by the supervisor.
+    let ledger = ::common::mysql::ledger::Ledger::new(&env.app.pools);
+    let now = ::common::clock::now_ms();
+    ledger.create_local("repair-of-a-dead-instance", "repair:activity:1", 10, "gone", now, -1).await.unwrap();
+    let run = finished_run(&service.admin, "repair-of-a-dead-instance").await;
+    assert_eq!(run["state"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("instance gone stopped"), "{run}");
+    let (code, stderr) = service.terminate();
+    assert_eq!(code, 0, "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_repair_is_the_on_call_path() {
     let env = TestEnv::new().await;

@@ -9,6 +9,7 @@ pub const SCANNER_LAG: &str = "reconciler_scanner_lag_ms";
 pub const SCANNER_ROWS: &str = "reconciler_scanner_rows_total";
 pub const CONSUMER_LAG: &str = "reconciler_consumer_lag";
 pub const REVOCATIONS: &str = "reconciler_consumer_revocations_total";
+pub const RESUBSCRIBES: &str = "reconciler_consumer_resubscribes_total";
 pub const KEY_ACTIVITIES: &str = "reconciler_key_activities";
 pub const KEY_GOODS: &str = "reconciler_key_goods";
 pub const KEY_REFRESH_ERRORS: &str = "reconciler_key_errors_total";
@@ -31,6 +32,11 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef::counter(SCANNER_ROWS, &["table"], "rows read by the recent-change scanner, per table"),
     MetricDef::gauge(CONSUMER_LAG, &["topic", "partition"], "Kafka consumer lag in messages, per assigned partition"),
     MetricDef::counter(REVOCATIONS, &["topic"], "partitions revoked from this process's consumers (rebalances)"),
+    MetricDef::counter(
+        RESUBSCRIBES,
+        &[],
+        "times a consumer that owned no partition while records waited unconsumed rejoined its group (assignment watchdog)",
+    ),
     MetricDef::gauge(KEY_ACTIVITIES, &[], "key activities known (not ended), as of the last refresh"),
     MetricDef::gauge(KEY_GOODS, &[], "goods of key activities, as of the last refresh"),
     MetricDef::counter(KEY_REFRESH_ERRORS, &[], "key-set refreshes and live-sweep passes that failed (retried at the next tick)"),

@@ -11,6 +11,13 @@
 //! is inserted with `INSERT IGNORE` and the run's totals grow only when the row was new,
 //! in one transaction, so a job delivered or published twice is counted once. The same
 //! transaction moves a `running` run whose every job is finished to its end state.
+//!
+//! A *local* run (a big operator repair run in one process, `POST /repair`) is one job
+//! the process itself handles: created `running` with its goods as `published`, it
+//! renews its lease and saves the goods checked so far as the checkpoint
+//! (`local:<checked>`) while it goes, and records its outcome as job `local` at the end.
+//! A local run whose lease expired (its process died) is failed by
+//! [`Ledger::fail_abandoned`]: a repair is not resumed, it is run again.
 
 use serde::Serialize;
 use sqlx::{MySqlPool, Row};
@@ -74,12 +81,21 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+/// The checkpoint prefix of local runs.
+pub const LOCAL: &str = "local";
+
 impl RunRecord {
     /// Share of the run's jobs finished (0..=1); `None` while the publisher still
-    /// publishes (the total is not known yet).
+    /// publishes (the total is not known yet). A local run's share is its goods checked.
     pub fn progress(&self) -> Option<f64> {
         if self.state == "publishing" {
             return None;
+        }
+        if let Some(checked) = self.checkpoint.strip_prefix("local:").and_then(|c| c.parse::<u64>().ok()) {
+            if self.is_finished() || self.published == 0 {
+                return Some(1.0);
+            }
+            return Some((checked as f64 / self.published as f64).min(1.0));
         }
         if self.jobs_published == 0 {
             return Some(1.0);
@@ -264,6 +280,81 @@ impl Ledger {
         }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a local run (see the module header) of `goods` goods, `running` at once,
+    /// its lease held by `owner`.
+    pub async fn create_local(
+        &self,
+        run_id: &str,
+        source: &str,
+        goods: u64,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (id, source, state, dry_run, jobs_published, published, checkpoint, started_ms, lease_owner, lease_until_ms) VALUES (?, ?, 'running', 0, 1, ?, 'local:0', ?, ?, ?)",
+            self.runs
+        ))
+        .bind(run_id)
+        .bind(source)
+        .bind(goods)
+        .bind(now_ms)
+        .bind(owner)
+        .bind(now_ms.saturating_add(lease_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A local run's heartbeat: its goods (`published`) and the goods checked so far
+    /// (`at`), and a renewed lease.
+    pub async fn heartbeat_local(
+        &self,
+        run_id: &str,
+        owner: &str,
+        at: (u64, u64),
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        let (published, checked) = at;
+        sqlx::query(&format!(
+            "UPDATE {} SET published = ?, checkpoint = ?, lease_until_ms = ? WHERE id = ? AND state = 'running' AND lease_owner = ? AND checkpoint LIKE 'local:%'",
+            self.runs
+        ))
+        .bind(published)
+        .bind(format!("{LOCAL}:{checked}"))
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(run_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Fails the local runs whose process stopped renewing their lease (it died);
+    /// returns their ids.
+    pub async fn fail_abandoned(&self, now_ms: i64) -> Result<Vec<String>, sqlx::Error> {
+        let ids: Vec<(String,)> = sqlx::query_as(&format!(
+            "SELECT id FROM {} WHERE state = 'running' AND checkpoint LIKE 'local:%' AND lease_until_ms < ?",
+            self.runs
+        ))
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        for (id,) in &ids {
+            sqlx::query(&format!(
+                "UPDATE {} SET state = 'failed', finished_ms = ?, error = CONCAT('instance ', lease_owner, ' stopped before the run finished; run it again') WHERE id = ? AND state = 'running' AND checkpoint LIKE 'local:%' AND lease_until_ms < ?",
+                self.runs
+            ))
+            .bind(now_ms)
+            .bind(id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(ids.into_iter().map(|r| r.0).collect())
     }
 
     /// Ends a run that cannot go on (its source failed), with the reason.
@@ -480,5 +571,16 @@ mod tests {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["eta_ms"], 2000);
+    }
+
+    #[test]
+    fn a_local_runs_progress_is_its_goods_checked() {
+        let mut r = record("running", 1, 0);
+        r.published = 200;
+        r.checkpoint = "local:50".into();
+        assert_eq!(r.progress(), Some(0.25));
+        assert_eq!(r.eta_ms(2000), Some(3000), "a quarter in 1 s: 3 s to go");
+        r.state = "done".into();
+        assert_eq!(r.progress(), Some(1.0));
     }
 }

@@ -79,3 +79,28 @@ impl ActivityGoodsPager {
         Ok(None)
     }
 }
+
+/// Goods rows of one activity (any row status), counted shard by shard up to `cap`: the
+/// count stops growing once it passes `cap`, so asking whether a huge activity is "more
+/// than N goods" reads at most N + 1 index entries per shard.
+pub async fn count_activity_goods(pools: &MysqlPools, activity_id: ActivityId, cap: u64) -> Result<u64, sqlx::Error> {
+    let mut total = 0u64;
+    for index in 0..pools.layout().total_shards() {
+        if total > cap {
+            break;
+        }
+        let shard = pools.layout().shard(index);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {}.{} WHERE activity_id = ? LIMIT ?) AS page",
+            quote_ident(&shard.database),
+            quote_ident(&shard.goods_table)
+        );
+        let (n,): (i64,) = sqlx::query_as(&sql)
+            .bind(activity_id)
+            .bind(cap.saturating_add(1).saturating_sub(total).max(1))
+            .fetch_one(pools.shard_pool(shard.database_index))
+            .await?;
+        total += n as u64;
+    }
+    Ok(total)
+}

@@ -96,6 +96,10 @@ pub struct RepairConfig {
     pub min_goods_for_ratio: u64,
     /// Cap on repair writes per second, per process.
     pub max_repairs_per_sec: u32,
+    /// Cap on the writes of `sync` (bootstrap and data recovery of a wiped target), per
+    /// process: separate from `max_repairs_per_sec`, which limits a wrong repair's damage,
+    /// so that restoring an emptied cluster runs at bulk speed (0: unlimited).
+    pub bulk_writes_per_sec: u32,
     /// The blast-radius breaker judges `max_drift_ratio` per target over a sliding window
     /// of recent checks: at most the last `breaker_window_goods` goods checked ...
     pub breaker_window_goods: u64,
@@ -111,6 +115,7 @@ impl Default for RepairConfig {
             max_drift_ratio: 0.2,
             min_goods_for_ratio: 100,
             max_repairs_per_sec: 1000,
+            bulk_writes_per_sec: 100_000,
             breaker_window_goods: 10_000,
             breaker_window_ms: 300_000,
         }
@@ -491,11 +496,23 @@ pub struct AdminConfig {
     /// `/healthz` reports not ready when the job consumer has not polled its broker for
     /// this long.
     pub consumer_stall_ms: u64,
+    /// `POST /repair` of an activity with more goods than this answers at once with 202
+    /// and a run id (followed through `GET /runs/{id}`) instead of holding the call.
+    pub repair_async_goods: u64,
+    /// A `POST /repair` still running after this long answers 202 with its run id and
+    /// goes on in the background.
+    pub repair_wait_ms: u64,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: "127.0.0.1:9100".into(), token: None, consumer_stall_ms: 60_000 }
+        AdminConfig {
+            listen: "127.0.0.1:9100".into(),
+            token: None,
+            consumer_stall_ms: 60_000,
+            repair_async_goods: 10_000,
+            repair_wait_ms: 20_000,
+        }
     }
 }
 
@@ -505,6 +522,8 @@ impl std::fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("consumer_stall_ms", &self.consumer_stall_ms)
+            .field("repair_async_goods", &self.repair_async_goods)
+            .field("repair_wait_ms", &self.repair_wait_ms)
             .finish()
     }
 }

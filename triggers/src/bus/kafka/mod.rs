@@ -7,6 +7,7 @@ pub mod job_consumer;
 pub mod offsets;
 pub mod publisher;
 pub mod source;
+pub mod watchdog;
 
 pub use admin::{create_topics, ensure_topics, ensure_topics_for, TopicSettings};
 pub use dead_letter::DeadLetterPublisher;

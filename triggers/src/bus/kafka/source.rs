@@ -204,7 +204,17 @@ impl KafkaSource {
         let (tx, rx) = mpsc::channel(options.buffer.max(1));
         let (stop, stop_rx) = watch::channel(false);
         let heartbeat = Arc::new(AtomicI64::new(common::clock::now_ms()));
-        let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx, heartbeat.clone()));
+        let session_ms = options
+            .extra
+            .iter()
+            .find(|(k, _)| k == "session.timeout.ms")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(45_000);
+        let watch = Rejoin {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            every: Duration::from_millis(session_ms.max(5_000)),
+        };
+        let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx, heartbeat.clone(), watch));
         Ok(KafkaSource { rx, consumer: Some(consumer), tracker, revocations, heartbeat, stop, task: Some(task) })
     }
 
@@ -256,18 +266,32 @@ impl Drop for KafkaSource {
     }
 }
 
+/// What the assignment watchdog (see [`watchdog`](super::watchdog)) needs: the
+/// subscription, and how often to check (a session timeout, at least 5 s).
+struct Rejoin {
+    topics: Vec<String>,
+    every: Duration,
+}
+
+type Probe = JoinHandle<Option<super::watchdog::Offsets>>;
+
 async fn poll_loop(
     consumer: Arc<Consumer_>,
     tracker: Arc<SharedTracker>,
     tx: mpsc::Sender<Item>,
     mut stop: watch::Receiver<bool>,
     heartbeat: Arc<AtomicI64>,
+    rejoin: Rejoin,
 ) {
     let mut backlog: VecDeque<Item> = VecDeque::new();
     let mut paused = false;
     let mut topics: Vec<Arc<str>> = Vec::new();
+    let mut watchdog = super::watchdog::Watchdog::default();
+    let mut next_check = tokio::time::Instant::now() + rejoin.every;
+    let mut probe: Option<Probe> = None;
     loop {
         heartbeat.store(common::clock::now_ms(), Ordering::Relaxed);
+        check_assignment(&consumer, &rejoin, &mut watchdog, &mut next_check, &mut probe).await;
         // Hand over what we can without waiting.
         while let Some(item) = backlog.pop_front() {
             match tx.try_send(item) {
@@ -308,6 +332,48 @@ async fn poll_loop(
             },
         }
     }
+}
+
+/// The watchdog's turn in the poll loop: starts a probe of the offsets when a check is
+/// due and this consumer owns nothing, and judges a finished probe.
+async fn check_assignment(
+    consumer: &Arc<Consumer_>,
+    rejoin: &Rejoin,
+    watchdog: &mut super::watchdog::Watchdog,
+    next_check: &mut tokio::time::Instant,
+    probe: &mut Option<Probe>,
+) {
+    if let Some(running) = probe.take_if(|p| p.is_finished()) {
+        let offsets = running.await.ok().flatten();
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        if watchdog.observe(assigned, offsets.as_ref()) {
+            tracing::warn!(
+                topics = ?rejoin.topics,
+                "this consumer owns no partition while records wait and nobody consumes them: rejoining the group"
+            );
+            metrics::counter!(crate::metrics::RESUBSCRIBES).increment(1);
+            consumer.unsubscribe();
+            let topics: Vec<&str> = rejoin.topics.iter().map(String::as_str).collect();
+            if let Err(e) = consumer.subscribe(&topics) {
+                tracing::warn!(error = %e, "subscribing again failed");
+            }
+        }
+    }
+    if probe.is_some() || tokio::time::Instant::now() < *next_check {
+        return;
+    }
+    *next_check = tokio::time::Instant::now() + rejoin.every;
+    let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+    if assigned > 0 {
+        watchdog.observe(assigned, Some(&Default::default()));
+        return;
+    }
+    let (c, topics) = (consumer.clone(), rejoin.topics.clone());
+    *probe = Some(tokio::task::spawn_blocking(move || {
+        super::watchdog::probe(c.as_ref(), &topics, Duration::from_secs(5))
+            .map_err(|e| tracing::debug!(error = %e, "offset probe failed"))
+            .ok()
+    }));
 }
 
 fn set_paused(consumer: &Consumer_, pause: bool) {
