@@ -335,7 +335,7 @@ async fn poll_loop(
 }
 
 /// The watchdog's turn in the poll loop: starts a probe of the offsets when a check is
-/// due and this consumer owns nothing, and judges a finished probe.
+/// due, and judges a finished probe.
 async fn check_assignment(
     consumer: &Arc<Consumer_>,
     rejoin: &Rejoin,
@@ -345,11 +345,10 @@ async fn check_assignment(
 ) {
     if let Some(running) = probe.take_if(|p| p.is_finished()) {
         let offsets = running.await.ok().flatten();
-        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        if watchdog.observe(assigned, offsets.as_ref()) {
+        if watchdog.observe(&owned(consumer), offsets.as_ref()) {
             tracing::warn!(
                 topics = ?rejoin.topics,
-                "this consumer owns no partition while records wait and nobody consumes them: rejoining the group"
+                "records wait on a partition nobody consumes: rejoining the consumer group"
             );
             metrics::counter!(crate::metrics::RESUBSCRIBES).increment(1);
             consumer.unsubscribe();
@@ -363,17 +362,20 @@ async fn check_assignment(
         return;
     }
     *next_check = tokio::time::Instant::now() + rejoin.every;
-    let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-    if assigned > 0 {
-        watchdog.observe(assigned, Some(&Default::default()));
-        return;
-    }
     let (c, topics) = (consumer.clone(), rejoin.topics.clone());
     *probe = Some(tokio::task::spawn_blocking(move || {
         super::watchdog::probe(c.as_ref(), &topics, Duration::from_secs(5))
             .map_err(|e| tracing::debug!(error = %e, "offset probe failed"))
             .ok()
     }));
+}
+
+/// The partitions this consumer owns now.
+fn owned(consumer: &Consumer_) -> std::collections::BTreeSet<super::watchdog::Partition> {
+    consumer
+        .assignment()
+        .map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect())
+        .unwrap_or_default()
 }
 
 fn set_paused(consumer: &Consumer_, pause: bool) {

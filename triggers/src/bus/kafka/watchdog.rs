@@ -1,19 +1,21 @@
-//! Assignment watchdog: a consumer left without partitions while its topics hold records
-//! nobody consumes rejoins its group.
+//! Assignment watchdog: a consumer rejoins its group when records wait on a partition
+//! nobody consumes.
 //!
-//! Seen on Tansu 0.6 after members of a group were killed with `kill -9` and restarted:
-//! the new members polled happily, but the coordinator assigned them nothing, so the
-//! backlog sat there for good. A member may legitimately own nothing (a group with more
-//! members than partitions), so the watchdog acts only when, over several consecutive
-//! checks, this consumer owns no partition *and* some partition of its topics has
-//! records beyond its committed offset *and* no committed offset moved (no other member
-//! consumes either). Then the poll loop unsubscribes and subscribes again, which sends a
-//! fresh JoinGroup; counted in `reconciler_consumer_resubscribes_total`.
+//! Seen on Tansu 0.6 after members of a group were killed with `kill -9`: the dead
+//! member's partitions were never handed to the survivors, and members restarted after
+//! the kill were assigned nothing at all, so the backlog sat there for good. A member
+//! may legitimately own nothing (more members than partitions) and another member may
+//! own a partition and be slow, so the watchdog acts only when, over [`STRIKES`]
+//! consecutive checks (one per session timeout), some partition this consumer does not
+//! own has records beyond its committed offset *and* that committed offset did not
+//! move. Then the poll loop unsubscribes and subscribes again, which sends a fresh
+//! JoinGroup and makes the coordinator rebalance; counted in
+//! `reconciler_consumer_resubscribes_total`.
 //!
 //! The decision is pure ([`Watchdog::observe`]); [`probe`] reads the offsets (blocking
 //! calls, run on a blocking thread by the poll loop).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
@@ -26,34 +28,39 @@ pub type Offsets = BTreeMap<(String, i32), (i64, i64)>;
 /// Consecutive stalled checks before the consumer rejoins.
 pub const STRIKES: u32 = 3;
 
+/// A partition: (topic, partition).
+pub type Partition = (String, i32);
+
 #[derive(Debug, Default)]
 pub struct Watchdog {
     strikes: u32,
-    last: Option<BTreeMap<(String, i32), i64>>,
+    /// Committed offsets of the stalled partitions at the last check.
+    last: BTreeMap<Partition, i64>,
 }
 
 impl Watchdog {
-    /// One check: `assigned` partitions owned now, `offsets` of the topics (`None` when
-    /// they could not be read, which counts as nothing learned). True when the consumer
+    /// One check: the partitions this consumer owns now, and `offsets` of its topics
+    /// (`None` when they could not be read: nothing learned). True when the consumer
     /// should rejoin its group now.
-    pub fn observe(&mut self, assigned: usize, offsets: Option<&Offsets>) -> bool {
+    pub fn observe(&mut self, owned: &BTreeSet<Partition>, offsets: Option<&Offsets>) -> bool {
         let Some(offsets) = offsets else { return false };
-        if assigned > 0 {
+        // Partitions of others (or of nobody) with records waiting.
+        let waiting: BTreeMap<Partition, i64> = offsets
+            .iter()
+            .filter(|(p, (next, high))| !owned.contains(*p) && next < high)
+            .map(|(p, (next, _))| (p.clone(), *next))
+            .collect();
+        let stalled: BTreeMap<Partition, i64> =
+            waiting.iter().filter(|(p, next)| self.last.get(*p) == Some(*next)).map(|(p, n)| (p.clone(), *n)).collect();
+        if waiting.is_empty() {
             *self = Watchdog::default();
             return false;
         }
-        let backlog = offsets.values().any(|(next, high)| next < high);
-        let committed: BTreeMap<(String, i32), i64> = offsets.iter().map(|(k, v)| (k.clone(), v.0)).collect();
-        let unmoved = self.last.as_ref() == Some(&committed);
-        self.last = Some(committed);
-        if !backlog {
-            self.strikes = 0;
-            return false;
-        }
-        self.strikes = if unmoved { self.strikes + 1 } else { 1 };
+        self.strikes = if stalled.is_empty() { 1 } else { self.strikes + 1 };
+        // Only partitions that stayed put count further.
+        self.last = if stalled.is_empty() { waiting } else { stalled };
         if self.strikes >= STRIKES {
-            self.strikes = 0;
-            self.last = None;
+            *self = Watchdog::default();
             return true;
         }
         false
@@ -100,15 +107,33 @@ mod tests {
         parts.iter().enumerate().map(|(i, &o)| (("jobs".to_string(), i as i32), o)).collect()
     }
 
+    fn owned(parts: &[i32]) -> BTreeSet<Partition> {
+        parts.iter().map(|&p| ("jobs".to_string(), p)).collect()
+    }
+
     #[test]
     fn rejoins_after_consecutive_stalled_checks_only() {
         let mut w = Watchdog::default();
         let stalled = offsets(&[(10, 50), (7, 7)]);
-        assert!(!w.observe(0, Some(&stalled)));
-        assert!(!w.observe(0, Some(&stalled)));
-        assert!(w.observe(0, Some(&stalled)), "third stalled check: rejoin");
+        assert!(!w.observe(&owned(&[]), Some(&stalled)));
+        assert!(!w.observe(&owned(&[]), Some(&stalled)));
+        assert!(w.observe(&owned(&[]), Some(&stalled)), "third stalled check: rejoin");
         // Counting starts over after a rejoin.
-        assert!(!w.observe(0, Some(&stalled)));
+        assert!(!w.observe(&owned(&[]), Some(&stalled)));
+    }
+
+    #[test]
+    fn a_partition_of_a_dead_member_is_noticed_by_a_member_owning_others() {
+        let mut w = Watchdog::default();
+        // Partition 0 is ours (and stuck: our business), partition 1 nobody consumes.
+        let o = offsets(&[(3, 9), (10, 50)]);
+        assert!(!w.observe(&owned(&[0]), Some(&o)));
+        assert!(!w.observe(&owned(&[0]), Some(&o)));
+        assert!(w.observe(&owned(&[0]), Some(&o)));
+        // Owning every partition: nothing to watch.
+        for _ in 0..5 {
+            assert!(!w.observe(&owned(&[0, 1]), Some(&o)));
+        }
     }
 
     #[test]
@@ -116,24 +141,21 @@ mod tests {
         let mut w = Watchdog::default();
         // Others consume: the committed offsets move.
         for step in 0..10 {
-            assert!(!w.observe(0, Some(&offsets(&[(10 + step, 50)]))));
+            assert!(!w.observe(&owned(&[]), Some(&offsets(&[(10 + step, 50)]))));
         }
         // Nothing to consume.
         for _ in 0..10 {
-            assert!(!w.observe(0, Some(&offsets(&[(50, 50)]))));
+            assert!(!w.observe(&owned(&[]), Some(&offsets(&[(50, 50)]))));
         }
     }
 
     #[test]
-    fn an_assignment_or_an_unreadable_probe_resets_nothing_wrongly() {
+    fn an_unreadable_probe_is_no_evidence() {
         let mut w = Watchdog::default();
         let stalled = offsets(&[(10, 50)]);
-        assert!(!w.observe(0, Some(&stalled)));
-        assert!(!w.observe(0, Some(&stalled)));
-        assert!(!w.observe(0, None), "an unreadable probe is no evidence");
-        assert!(!w.observe(2, Some(&stalled)), "owning partitions: fine");
-        assert!(!w.observe(0, Some(&stalled)));
-        assert!(!w.observe(0, Some(&stalled)));
-        assert!(w.observe(0, Some(&stalled)));
+        assert!(!w.observe(&owned(&[]), Some(&stalled)));
+        assert!(!w.observe(&owned(&[]), Some(&stalled)));
+        assert!(!w.observe(&owned(&[]), None));
+        assert!(w.observe(&owned(&[]), Some(&stalled)));
     }
 }
