@@ -174,8 +174,7 @@ fn spawn_cli(config: &Path, args: &[&str]) -> Child {
 
 /// kill -9 of the publishing process mid-publication: a `serve` instance takes the
 /// publication over from the checkpoint once the lease expired; nothing is skipped and
-/// nothing counted twice. (kill -9 of a handler instance is not covered here: on Tansu
-/// 0.6 the group did not reassign the dead member's partitions, see the report.)
+/// nothing counted twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_survives_kill_9_of_its_publisher() {
     let env = TestEnv::new().await;
@@ -223,6 +222,76 @@ async fn a_run_survives_kill_9_of_its_publisher() {
     assert_eq!(run.drift, run.repaired, "{run:?}");
     assert!(healed(&env, "redis-a", &corrupted, &fields));
     assert!(deleted.iter().all(|g| !env.redis_hash("redis-b", *g).is_empty()));
+}
+
+/// kill -9 of a handler instance mid-run: its partitions go to the surviving instance
+/// (by the group's rebalance, or by the assignment watchdog where the coordinator does
+/// not rebalance, as Tansu 0.6 did not) and the run finishes with nothing skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_survives_kill_9_of_a_handler_instance() {
+    let env = TestEnv::new().await;
+    let set = data(70_000, 2_000);
+    env.seed(&set, 3_600_000).await;
+    let goods = projected_goods(&env, &set).await;
+    let (corrupted, fields, deleted) = drift_everywhere(&env, &goods).await;
+
+    let extra = section(&env, 200);
+    let a = Service::start(&env, &extra);
+    let mut b = Service::start(&env, &extra);
+    // The waiting CLI writes its report to a file (a pipe could fill up and block it).
+    let report_path = std::env::temp_dir().join(format!("{}kill-handler-report.json", env.prefix));
+    let mut waiting = Command::new(env!("CARGO_BIN_EXE_reconciler"))
+        .arg("--config")
+        .arg(&a.config_path)
+        .args(["full", "--via-bus", "--wait", "--json"])
+        .env("RECONCILER_LOG", "warn")
+        .stdout(std::fs::File::create(&report_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // Kill b once it has handled some jobs of the run (publication goes on meanwhile).
+    let ledger = Ledger::new(&env.app.pools);
+    let start = Instant::now();
+    let run_id = loop {
+        let runs = ledger.list(1).await.unwrap_or_default();
+        if let Some(r) = runs.first().filter(|r| !r.is_finished()) {
+            let shares = ledger.handled_by(&r.run_id).await.unwrap();
+            if shares.len() == 2 && shares.iter().all(|(_, jobs)| *jobs >= 2) {
+                break r.run_id.clone();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "both instances never handled jobs: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = waiting.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(240) {
+            let _ = waiting.kill();
+            let _ = waiting.wait();
+            let run = ledger.get(&run_id).await.unwrap();
+            let (_, a_log) = a.terminate();
+            panic!("run did not finish: {run:?}\n--- a ---\n{a_log}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let report = std::fs::read_to_string(&report_path).unwrap();
+    let _ = std::fs::remove_file(&report_path);
+    assert_eq!(status.code(), Some(0), "{report}");
+    let run = ledger.get(&run_id).await.unwrap().unwrap();
+    assert_eq!(run.state, "done", "{run:?}");
+    assert_eq!(run.checked, universe(&set), "nothing skipped, nothing counted twice: {run:?}");
+    assert_eq!(run.drift, run.repaired, "{run:?}");
+    assert!(healed(&env, "redis-a", &corrupted, &fields));
+    assert!(deleted.iter().all(|g| !env.redis_hash("redis-b", *g).is_empty()));
+    let (code, log) = a.terminate();
+    assert_eq!(code, 0, "{log}");
 }
 
 fn write_part(path: &Path, ids: &[i64], codec: Compression) {
