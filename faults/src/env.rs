@@ -27,6 +27,8 @@ pub struct Ctx {
     /// The DTS trigger's first stage delay.
     pub stage_ms: u64,
     pub keep: bool,
+    /// Give each serve a static group membership id (`RECONCILER_KAFKA_INSTANCE_ID`).
+    pub static_membership: bool,
 }
 
 pub struct Env {

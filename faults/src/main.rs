@@ -56,6 +56,11 @@ struct Args {
     /// Keep each scenario's databases and Redis keys.
     #[arg(long)]
     keep: bool,
+    /// Give each `serve` a static group membership id kept across its restarts (as a
+    /// StatefulSet pod keeps its name). Off by default: on Tansu 0.6 a restarted static
+    /// member got back an empty assignment, rebalance or not.
+    #[arg(long)]
+    static_membership: bool,
 }
 
 fn main() -> Result<()> {
@@ -92,6 +97,7 @@ async fn run(args: Args) -> Result<()> {
         goods: args.goods,
         stage_ms: args.stage_ms,
         keep: args.keep,
+        static_membership: args.static_membership,
     };
     let machine = report::machine();
     let date = String::from_utf8_lossy(

@@ -73,15 +73,15 @@ pub struct Serve {
     pub proc: Owned,
     pub starts: u32,
     /// Its static group membership id (`RECONCILER_KAFKA_INSTANCE_ID`), kept across
-    /// restarts as a StatefulSet pod keeps its name.
-    pub instance_id: String,
+    /// restarts as a StatefulSet pod keeps its name; `None`: dynamic membership.
+    pub instance_id: Option<String>,
 }
 
 impl Serve {
-    pub fn new(binary: &Path, config: &Path, dir: &Path, index: usize) -> Result<Serve> {
+    pub fn new(binary: &Path, config: &Path, dir: &Path, index: usize, static_membership: bool) -> Result<Serve> {
         let admin = format!("127.0.0.1:{}", free_port()?);
         let log = dir.join(format!("serve-{index}.log"));
-        let instance_id = format!("serve-{index}");
+        let instance_id = static_membership.then(|| format!("serve-{index}"));
         Ok(Serve {
             binary: binary.into(),
             config: config.into(),
@@ -100,8 +100,8 @@ impl Serve {
             .arg(&self.config)
             .arg("serve")
             .env("RECONCILER_ADMIN_LISTEN", &self.admin)
-            .env("RECONCILER_KAFKA_INSTANCE_ID", &self.instance_id)
-            .env("RECONCILER_LOG", "warn")
+            .env("RECONCILER_KAFKA_INSTANCE_ID", self.instance_id.as_deref().unwrap_or(""))
+            .env("RECONCILER_LOG", "warn,triggers::bus::kafka=info")
             .stdout(Stdio::null())
             .stderr(log_file(&self.log)?)
             .spawn()

@@ -86,7 +86,7 @@ impl Run {
         let checker = Checker::new(&env, pool.clone());
         let mut serves = Vec::new();
         for i in 0..instances {
-            let mut s = Serve::new(&env.binary, &env.config, &env.dir, i)?;
+            let mut s = Serve::new(&env.binary, &env.config, &env.dir, i, ctx.static_membership)?;
             if i < start {
                 s.start_and_wait()?;
             }

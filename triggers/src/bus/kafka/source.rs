@@ -212,7 +212,7 @@ impl KafkaSource {
             .unwrap_or(45_000);
         let watch = Rejoin {
             topics: topics.iter().map(|t| t.to_string()).collect(),
-            every: Duration::from_millis(session_ms.max(5_000)),
+            every: Duration::from_millis((session_ms / 2).max(3_000)),
         };
         let task = tokio::spawn(poll_loop(consumer.clone(), tracker.clone(), tx, stop_rx, heartbeat.clone(), watch));
         Ok(KafkaSource { rx, consumer: Some(consumer), tracker, revocations, heartbeat, stop, task: Some(task) })
@@ -267,7 +267,7 @@ impl Drop for KafkaSource {
 }
 
 /// What the assignment watchdog (see [`watchdog`](super::watchdog)) needs: the
-/// subscription, and how often to check (a session timeout, at least 5 s).
+/// subscription, and how often to check (half a session timeout, at least 3 s).
 struct Rejoin {
     topics: Vec<String>,
     every: Duration,

@@ -6,7 +6,7 @@
 //! the kill were assigned nothing at all, so the backlog sat there for good. A member
 //! may legitimately own nothing (more members than partitions) and another member may
 //! own a partition and be slow, so the watchdog acts only when, over [`STRIKES`]
-//! consecutive checks (one per session timeout), some partition this consumer does not
+//! consecutive checks (one per half session timeout), some partition this consumer does not
 //! own has records beyond its committed offset *and* that committed offset did not
 //! move. Then the poll loop unsubscribes and subscribes again, which sends a fresh
 //! JoinGroup and makes the coordinator rebalance; counted in
