@@ -315,10 +315,22 @@ impl Handler {
             return Ok(report);
         }
 
-        // Safety: re-read truth right before repairing.
-        let goods: Vec<GoodsId> =
-            plans.iter().flatten().map(|r| r.goods_id).collect::<BTreeSet<_>>().into_iter().collect();
-        let fresh = self.truth.read_checked(&goods).await?;
+        // Safety: re-read truth right before repairing. A bootstrap skips it for goods
+        // whose every write fills an absent cell: compare-and-set on absence already
+        // keeps any value the sync pipeline wrote meanwhile, so there is nothing newer to
+        // protect (a wiped target's recovery then reads truth once, not twice).
+        let overwritten: HashSet<GoodsId> =
+            plans.iter().flatten().filter(|r| r.expected.is_some()).map(|r| r.goods_id).collect();
+        let overwrites = |g: &GoodsId| !mode.bootstrap || overwritten.contains(g);
+        let goods: Vec<GoodsId> = plans
+            .iter()
+            .flatten()
+            .map(|r| r.goods_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(overwrites)
+            .collect();
+        let fresh = if goods.is_empty() { TruthBatch::default() } else { self.truth.read_checked(&goods).await? };
         let now = now_ms();
         let mut hold: HashMap<GoodsId, String> = HashMap::new();
         for g in &goods {
