@@ -121,6 +121,9 @@ struct Args {
     /// N and, with --scale4, 4N); prints its figures.
     #[arg(long)]
     distributed: bool,
+    /// Skip the distributed-run phase in a full benchmark run.
+    #[arg(long)]
+    no_distributed: bool,
 }
 
 fn main() -> Result<()> {
@@ -181,37 +184,42 @@ async fn cluster_phase(args: &Args, command: &str) -> String {
     }
 }
 
-/// The `--distributed` phase (see `distributed.rs`); prints one line per figure.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The distributed-run figures (see `distributed.rs`) as rows of the report's table:
+/// (figure, value, target). The publisher at 4N is measured later, after `--scale4`
+/// seeding ([`publisher_at_4n`]).
 async fn distributed_phase(
-    args: &Args,
     root: &std::path::Path,
     config_path: &std::path::Path,
     app: &App,
     config: &model::config::Config,
-    seeder: &seed::Seeder,
-) -> Result<()> {
-    let n = args.goods;
-    let load = || {
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+    n: u64,
+    concurrency: usize,
+) -> Result<Vec<(String, String, String)>> {
+    let mut rows = Vec::new();
+    let mut row = |figure: String, value: String, target: &str| {
+        say(format!("{figure}: {value}"));
+        rows.push((figure, value, target.to_string()));
     };
-    let mut out = vec![format!("N = {n} goods; command: {}", std::env::args().collect::<Vec<_>>().join(" "))];
     // A first pass warms the buffer pool; then the two read paths back to back, twice.
     let page = config.triggers.full.job_goods;
-    distributed::keyset_vs_range(&app.handler, page, args.concurrency, true).await?;
+    distributed::keyset_vs_range(&app.handler, page, concurrency, true).await?;
     for round in 1..=2 {
-        let keyset = distributed::keyset_vs_range(&app.handler, page, args.concurrency, false).await?;
-        let range = distributed::keyset_vs_range(&app.handler, page, args.concurrency, true).await?;
-        out.push(format!(
-            "round {round}: clean check pass, keyset page + IN list: {keyset:.0} goods/s; range read: {range:.0} goods/s (x{:.2}); load {}",
-            range / keyset,
-            load()
-        ));
-        say(out.last().unwrap());
+        let keyset = distributed::keyset_vs_range(&app.handler, page, concurrency, false).await?;
+        let range = distributed::keyset_vs_range(&app.handler, page, concurrency, true).await?;
+        row(
+            format!("clean check pass, keyset page + `IN` list vs range read (round {round})"),
+            format!("{keyset:.0} vs {range:.0} goods/s (x{:.2}); load {}", range / keyset, load()),
+            "",
+        );
     }
     let binary = env::reconciler_binary(root);
     let tag = format!("{}", common::clock::now_ms());
@@ -222,52 +230,65 @@ async fn distributed_phase(
     )?;
     let (one, r1) = distributed::via_bus(&binary, &bus, 1, n)?;
     let (two, r2) = distributed::via_bus(&binary, &bus, 2, n)?;
-    out.push(format!(
-        "full --via-bus --wait, clean: 1 instance {one:.0} goods/s (checked {}), 2 instances {two:.0} goods/s (checked {}), ratio x{:.2}; load {}",
-        r1["checked"], r2["checked"], two / one, load()
-    ));
-    say(out.last().unwrap());
+    row(
+        "`full --via-bus --wait`, clean: 1 instance, 2 instances in one group".into(),
+        format!(
+            "{one:.0} goods/s (checked {}), {two:.0} goods/s (checked {}): x{:.2}; load {}",
+            r1["checked"],
+            r2["checked"],
+            two / one,
+            load()
+        ),
+        "",
+    );
 
     let client = redis::Client::open(env::REDIS_A)?;
     let mut c = client.get_multiplexed_async_connection().await?;
     redis::cmd("FLUSHDB").query_async::<()>(&mut c).await?;
     let redis_rate = distributed::sync_all(&binary, config_path, n)?;
-    out.push(format!("recovery of a wiped Redis target (sync --all): {redis_rate:.0} goods/s; load {}", load()));
-    say(out.last().unwrap());
+    row(
+        "recovery of a wiped Redis target (`sync --all`)".into(),
+        format!("{redis_rate:.0} goods/s; load {}", load()),
+        &format!("≥ 20000 goods/s: {}", report::verdict(redis_rate >= 20_000.0)),
+    );
     let htarget = env::hbase_target(config);
     distributed::wipe_hbase(&mut hb::connect(&htarget.address)?, &htarget)?;
     let hbase_rate = distributed::sync_all(&binary, config_path, n)?;
-    out.push(format!("recovery of a wiped HBase table (sync --all): {hbase_rate:.0} goods/s; load {}", load()));
-    say(out.last().unwrap());
+    row(
+        "recovery of a wiped HBase table (`sync --all`)".into(),
+        format!("{hbase_rate:.0} goods/s; load {}", load()),
+        &format!("≥ 20000 goods/s: {}", report::verdict(hbase_rate >= 20_000.0)),
+    );
 
-    // The publisher alone, into a topic nobody consumes.
-    let lone = distributed::config_with(
+    let (kb, secs) = distributed::publisher_rss(&binary, &publisher_config(config_path, &tag)?)?;
+    row(
+        "publisher (`full --via-bus`, no consumers) at N: peak RSS".into(),
+        format!("{:.1} MB ({:.0} goods/s published)", kb as f64 / 1024.0, n as f64 / secs),
+        "",
+    );
+    Ok(rows)
+}
+
+/// A config whose jobs topic nobody consumes (the publisher alone).
+fn publisher_config(config_path: &std::path::Path, tag: &str) -> Result<PathBuf> {
+    distributed::config_with(
         config_path,
         "bench-publisher.toml",
         &distributed::bus_section(&format!("{tag}-p"), &format!("bench-{tag}-publisher")),
-    )?;
-    let (kb, secs) = distributed::publisher_rss(&binary, &lone)?;
-    out.push(format!(
-        "publisher at N: peak RSS {:.1} MB, {:.0} goods/s published",
-        kb as f64 / 1024.0,
-        n as f64 / secs
-    ));
-    say(out.last().unwrap());
-    if args.scale4 {
-        seeder.goods(n + 1, n * 4, true).await?;
-        let (kb, secs) = distributed::publisher_rss(&binary, &lone)?;
-        out.push(format!(
-            "publisher at 4N: peak RSS {:.1} MB, {:.0} goods/s published",
-            kb as f64 / 1024.0,
-            4.0 * n as f64 / secs
-        ));
-        say(out.last().unwrap());
-    }
-    println!("{}", out.join("\n"));
-    if !args.keep {
-        env::clean_up(app.pools.meta_pool()).await?;
-    }
-    Ok(())
+    )
+}
+
+/// The publisher's peak RSS on the universe as it is now (4N after `--scale4` seeding).
+fn publisher_at_4n(
+    root: &std::path::Path,
+    config_path: &std::path::Path,
+    goods: u64,
+) -> Result<(String, String, String)> {
+    let tag = format!("{}", common::clock::now_ms());
+    let (kb, secs) = distributed::publisher_rss(&env::reconciler_binary(root), &publisher_config(config_path, &tag)?)?;
+    let value = format!("{:.1} MB ({:.0} goods/s published)", kb as f64 / 1024.0, goods as f64 / secs);
+    say(format!("publisher at 4N: {value}"));
+    Ok(("publisher (`full --via-bus`, no consumers) at 4N: peak RSS".into(), value, "flat from N to 4N".into()))
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -346,7 +367,17 @@ async fn run(args: Args) -> Result<()> {
     ));
     say(format!("seeded in {:.1} s", stats.seconds));
     if args.distributed {
-        return distributed_phase(&args, &root, &config_path, &app, &config, &seeder).await;
+        let rows = distributed_phase(&root, &config_path, &app, &config, args.goods, args.concurrency).await?;
+        fig.extra.extend(rows);
+        if args.scale4 {
+            seeder.goods(args.goods + 1, args.goods * 4, true).await?;
+            fig.extra.push(publisher_at_4n(&root, &config_path, args.goods * 4)?);
+        }
+        println!("{}", fig.table());
+        if !args.keep {
+            env::clean_up(app.pools.meta_pool()).await?;
+        }
+        return Ok(());
     }
 
     // 2. Full reconciliation, clean.
@@ -517,6 +548,18 @@ async fn run(args: Args) -> Result<()> {
         }
     }
 
+    // 9. Distributed runs: keyset vs range reads, one vs two instances through the bus,
+    // recovery of wiped targets, the publisher's RSS.
+    if !args.no_distributed {
+        match distributed_phase(&root, &config_path, &app, &config, args.goods, args.concurrency).await {
+            Ok(rows) => fig.extra.extend(rows),
+            Err(e) => {
+                say(format!("distributed phase not measured: {e:#}"));
+                fig.notes.push(format!("distributed phase not measured: {e:#}"));
+            }
+        }
+    }
+
     if args.scale4 {
         say(format!("seeding goods {}..={}", args.goods + 1, args.goods * 4));
         let more = seeder.goods(args.goods + 1, args.goods * 4, true).await?;
@@ -531,6 +574,12 @@ async fn run(args: Args) -> Result<()> {
         ));
         fig.rss_4n = Some((c.max_rss_kb, c.checked as f64 / c.elapsed.as_secs_f64()));
         fig.processes.push(("`reconciler full --json` at 4N".into(), c.max_rss_kb));
+        if !args.no_distributed {
+            match publisher_at_4n(&root, &config_path, args.goods * 4) {
+                Ok(row) => fig.extra.push(row),
+                Err(e) => fig.notes.push(format!("publisher at 4N not measured: {e:#}")),
+            }
+        }
         fig.notes.push(format!(
             "child `reconciler full` at 4N: exit {}, {} goods checked, {} drift",
             c.exit, c.checked, c.drift

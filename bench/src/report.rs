@@ -38,6 +38,8 @@ pub struct Figures {
     pub verify_file: Option<(f64, u64, u64)>,
     /// `serve` verifier on Kafka: samples/s, samples.
     pub verify_kafka: Option<(f64, u64)>,
+    /// More rows of the table: (figure, value, target) (the distributed-run phase).
+    pub extra: Vec<(String, String, String)>,
     pub notes: Vec<String>,
 }
 
@@ -49,7 +51,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     Some(a? / b?)
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
@@ -152,6 +154,9 @@ impl Figures {
         }
         if let Some(d) = self.recheck_drift {
             let _ = writeln!(t, "| drift reported by the check after repair | {d} | 0 |");
+        }
+        for (figure, value, target) in &self.extra {
+            let _ = writeln!(t, "| {figure} | {value} | {target} |");
         }
         t
     }
