@@ -373,7 +373,10 @@ async fn run(args: Args) -> Result<()> {
             seeder.goods(args.goods + 1, args.goods * 4, true).await?;
             fig.extra.push(publisher_at_4n(&root, &config_path, args.goods * 4)?);
         }
-        println!("{}", fig.table());
+        println!("| figure | value | target |\n|---|---|---|");
+        for (figure, value, target) in &fig.extra {
+            println!("| {figure} | {value} | {target} |");
+        }
         if !args.keep {
             env::clean_up(app.pools.meta_pool()).await?;
         }

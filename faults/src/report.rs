@@ -85,8 +85,8 @@ pub fn details(outcomes: &[Outcome]) -> String {
         }
         let _ = writeln!(
             s,
-            "  Truth changes committed {}, refused while down {}; events not delivered {}; first stage {} ms.",
-            o.changes, o.refused, o.undelivered, o.stage_ms
+            "  Truth changes committed {}, refused while down {}; events resent after a failed delivery {}, not delivered {}; first stage {} ms.",
+            o.changes, o.refused, o.resent, o.undelivered, o.stage_ms
         );
         for n in &o.notes {
             let _ = writeln!(s, "  {n}.");

@@ -29,7 +29,39 @@ pub struct Log {
     pub changes: u64,
     pub events: u64,
     pub refused: u64,
+    /// Events the broker never took, after every resend.
     pub undelivered: u64,
+    /// Events sent again after a failed delivery (a change-data-capture tool retries
+    /// until the broker takes its event; so does the stream).
+    pub resent: u64,
+}
+
+/// Sends `payload` until the broker takes it (a broker that restarts fails deliveries
+/// for a while), at most for five minutes; true when it was delivered.
+async fn deliver(
+    producer: &FutureProducer,
+    topic: &str,
+    key: &str,
+    payload: &str,
+    first: DeliveryFuture,
+    log: &Mutex<Log>,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut pending = first;
+    loop {
+        if matches!(pending.await, Ok(Ok(_))) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        log.lock().unwrap().resent += 1;
+        match producer.send_result(FutureRecord::to(topic).key(key).payload(payload)) {
+            Ok(d) => pending = d,
+            Err(_) => return false,
+        }
+    }
 }
 
 pub fn producer(brokers: &str) -> Result<FutureProducer> {
@@ -80,7 +112,7 @@ impl Stream {
             let mut rng = StdRng::seed_from_u64(seed);
             let ids: Vec<GoodsId> = universe.goods.keys().copied().collect();
             let per_tick = (rate / 10).max(1);
-            let mut deliveries: Vec<DeliveryFuture> = Vec::new();
+            let mut deliveries = tokio::task::JoinSet::new();
             let mut next = Instant::now();
             while !stop2.load(Ordering::SeqCst) {
                 next += Duration::from_millis(100);
@@ -115,16 +147,20 @@ impl Stream {
                     match sent {
                         Ok(d) => {
                             l.events += 1;
-                            deliveries.push(d);
+                            let (producer, topic, log) = (producer.clone(), topic.clone(), log2.clone());
+                            deliveries.spawn(async move {
+                                let delivered = deliver(&producer, &topic, &key, &c.event, d, &log).await;
+                                if !delivered {
+                                    log.lock().unwrap().undelivered += 1;
+                                }
+                            });
                         }
                         Err(_) => l.undelivered += 1,
                     }
                 }
                 tokio::time::sleep_until(next.into()).await;
             }
-            let results = futures::future::join_all(deliveries).await;
-            let failed = results.iter().filter(|r| !matches!(r, Ok(Ok(_)))).count() as u64;
-            log2.lock().unwrap().undelivered += failed;
+            while deliveries.join_next().await.is_some() {}
             Ok(())
         });
         Stream { log, stop, join }

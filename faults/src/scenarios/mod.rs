@@ -33,8 +33,10 @@ pub struct Outcome {
     pub changes: u64,
     /// Truth writes refused while the database was down.
     pub refused: u64,
-    /// Events the producer could not deliver.
+    /// Events the producer could not deliver, after resending for five minutes.
     pub undelivered: u64,
+    /// Events sent again after a failed delivery.
+    pub resent: u64,
     pub expected: u64,
     pub consistent: u64,
     /// The first few goods left inconsistent, with why.
@@ -200,6 +202,7 @@ impl Run {
         out.changes = log.changes;
         out.refused = log.refused;
         out.undelivered = log.undelivered;
+        out.resent = log.resent;
         out.expected = goods.len() as u64;
         out.consistent = (goods.len() - bad.len()) as u64;
         out.lost = bad.iter().take(5).map(|(g, w)| format!("goods {g}: {w}")).collect();

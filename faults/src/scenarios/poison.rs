@@ -4,7 +4,8 @@
 //!   JSON, binary, empty, a JSON array, fields missing, keys of the wrong type (text,
 //!   negative, fractional, object, past u64), and a ~900 KB message. Each must come out
 //!   on the dead-letter topic (matched by payload) while consumption goes on. A DDL
-//!   message of each format is also sent: it must be skipped, not dead-lettered.
+//!   message of each format, and a Debezium tombstone (an empty message), are also
+//!   sent: they must be skipped, not dead-lettered.
 //! - Poisoned targets on goods the stream does not otherwise owe anything: Redis keys of
 //!   the wrong type (string, list), junk fields, a 4 MB value, undecodable bytes; HBase
 //!   junk qualifiers, a 3 MB cell newer than the entity, undecodable bytes. A valid Canal
@@ -23,10 +24,25 @@ use super::{pause, Outcome, Run};
 use crate::env::{Ctx, Env};
 use crate::{hb, procs, stream};
 
+/// Messages of `format` that are not changes of the goods tables and must be skipped,
+/// not dead-lettered: a DDL message, and for Debezium a tombstone (an empty message, as
+/// Debezium writes after a delete for log compaction).
+fn skipped(format: &str) -> Vec<Vec<u8>> {
+    let mut v = vec![ddl(format)];
+    if format == "debezium" {
+        v.push(Vec::new());
+    }
+    v
+}
+
 fn malformed(format: &str) -> Vec<Vec<u8>> {
     let huge = "x".repeat(900 * 1024);
     let mut v: Vec<Vec<u8>> =
-        vec![b"not json at all".to_vec(), vec![0xff, 0xfe, 0x00, 0x01, 0x80], Vec::new(), b"[1,2,3]".to_vec()];
+        vec![b"not json at all".to_vec(), vec![0xff, 0xfe, 0x00, 0x01, 0x80], b"[1,2,3]".to_vec()];
+    // An empty message is a tombstone to Debezium (skipped, see `skipped`), junk to the others.
+    if format != "debezium" {
+        v.push(Vec::new());
+    }
     let t = "activity_goods_0001";
     let bad_ids = [json!("x1"), json!(-5), json!(1.5), json!({"id": 1}), json!("18446744073709551616")];
     match format {
@@ -133,12 +149,13 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 .map_err(|(e, _)| e)?;
             sent.push((f.to_string(), payload));
         }
-        let d = ddl(f);
-        producer
-            .send(FutureRecord::to(&topic).key("ddl").payload(&d), Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)?;
-        ddls.push(d);
+        for d in skipped(f) {
+            producer
+                .send(FutureRecord::to(&topic).key("ddl").payload(&d), Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)?;
+            ddls.push(d);
+        }
     }
 
     // Poisoned targets.
@@ -252,7 +269,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         .collect();
     let ddl_lettered = letters.iter().filter(|l| ddls.contains(&l.payload)).count();
     out.notes.push(format!(
-        "malformed events: {} sent, {} dead-lettered, {} not; DDL messages: {} sent, {} dead-lettered",
+        "malformed events: {} sent, {} dead-lettered, {} not; DDL messages and tombstones (to be skipped): {} sent, {} dead-lettered",
         sent.len(),
         sent.len() - missed.len(),
         missed.len(),
