@@ -124,7 +124,8 @@ pub fn section(command: &str, outcomes: &[Outcome], machine: &[(String, String)]
     s.push('\n');
     s.push_str(
         "*Events*: change events produced (each a committed truth change the targets never got). *Goods\n\
-         expected consistent*: every goods the scenario changed or poisoned. *Lost*: expected minus\n\
+         expected consistent*: every goods the scenario changed or poisoned whose latest change event the\n\
+         broker took (events are resent for five minutes, as a CDC tool retries). *Lost*: expected minus\n\
          consistent after the wait (the last stage plus 90 s). *Repairs*: rows of the audit log by outcome.\n\
          *Recovery*: from the end of the fault (the store back, the last restart, the last racing write, the\n\
          poison) until every goods changed before it was seen consistent on every target; the goal is one\n\

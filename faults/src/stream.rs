@@ -34,6 +34,11 @@ pub struct Log {
     /// Events sent again after a failed delivery (a change-data-capture tool retries
     /// until the broker takes its event; so does the stream).
     pub resent: u64,
+    /// Per goods, the sequence number of its latest change.
+    pub last_change: HashMap<GoodsId, u64>,
+    /// Goods whose latest change's event the broker never took: the service was never
+    /// told of that change.
+    pub untold: std::collections::HashSet<GoodsId>,
 }
 
 /// Sends `payload` until the broker takes it (a broker that restarts fails deliveries
@@ -144,18 +149,31 @@ impl Stream {
                     let mut l = log2.lock().unwrap();
                     l.changes += 1;
                     l.touched.insert(c.goods, now);
+                    let seq = l.changes;
+                    l.last_change.insert(c.goods, seq);
                     match sent {
                         Ok(d) => {
                             l.events += 1;
                             let (producer, topic, log) = (producer.clone(), topic.clone(), log2.clone());
+                            let goods = c.goods;
                             deliveries.spawn(async move {
                                 let delivered = deliver(&producer, &topic, &key, &c.event, d, &log).await;
+                                let mut l = log.lock().unwrap();
+                                let latest = l.last_change.get(&goods) == Some(&seq);
                                 if !delivered {
-                                    log.lock().unwrap().undelivered += 1;
+                                    l.undelivered += 1;
+                                    if latest {
+                                        l.untold.insert(goods);
+                                    }
+                                } else if latest {
+                                    l.untold.remove(&goods);
                                 }
                             });
                         }
-                        Err(_) => l.undelivered += 1,
+                        Err(_) => {
+                            l.undelivered += 1;
+                            l.untold.insert(c.goods);
+                        }
                     }
                 }
                 tokio::time::sleep_until(next.into()).await;

@@ -154,7 +154,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
                 .send(FutureRecord::to(&topic).key("ddl").payload(&d), Duration::from_secs(30))
                 .await
                 .map_err(|(e, _)| e)?;
-            ddls.push(d);
+            ddls.push((topic.clone(), d));
         }
     }
 
@@ -267,7 +267,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         .filter(|(f, p)| !lettered.contains(&(run.env.topic(f).as_str(), p.as_slice())))
         .map(|(f, p)| format!("{f}: {:?}", String::from_utf8_lossy(&p[..p.len().min(60)])))
         .collect();
-    let ddl_lettered = letters.iter().filter(|l| ddls.contains(&l.payload)).count();
+    let ddl_lettered = letters.iter().filter(|l| ddls.contains(&(l.source_topic.clone(), l.payload.clone()))).count();
     out.notes.push(format!(
         "malformed events: {} sent, {} dead-lettered, {} not; DDL messages and tombstones (to be skipped): {} sent, {} dead-lettered",
         sent.len(),
