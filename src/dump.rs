@@ -16,7 +16,7 @@ pub fn source(path: &Path, config: &Config, batch_size: usize) -> Result<mpsc::R
     tokio::spawn(async move {
         while let Some(batch) = raw.recv().await {
             let failed = batch.is_err();
-            if tx.send(batch.map_err(|e| e.to_string())).await.is_err() || failed {
+            if tx.send(batch.map(Into::into).map_err(|e| e.to_string())).await.is_err() || failed {
                 return;
             }
         }

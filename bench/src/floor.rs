@@ -1,6 +1,6 @@
 //! The raw read floor: the full run's reads with nothing else. Same id source (keyset
 //! page per shard), same batch size and worker count; per batch the same SQL text (one
-//! SELECT per shard table, then the activity SELECT for the activity ids found), one
+//! SELECT per shard table, by the page's goods id range as the full run reads it, then the activity SELECT for the activity ids found), one
 //! `HGETALL` pipeline per Redis target and one `getRowsWithColumns` on HBase (the
 //! targets' own `read`), truth and targets read concurrently; then the orphan scan's
 //! paging of every target. No projection, no JSON decode, no diff, no repair: rows stay
@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use futures::future::try_join_all;
-use handlers::run::mysql_id_source;
+use handlers::run::{mysql_id_source, Batch};
 use handlers::Handler;
-use model::{GoodsId, ShardLayout};
+use model::ShardLayout;
 use sqlx::Row;
 use tokio::sync::Mutex;
 
@@ -30,26 +30,30 @@ async fn read_batch(
     handler: &Handler,
     layout: &ShardLayout,
     pools: &common::mysql::MysqlPools,
-    ids: &[GoodsId],
+    batch: &Batch,
 ) -> Result<u64> {
+    let ids = &batch.ids[..];
     let truth = async {
         let groups = layout.group_by_shard(ids);
         let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
             let shard = layout.shard(s);
             let pool = pools.shard_pool(shard.database_index);
+            // The full run's condition: the shard's range when the source knows it.
+            let which = match batch.range {
+                Some((_, lo, hi)) => format!("goods_id BETWEEN {lo} AND {hi}"),
+                None => format!("goods_id IN ({})", id_list(ids)),
+            };
             let g = format!(
-                "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} WHERE goods_id IN ({})",
+                "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} WHERE {which}",
                 ms("updated_at"),
                 shard.database,
                 shard.goods_table,
-                id_list(ids)
             );
             let k = format!(
-                "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} WHERE goods_id IN ({})",
+                "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} WHERE {which}",
                 ms("updated_at"),
                 shard.database,
                 shard.sku_table,
-                id_list(ids)
             );
             tokio::try_join!(sqlx::raw_sql(&g).fetch_all(pool), sqlx::raw_sql(&k).fetch_all(pool))
         }))
@@ -112,7 +116,7 @@ pub async fn run(
                     Some(Ok(ids)) => ids,
                 };
                 items += read_batch(&handler, &layout, &pools, &ids).await?;
-                goods += ids.len() as u64;
+                goods += ids.ids.len() as u64;
             }
             Ok((goods, items))
         })

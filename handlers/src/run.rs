@@ -18,8 +18,24 @@ use crate::error::StoreError;
 use crate::handler::{Handler, Mode};
 use crate::limit::RateLimiter;
 
-/// A batch of goods ids from an id source, or why the source failed.
-pub type IdBatch = Result<Vec<GoodsId>, String>;
+/// A batch of goods from an id source, or why the source failed.
+pub type IdBatch = Result<Batch, String>;
+
+/// Goods to check: a list of ids, which the MySQL keyset source also knows as the range
+/// of one shard they span (truth is then read by range: one query per table, no `IN`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub ids: Vec<GoodsId>,
+    /// `(shard, lo, hi)`: `ids` are every goods of shard `shard` with a goods row in
+    /// `lo..=hi` (as of the page read).
+    pub range: Option<(u32, GoodsId, GoodsId)>,
+}
+
+impl From<Vec<GoodsId>> for Batch {
+    fn from(ids: Vec<GoodsId>) -> Batch {
+        Batch { ids, range: None }
+    }
+}
 
 /// Running totals, handed to the progress callback after each batch.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +103,7 @@ pub async fn run_goods(
     let batches: Vec<Vec<GoodsId>> = ids.chunks(opts.batch_size.max(1)).map(<[_]>::to_vec).collect();
     tokio::spawn(async move {
         for b in batches {
-            if tx.send(Ok(b)).await.is_err() {
+            if tx.send(Ok(b.into())).await.is_err() {
                 break;
             }
         }
@@ -120,7 +136,7 @@ pub async fn run_activity(
                 }
             };
             counter.fetch_add(page.len() as u64, Ordering::Relaxed);
-            if tx.send(Ok(page)).await.is_err() {
+            if tx.send(Ok(page.into())).await.is_err() {
                 return;
             }
         }
@@ -151,8 +167,10 @@ pub fn mysql_id_source(handler: &Arc<Handler>, batch_size: usize) -> mpsc::Recei
                     }
                     Ok(ids) if ids.is_empty() => break,
                     Ok(ids) => {
+                        let lo = after.map_or(0, |a| a + 1);
                         after = ids.last().copied();
-                        if tx.send(Ok(ids)).await.is_err() {
+                        let range = Some((shard, lo, *ids.last().expect("not empty")));
+                        if tx.send(Ok(Batch { ids, range })).await.is_err() {
                             return;
                         }
                     }
@@ -200,7 +218,7 @@ pub async fn run_full(
                 }
                 if pending.len() >= limit || page.next.is_none() {
                     let batch = std::mem::take(&mut pending);
-                    if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+                    if !batch.is_empty() && tx.send(Ok(batch.into())).await.is_err() {
                         break;
                     }
                 }
@@ -271,20 +289,29 @@ async fn drive(
                 // A full run checks each goods once: claim it before checking, so a
                 // source that repeats ids (a dump) never checks one goods in two
                 // concurrent batches.
-                let batch = match &seen {
+                let Batch { ids, mut range } = batch;
+                let ids: Vec<GoodsId> = match &seen {
                     Some(seen) => {
                         let mut seen = seen.lock().unwrap();
-                        batch.into_iter().filter(|g| seen.insert(*g)).collect()
+                        let n = ids.len();
+                        let fresh: Vec<GoodsId> = ids.into_iter().filter(|g| seen.insert(*g)).collect();
+                        if fresh.len() != n {
+                            range = None; // some were checked already: by id
+                        }
+                        fresh
                     }
-                    None => batch,
+                    None => ids,
                 };
-                if batch.is_empty() {
+                if ids.is_empty() {
                     continue;
                 }
                 if let Some(l) = &limiter {
-                    l.acquire(batch.len()).await;
+                    l.acquire(ids.len()).await;
                 }
-                let mut part = handler.process(&batch, mode, run).await?;
+                let mut part = match range {
+                    Some((shard, lo, hi)) => handler.process_range(shard, lo, hi, mode, run).await?,
+                    None => handler.process(&ids, mode, run).await?,
+                };
                 if let Some(sink) = &opts.entries {
                     sink.accept(part.take_entries());
                 }
