@@ -34,6 +34,7 @@ use super::admin::{authorized, error, AdminState};
 
 /// A local run renews its ledger lease this often; the lease lasts three beats.
 const HEARTBEAT: Duration = Duration::from_secs(2);
+const LEASE_MS: i64 = 3 * HEARTBEAT.as_millis() as i64;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,8 +92,7 @@ pub async fn repair(State(state): State<Arc<AdminState>>, headers: HeaderMap, bo
     };
     let big = goods > cap;
     let run_id = crate::app::run_id("admin-repair");
-    let lease = 3 * HEARTBEAT.as_millis() as i64;
-    let create = || state.ledger.create_local(&run_id, &source, goods, &state.instance, now_ms(), lease);
+    let create = || state.ledger.create_local(&run_id, &source, goods, &state.instance, now_ms(), LEASE_MS);
     if create().await.is_err() {
         // The ledger's tables may not exist yet on a fresh database.
         let again = match Ledger::ensure_tables(state.handler.truth().pools()).await {
@@ -103,7 +103,9 @@ pub async fn repair(State(state): State<Arc<AdminState>>, headers: HeaderMap, bo
             return error(StatusCode::SERVICE_UNAVAILABLE, format!("recording the run in the ledger: {e}"));
         }
     }
-    let mut task = tokio::spawn(local_run(state.clone(), what, run_id.clone(), big));
+    // Exact for a list, and for an activity below the threshold; else the run counts.
+    let known = (!big || matches!(what, Target::Goods(_))).then_some(goods);
+    let mut task = tokio::spawn(local_run(state.clone(), what, run_id.clone(), known, big));
     let wait = Duration::from_millis(state.repair_wait_ms);
     if !big && !wait.is_zero() {
         if let Ok(joined) = tokio::time::timeout(wait, &mut task).await {
@@ -140,21 +142,25 @@ fn answer(report: Report, run_id: &str) -> Response {
 }
 
 /// Runs the repair, heartbeating its progress into the ledger, and records its outcome
-/// there when it ends. `count_only`: keep counts, not entries (a big run).
-async fn local_run(state: Arc<AdminState>, what: Target, run_id: String, count_only: bool) -> Result<Report, RunError> {
+/// there when it ends. `known`: its goods when counted exactly (else the run counts
+/// them); `big`: keep counts, not entries.
+async fn local_run(
+    state: Arc<AdminState>,
+    what: Target,
+    run_id: String,
+    known: Option<u64>,
+    big: bool,
+) -> Result<Report, RunError> {
     let checked = Arc::new(AtomicU64::new(0));
     let seen = checked.clone();
     let opts = RunOptions {
         progress: Some(Arc::new(move |p: &handlers::run::Progress| seen.store(p.checked, Ordering::Relaxed))),
-        entries: count_only.then(|| Arc::new(CountOnly) as Arc<dyn handlers::run::EntrySink>),
+        entries: big.then(|| Arc::new(CountOnly) as Arc<dyn handlers::run::EntrySink>),
         ..state.run_options.clone()
     };
-    let goods = Arc::new(AtomicU64::new(match &what {
-        Target::Goods(ids) => ids.len() as u64,
-        Target::Activity(_) => 0,
-    }));
+    let goods = Arc::new(AtomicU64::new(known.unwrap_or(0)));
     let beat = tokio::spawn(heartbeat(state.clone(), run_id.clone(), goods.clone(), checked.clone()));
-    if let Target::Activity(a) = &what {
+    if let (Target::Activity(a), None) = (&what, known) {
         match common::mysql::pager::count_activity_goods(state.handler.truth().pools(), *a, u64::MAX).await {
             Ok(n) => goods.store(n, Ordering::Relaxed),
             Err(e) => tracing::warn!(run_id, error = %e, "counting the activity's goods failed; progress unknown"),
@@ -168,7 +174,7 @@ async fn local_run(state: Arc<AdminState>, what: Target, run_id: String, count_o
     let recorded = match &result {
         Ok(report) => {
             let at = (goods.load(Ordering::Relaxed), report.checked);
-            let _ = ledger.heartbeat_local(&run_id, &state.instance, at, now, 3 * HEARTBEAT.as_millis() as i64).await;
+            let _ = ledger.heartbeat_local(&run_id, &state.instance, at, now, LEASE_MS).await;
             let mut batch = BatchResult { report: report.clone(), orphans: 0 };
             ledger.record(&run_id, "local", &outcome(&mut batch, &state.instance), now).await.map(|_| ())
         }
@@ -192,8 +198,7 @@ async fn heartbeat(state: Arc<AdminState>, run_id: String, goods: Arc<AtomicU64>
     loop {
         tokio::time::sleep(HEARTBEAT).await;
         let at = (goods.load(Ordering::Relaxed), checked.load(Ordering::Relaxed));
-        let lease = 3 * HEARTBEAT.as_millis() as i64;
-        if let Err(e) = state.ledger.heartbeat_local(&run_id, &state.instance, at, now_ms(), lease).await {
+        if let Err(e) = state.ledger.heartbeat_local(&run_id, &state.instance, at, now_ms(), LEASE_MS).await {
             tracing::warn!(run_id, error = %e, "operator repair heartbeat failed");
         }
     }
