@@ -358,7 +358,8 @@ async fn a_hive_dump_of_partition_folders_and_codecs_drives_a_run() {
 }
 
 /// Recovery writes under the bulk cap, not the repair cap: with repairs capped at one
-/// write per second the ~1,500 writes below would take 25 minutes.
+/// write per second the ~2,000 writes below (500 goods, two wiped targets) would
+/// take over half an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_all_restores_a_wiped_redis_target_and_a_wiped_hbase_table() {
     let env = TestEnv::with_repair(
