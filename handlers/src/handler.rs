@@ -319,9 +319,10 @@ impl Handler {
         // whose every write fills an absent cell: compare-and-set on absence already
         // keeps any value the sync pipeline wrote meanwhile, so there is nothing newer to
         // protect (a wiped target's recovery then reads truth once, not twice).
-        let overwritten: HashSet<GoodsId> =
-            plans.iter().flatten().filter(|r| r.expected.is_some()).map(|r| r.goods_id).collect();
-        let overwrites = |g: &GoodsId| !mode.bootstrap || overwritten.contains(g);
+        let overwritten: Option<HashSet<GoodsId>> = mode
+            .bootstrap
+            .then(|| plans.iter().flatten().filter(|r| r.expected.is_some()).map(|r| r.goods_id).collect());
+        let overwrites = |g: &GoodsId| overwritten.as_ref().is_none_or(|o| o.contains(g));
         let goods: Vec<GoodsId> = plans
             .iter()
             .flatten()
