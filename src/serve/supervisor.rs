@@ -76,6 +76,7 @@ mod tests {
             initial: Duration::from_secs(1),
             max_delay: Duration::from_secs(4),
             max_attempts: 3,
+            give_up_after: None,
             jitter: false,
         };
         let (s, rx) = (starts.clone(), shutdown.clone());

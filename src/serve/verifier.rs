@@ -217,6 +217,7 @@ mod tests {
             initial: Duration::from_millis(100),
             max_delay: Duration::from_secs(1),
             max_attempts: 3,
+            give_up_after: None,
             jitter: false,
         }
     }

@@ -5,8 +5,9 @@
 //! - **done**: checked on every target, its repairs finished: acknowledged;
 //! - **re-checked**: its repair was deferred (settle window, compare-and-set conflict, a
 //!   write that did not land) or its goods could not be checked: a later copy
-//!   (`rechecks + 1`, due after a backoff from `repair.settle_ms`) goes on the bus, then
-//!   the job is acknowledged; past `retry.max_attempts` re-checks it is dead-lettered;
+//!   (`rechecks + 1`, due after a backoff from `repair.settle_ms` doubling up to
+//!   `handler.max_recheck_delay_ms`) goes on the bus, then the job is acknowledged; past
+//!   `handler.max_rechecks` re-checks it is dead-lettered;
 //! - **halted**: the blast-radius breaker stopped repairs on a target its goods drifted
 //!   on: a later copy goes on the bus every `handler.halted_recheck_ms` until the breaker
 //!   closes or an operator resets it (these do not count as re-checks);
@@ -51,12 +52,15 @@ pub struct WorkerSettings {
     /// Jobs held for their not-before time at most; past it intake pauses (the Kafka
     /// consumer then pauses its partitions) until some fall due. Bounds memory.
     pub max_waiting: usize,
-    /// How a batch whose store failed is retried before its jobs are dead-lettered; its
-    /// `max_attempts` also bounds the re-checks of one job.
+    /// How a batch whose store failed is retried before its jobs are dead-lettered.
     pub retry: RetryPolicy,
+    /// Re-checks of one job before it is dead-lettered.
+    pub max_rechecks: u32,
+    /// Longest delay between two re-checks of one job.
+    pub max_recheck_delay: Duration,
     /// A job due further than this in the future is dead-lettered.
     pub horizon_ms: i64,
-    /// First delay of a re-check (doubles per re-check, at most `retry.max_delay`).
+    /// First delay of a re-check (doubles per re-check, at most `max_recheck_delay`).
     pub recheck: Duration,
     /// Delay of the re-check of a job whose repair the breaker halted.
     pub halted_recheck: Duration,
@@ -84,6 +88,8 @@ impl WorkerSettings {
             batch_wait: Duration::from_millis(config.handler.batch_wait_ms),
             max_waiting: 200_000,
             retry: RetryPolicy::from_config(&config.retry),
+            max_rechecks: config.handler.max_rechecks,
+            max_recheck_delay: Duration::from_millis(config.handler.max_recheck_delay_ms),
             horizon_ms: largest_stage.saturating_add(config.handler.not_before_margin_ms).min(i64::MAX as u64) as i64,
             recheck: Duration::from_millis(config.repair.settle_ms.max(1000)),
             halted_recheck: Duration::from_millis(config.handler.halted_recheck_ms.max(1)),
@@ -355,7 +361,7 @@ fn handle<'a>(ctx: &'a Ctx, trigger: TriggerKind, deliveries: Vec<Delivery>) -> 
             deliveries.iter().map(|d| d.job.goods_id).collect::<BTreeSet<_>>().into_iter().collect();
         let mode = Mode::repair(trigger, format!("serve-{}", trigger.as_str()));
         let mut delays = ctx.settings.retry.delays();
-        let mut attempt = 1u32;
+        let (mut attempt, started) = (1u32, tokio::time::Instant::now());
         loop {
             let run = ctx.handler.process(&ids, &mode, ctx.handler.breaker());
             let failure = match AssertUnwindSafe(run).catch_unwind().await {
@@ -377,7 +383,9 @@ fn handle<'a>(ctx: &'a Ctx, trigger: TriggerKind, deliveries: Vec<Delivery>) -> 
                         attempt += 1;
                     }
                     None => {
-                        let reason = format!("gave up after {attempt} attempts (the [retry] policy): {why}");
+                        let secs = started.elapsed().as_secs();
+                        let reason =
+                            format!("gave up after {attempt} attempts in {secs} s (the [retry] policy): {why}");
                         return dead_letter(ctx, deliveries, &reason).await;
                     }
                 },
@@ -433,16 +441,12 @@ async fn settle(ctx: &Ctx, deliveries: Vec<Delivery>, report: Report) {
         let g = d.job.goods_id;
         let trigger = d.job.trigger.as_str();
         if let Some(why) = recheck.get(&g) {
-            if d.job.rechecks >= ctx.settings.retry.max_attempts {
+            if d.job.rechecks >= ctx.settings.max_rechecks {
                 let reason = format!("re-checked {} times, still not settled: {why}", d.job.rechecks);
                 dead_letter(ctx, vec![d], &reason).await;
                 continue;
             }
-            let delay = ctx
-                .settings
-                .recheck
-                .saturating_mul(1u32 << d.job.rechecks.min(16))
-                .min(ctx.settings.retry.max_delay.max(ctx.settings.recheck));
+            let delay = recheck_delay(&ctx.settings, d.job.rechecks);
             let later = later_copy(&d.job, now, delay, d.job.rechecks + 1);
             tracing::debug!(goods_id = g, rechecks = later.rechecks, reason = %why, "job re-checked later");
             if reroute(ctx, d, later, "rechecked").await {
@@ -463,6 +467,13 @@ async fn settle(ctx: &Ctx, deliveries: Vec<Delivery>, report: Report) {
             d.ack.ack();
         }
     }
+}
+
+/// How long after its `rechecks`-th re-check a job is checked again: from the settle
+/// window, doubling, at most `max_recheck_delay` (not the retry policy's cap, which is
+/// short on purpose: a deferred repair waits for the sync pipeline, not for a store).
+fn recheck_delay(settings: &WorkerSettings, rechecks: u32) -> Duration {
+    settings.recheck.saturating_mul(1u32 << rechecks.min(16)).min(settings.max_recheck_delay.max(settings.recheck))
 }
 
 /// The same check, due `delay` from now.
@@ -570,6 +581,19 @@ mod tests {
         stop.send(true).unwrap();
         supervisor.await.unwrap();
         assert_eq!(health.readiness().workers_alive, 0);
+    }
+
+    #[test]
+    fn rechecks_back_off_to_their_own_cap_not_the_retry_policys() {
+        let text = include_str!("../../config/reconciler.toml");
+        let config = Config::parse(text, "config/reconciler.toml", &|_| None).unwrap();
+        let settings = WorkerSettings::from_config(&config);
+        assert_eq!(settings.retry.max_delay, Duration::from_secs(1));
+        let delays: Vec<u64> = (0..8).map(|n| recheck_delay(&settings, n).as_secs()).collect();
+        assert_eq!(delays, [3, 6, 12, 24, 30, 30, 30, 30], "from repair.settle_ms (3 s)");
+        // Twelve re-checks span about five minutes before a job is dead-lettered.
+        let total: u64 = (0..settings.max_rechecks).map(|n| recheck_delay(&settings, n).as_secs()).sum();
+        assert_eq!((settings.max_rechecks, total), (12, 285));
     }
 
     #[test]

@@ -129,15 +129,20 @@ impl Default for RepairConfig {
 pub struct RetryConfig {
     /// First delay after a transient error; doubles per attempt, with jitter.
     pub initial_backoff_ms: u64,
-    /// Longest delay between two attempts.
+    /// Longest delay between two attempts: how late, at worst, the first attempt after a
+    /// store comes back is.
     pub max_backoff_ms: u64,
-    /// Attempts in all (the first included) before the work is given up on.
+    /// How long a transient failure is retried before the work is given up on (0: no
+    /// time bound).
+    pub give_up_after_ms: u64,
+    /// Attempts in all (the first included) before the work is given up on (0: no count
+    /// bound). At least one of the two bounds is set.
     pub max_attempts: u32,
 }
 
 impl Default for RetryConfig {
     fn default() -> Self {
-        RetryConfig { initial_backoff_ms: 200, max_backoff_ms: 30_000, max_attempts: 12 }
+        RetryConfig { initial_backoff_ms: 100, max_backoff_ms: 1_000, give_up_after_ms: 120_000, max_attempts: 0 }
     }
 }
 
@@ -323,7 +328,9 @@ pub struct KafkaConfig {
     /// (`default.replication.factor`). Existing topics are never changed.
     pub replication_factor: i32,
     /// Consumer session timeout: how soon the group notices a member that died without
-    /// leaving (kill -9, crash) and hands its partitions to the others.
+    /// leaving (kill -9, crash) and hands its partitions to the others. The default is
+    /// the smallest a stock Kafka broker accepts (`group.min.session.timeout.ms`); the
+    /// heartbeat goes every third of it.
     pub session_timeout_ms: u64,
     /// Extra librdkafka settings for the jobs producer (e.g. `"batch.num.messages" =
     /// "1"` against a broker that cannot fetch from inside a record batch).
@@ -344,7 +351,7 @@ impl Default for KafkaConfig {
             trigger_group: "reconciler-dts".into(),
             partitions: 0,
             replication_factor: 0,
-            session_timeout_ms: 10_000,
+            session_timeout_ms: 6_000,
             producer_config: Default::default(),
             instance_id: None,
         }
@@ -473,6 +480,12 @@ pub struct HandlerConfig {
     /// A job due further in the future than the largest DTS stage plus this margin (a
     /// timestamp in micro- or nanoseconds, a broken producer) is dead-lettered.
     pub not_before_margin_ms: u64,
+    /// Re-checks of one job whose repair stays deferred (or whose goods cannot be
+    /// checked) before it is dead-lettered.
+    pub max_rechecks: u32,
+    /// Longest delay between two re-checks of one job (they start at
+    /// `repair.settle_ms` and double).
+    pub max_recheck_delay_ms: u64,
 }
 
 impl Default for HandlerConfig {
@@ -483,6 +496,8 @@ impl Default for HandlerConfig {
             batch_wait_ms: 20,
             halted_recheck_ms: 30_000,
             not_before_margin_ms: 600_000,
+            max_rechecks: 12,
+            max_recheck_delay_ms: 30_000,
         }
     }
 }

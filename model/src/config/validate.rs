@@ -12,8 +12,8 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.retry.initial_backoff_ms == 0 || c.retry.initial_backoff_ms > c.retry.max_backoff_ms {
         p.push("`retry.initial_backoff_ms`: must be at least 1 and at most `retry.max_backoff_ms`".into());
     }
-    if c.retry.max_attempts == 0 {
-        p.push("`retry.max_attempts`: must be at least 1".into());
+    if c.retry.max_attempts == 0 && c.retry.give_up_after_ms == 0 {
+        p.push("`retry.max_attempts`, `retry.give_up_after_ms`: both 0 would retry forever; set at least one".into());
     }
     if c.mysql.databases == 0 {
         p.push("`mysql.databases`: must be at least 1".into());

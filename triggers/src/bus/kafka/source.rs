@@ -79,6 +79,8 @@ impl SourceOptions {
     pub fn for_kafka(kafka: &model::config::KafkaConfig) -> SourceOptions {
         let mut options = SourceOptions::default();
         options.extra.push(("session.timeout.ms".into(), kafka.session_timeout_ms.to_string()));
+        let heartbeat = (kafka.session_timeout_ms / 3).max(100);
+        options.extra.push(("heartbeat.interval.ms".into(), heartbeat.to_string()));
         options
     }
 }
