@@ -22,6 +22,8 @@ pub struct Ctx {
     pub quick: bool,
     /// Truth changes per second of the stream.
     pub rate: u64,
+    /// Truth changes per second of the stream in the broker-down scenario.
+    pub broker_rate: u64,
     /// Goods in each scenario's universe.
     pub goods: u64,
     /// The DTS trigger's first stage delay.

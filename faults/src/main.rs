@@ -41,6 +41,11 @@ struct Args {
     /// Truth changes per second of the stream.
     #[arg(long, default_value_t = 200)]
     rate: u64,
+    /// Truth changes per second of the stream in the broker-down scenario: its Tansu
+    /// stores on `moto_server`, which serves ~100 S3 requests/s on one core, and Tansu
+    /// makes about six per record (a Canal event and a job bundle per change).
+    #[arg(long, default_value_t = 10)]
+    broker_rate: u64,
     /// Goods in each scenario's universe.
     #[arg(long, default_value_t = 3000)]
     goods: u64,
@@ -94,6 +99,7 @@ async fn run(args: Args) -> Result<()> {
         work,
         quick: args.quick,
         rate: args.rate,
+        broker_rate: args.broker_rate,
         goods: args.goods,
         stage_ms: args.stage_ms,
         keep: args.keep,

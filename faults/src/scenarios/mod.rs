@@ -100,12 +100,17 @@ impl Run {
     }
 
     pub fn stream(&mut self, ctx: &Ctx, seed: u64) -> Result<Stream> {
+        self.stream_at(seed, ctx.rate)
+    }
+
+    /// A stream of `rate` changes per second.
+    pub fn stream_at(&mut self, seed: u64, rate: u64) -> Result<Stream> {
         let universe = self.universe.take().expect("one stream per run");
         Ok(Stream::spawn(
             self.pool.clone(),
             self.env.layout.clone(),
             universe,
-            ctx.rate,
+            rate,
             stream::producer(&self.env.brokers)?,
             self.env.topic("canal"),
             seed,

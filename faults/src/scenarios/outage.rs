@@ -110,7 +110,9 @@ pub async fn run(ctx: &Ctx, store: Store) -> Result<Outcome> {
         fault: format!("{what}; down {} s mid-stream", down_ms / 1000),
         ..Default::default()
     };
-    let stream = run.stream(ctx, 0x0D1 + store as u64)?;
+    let rate = if store == Store::Broker { ctx.broker_rate } else { ctx.rate };
+    let stream = run.stream_at(0x0D1 + store as u64, rate)?;
+    out.notes.push(format!("stream of {rate} changes/s"));
     pause(if ctx.quick { 5_000 } else { 10_000 }).await;
     victim.down().await?;
     let down_at = Instant::now();

@@ -17,10 +17,16 @@ pub use source::{KafkaSource, RawRecord, SourceOptions};
 
 use rdkafka::ClientConfig;
 
-/// Client settings shared by every producer and consumer of this crate.
+/// Client settings shared by every producer and consumer of this crate. Reconnects to a
+/// broker that went away back off to at most 1 s (librdkafka's default cap is 10 s), the
+/// same low cap as the service's retry policy: work resumes soon after a broker returns.
 pub(crate) fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", brokers).set("client.id", "reconciler");
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", "reconciler")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000");
     config
 }
 
