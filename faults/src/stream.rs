@@ -76,6 +76,10 @@ pub fn producer(brokers: &str) -> Result<FutureProducer> {
         .set("batch.num.messages", "1")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "120000")
+        // Reconnect as soon as the broker is back (librdkafka's default cap is 10 s), so
+        // the broker scenario's recovery measures the service, not this producer.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "1000")
         .create()?)
 }
 

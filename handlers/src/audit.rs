@@ -133,27 +133,30 @@ impl AuditLog {
             .map(|_| ())
     }
 
-    /// Records repairs as `pending`; returns the ids MySQL assigned, in order.
+    /// Records the repairs of one or more targets as `pending`, in as few statements as
+    /// their size allows (one for a usual batch); returns the ids MySQL assigned, per
+    /// target, in order.
     pub async fn record_pending(
         &self,
         run_id: &str,
-        target: &str,
         trigger: TriggerKind,
-        repairs: &[CellRepair],
+        groups: &[(&str, &[CellRepair])],
         undo_of: Option<u64>,
-    ) -> Result<Vec<u64>, StoreError> {
-        if repairs.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<Vec<Vec<u64>>, StoreError> {
+        let rows: Vec<(&str, &CellRepair)> =
+            groups.iter().flat_map(|(target, repairs)| repairs.iter().map(move |r| (*target, r))).collect();
+        if rows.is_empty() {
+            return Ok(groups.iter().map(|_| Vec::new()).collect());
         }
         self.ready().await?;
         let write_key: [u8; 16] = rand::random();
         let mut start = 0;
-        while start < repairs.len() {
+        while start < rows.len() {
             // Cut statements by size so no INSERT exceeds `max_allowed_packet`.
             let mut end = start;
             let mut bytes = 0;
-            while end < repairs.len() && (end == start || bytes < STATEMENT_BYTES) {
-                let r = &repairs[end];
+            while end < rows.len() && (end == start || bytes < STATEMENT_BYTES) {
+                let r = rows[end].1;
                 bytes += 256
                     + r.qualifier.len().min(IMAGE_LIMIT)
                     + r.expected.as_ref().map_or(0, |c| c.value.len().min(IMAGE_LIMIT))
@@ -163,40 +166,40 @@ impl AuditLog {
                     };
                 end += 1;
             }
-            self.insert(run_id, target, trigger, undo_of, &write_key, start, &repairs[start..end]).await?;
+            self.insert(run_id, trigger, undo_of, &write_key, start, &rows[start..end]).await?;
             start = end;
         }
-        let rows: Vec<(u64, u32)> =
+        let ids: Vec<(u64, u32)> =
             sqlx::query_as(&format!("SELECT id, write_seq FROM {} WHERE write_key = ? ORDER BY write_seq", self.table))
                 .bind(&write_key[..])
                 .fetch_all(&self.pool)
                 .await
                 .map_err(failed)?;
-        if rows.len() != repairs.len() || rows.iter().enumerate().any(|(i, (_, seq))| *seq as usize != i) {
+        if ids.len() != rows.len() || ids.iter().enumerate().any(|(i, (_, seq))| *seq as usize != i) {
             return Err(StoreError::failed(
                 "mysql",
-                format!("audit log: {} rows read back for {} written", rows.len(), repairs.len()),
+                format!("audit log: {} rows read back for {} written", ids.len(), rows.len()),
             ));
         }
-        Ok(rows.into_iter().map(|(id, _)| id).collect())
+        let mut ids = ids.into_iter().map(|(id, _)| id);
+        Ok(groups.iter().map(|(_, repairs)| ids.by_ref().take(repairs.len()).collect()).collect())
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn insert(
         &self,
         run_id: &str,
-        target: &str,
         trigger: TriggerKind,
         undo_of: Option<u64>,
         write_key: &[u8; 16],
         first_seq: usize,
-        repairs: &[CellRepair],
+        rows: &[(&str, &CellRepair)],
     ) -> Result<(), StoreError> {
         let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
             "INSERT INTO {} (run_id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, trigger_kind, status, undo_of, truncated, whole, write_key, write_seq) ",
             self.table
         ));
-        qb.push_values(repairs.iter().enumerate(), |mut b, (i, r)| {
+        qb.push_values(rows.iter().enumerate(), |mut b, (i, (target, r))| {
             let mut truncated = false;
             let (after_value, after_ts) = match &r.write {
                 CellWrite::Put { value, ver } => (Some(capped(value, &mut truncated)), Some(*ver)),
@@ -205,7 +208,7 @@ impl AuditLog {
             let qualifier = capped(&r.qualifier, &mut truncated);
             let before = r.expected.as_ref().map(|c| capped(&c.value, &mut truncated));
             b.push_bind(run_id)
-                .push_bind(target)
+                .push_bind(*target)
                 .push_bind(r.goods_id)
                 .push_bind(r.activity_id)
                 .push_bind(qualifier)
@@ -228,22 +231,18 @@ impl AuditLog {
 
     /// Marks rows with their outcome (and the timestamp actually written).
     pub async fn finish(&self, rows: &[Finished]) -> Result<(), StoreError> {
-        for status in ["applied", "conflict", "failed"] {
-            let ids: Vec<String> = rows.iter().filter(|r| r.status == status).map(|r| r.id.to_string()).collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let sql = format!("UPDATE {} SET status = '{status}' WHERE id IN ({})", self.table, ids.join(","));
-            sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
+        if rows.is_empty() {
+            return Ok(());
         }
-        let ts: Vec<(u64, i64)> = rows.iter().filter_map(|r| Some((r.id, r.after_ts?))).collect();
-        if !ts.is_empty() {
-            let cases: String = ts.iter().map(|(id, ts)| format!(" WHEN {id} THEN {ts}")).collect();
-            let ids: Vec<String> = ts.iter().map(|(id, _)| id.to_string()).collect();
-            let sql =
-                format!("UPDATE {} SET after_ts = CASE id{cases} END WHERE id IN ({})", self.table, ids.join(","));
-            sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
-        }
+        // One statement, so one durable commit, for the whole batch.
+        let status: String = rows.iter().map(|r| format!(" WHEN {} THEN '{}'", r.id, r.status)).collect();
+        let ts: String = rows.iter().filter_map(|r| Some(format!(" WHEN {} THEN {}", r.id, r.after_ts?))).collect();
+        let after_ts =
+            if ts.is_empty() { String::new() } else { format!(", after_ts = CASE id{ts} ELSE after_ts END") };
+        let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
+        let sql =
+            format!("UPDATE {} SET status = CASE id{status} END{after_ts} WHERE id IN ({})", self.table, ids.join(","));
+        sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
         Ok(())
     }
 

@@ -344,20 +344,24 @@ impl Handler {
                 hold.insert(*g, format!("truth changed {} ms ago", now.saturating_sub(after.last_change_ms)));
             }
         }
-        let applies = self.targets.iter().zip(plans).map(|(target, plan)| {
-            let (ready, held): (Vec<CellRepair>, Vec<CellRepair>) =
+        let mut ready: Vec<(&dyn Target, Vec<CellRepair>)> = Vec::with_capacity(self.targets.len());
+        for (target, plan) in self.targets.iter().zip(plans) {
+            let (go, held): (Vec<CellRepair>, Vec<CellRepair>) =
                 plan.into_iter().partition(|r| !hold.contains_key(&r.goods_id));
-            let deferred: Vec<DeferredEntry> = held
-                .iter()
-                .map(|r| r.goods_id)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .map(|g| DeferredEntry { goods_id: g, target: target.name().to_string(), reason: hold[&g].clone() })
-                .collect();
-            async move { (deferred, self.apply(target.as_ref(), ready, mode).await) }
-        });
-        for (deferred, applied) in join_all(applies).await {
-            report.deferred.extend(deferred);
+            let held: BTreeSet<GoodsId> = held.iter().map(|r| r.goods_id).collect();
+            report.deferred.extend(held.into_iter().map(|g| DeferredEntry {
+                goods_id: g,
+                target: target.name().to_string(),
+                reason: hold[&g].clone(),
+            }));
+            ready.push((target.as_ref(), go));
+        }
+        let parts = match self.apply_many(&ready, mode).await {
+            Ok(parts) => parts,
+            // The audit log could not be written: nothing was applied.
+            Err(e) => vec![Err(e)],
+        };
+        for applied in parts {
             match applied {
                 Ok(part) => report.merge(part),
                 Err(e) => {
@@ -384,38 +388,28 @@ impl Handler {
         repairs: Vec<CellRepair>,
         mode: &Mode,
     ) -> Result<Report, StoreError> {
-        let applied = self.apply_audited(target, &repairs, mode, None).await?;
-        let mut report = Report::default();
-        let mut deferred = HashSet::new();
-        for (r, (id, verdict)) in repairs.iter().zip(applied) {
-            let reason = match verdict {
-                Verdict::Applied { .. } => {
-                    report.repairs.push(RepairEntry {
-                        goods_id: r.goods_id,
-                        target: target.name().to_string(),
-                        activity_id: r.activity_id,
-                        kind: r.kind,
-                        repair_id: id,
-                    });
-                    continue;
-                }
-                Verdict::Conflict => "target value changed since the check; left for the next check".to_string(),
-                Verdict::NotApplied { reason } => format!("the write did not land ({reason}); left for the next check"),
-                Verdict::Unknown { reason } => format!("write outcome unknown ({reason}); audit row left pending"),
-            };
-            if deferred.insert(r.goods_id) {
-                report.deferred.push(DeferredEntry { goods_id: r.goods_id, target: target.name().to_string(), reason });
-            }
-        }
-        Ok(report)
+        self.apply_many(&[(target, repairs)], mode).await?.pop().expect("one target in, one out")
     }
 
-    /// The one apply path of repairs and undos: takes tokens from the rate limiter (the
-    /// bulk cap for a bootstrap), records the rows `pending` (not for a bootstrap),
-    /// writes with compare-and-set,
-    /// settles an unclear outcome by reading the target again, and records each outcome.
-    /// `Err` when the store failed and could not be read back either (the rows stay
-    /// `pending` and are resolved later).
+    /// [`apply`](Self::apply) for several targets at once, with one audit round for all
+    /// of them (see [`apply_audited_many`](Self::apply_audited_many)). `Err` when the
+    /// audit log could not be written; otherwise one result per target, in order.
+    pub async fn apply_many(
+        &self,
+        plans: &[(&dyn Target, Vec<CellRepair>)],
+        mode: &Mode,
+    ) -> Result<Vec<Result<Report, StoreError>>, StoreError> {
+        let groups: Vec<(&dyn Target, &[CellRepair])> = plans.iter().map(|(t, r)| (*t, &r[..])).collect();
+        let applied = self.apply_audited_many(&groups, mode, None).await?;
+        Ok(plans
+            .iter()
+            .zip(applied)
+            .map(|((target, repairs), applied)| Ok(report_of(*target, repairs, applied?)))
+            .collect())
+    }
+
+    /// The one apply path of repairs and undos, for one target: see
+    /// [`apply_audited_many`](Self::apply_audited_many).
     pub async fn apply_audited(
         &self,
         target: &dyn Target,
@@ -423,64 +417,54 @@ impl Handler {
         mode: &Mode,
         undo_of: Option<u64>,
     ) -> Result<Vec<Applied>, StoreError> {
-        if repairs.is_empty() {
-            return Ok(Vec::new());
+        self.apply_audited_many(&[(target, repairs)], mode, undo_of).await?.pop().expect("one target in, one out")
+    }
+
+    /// The one apply path of repairs and undos: takes tokens from the rate limiter (the
+    /// bulk cap for a bootstrap), records the rows of every target `pending` in one
+    /// write (not for a bootstrap), writes each target with compare-and-set (targets
+    /// concurrently), settles an unclear outcome by reading the target again, and
+    /// records every outcome in one update. One audit round per batch rather than one
+    /// per target: each is a durable commit, and they were most of what a repair cost.
+    /// The outer `Err` when the audit log could not be written; an inner one when a
+    /// target failed and could not be read back either (its rows stay `pending` and are
+    /// resolved later).
+    pub async fn apply_audited_many(
+        &self,
+        groups: &[(&dyn Target, &[CellRepair])],
+        mode: &Mode,
+        undo_of: Option<u64>,
+    ) -> Result<Vec<Result<Vec<Applied>, StoreError>>, StoreError> {
+        let total: usize = groups.iter().map(|(_, r)| r.len()).sum();
+        if total == 0 {
+            return Ok(groups.iter().map(|_| Ok(Vec::new())).collect());
         }
         match (&self.bulk_limiter, mode.bootstrap) {
-            (Some(bulk), true) => bulk.acquire(repairs.len()).await,
+            (Some(bulk), true) => bulk.acquire(total).await,
             (None, true) => {}
-            (_, false) => self.limiter.acquire(repairs.len()).await,
+            (_, false) => self.limiter.acquire(total).await,
         }
-        let ids: Vec<Option<u64>> = if mode.bootstrap {
-            vec![None; repairs.len()]
+        let ids: Vec<Vec<Option<u64>>> = if mode.bootstrap {
+            groups.iter().map(|(_, r)| vec![None; r.len()]).collect()
         } else {
+            let named: Vec<(&str, &[CellRepair])> = groups.iter().map(|(t, r)| (t.name(), *r)).collect();
             self.audit
-                .record_pending(&mode.run_id, target.name(), mode.trigger, repairs, undo_of)
+                .record_pending(&mode.run_id, mode.trigger, &named, undo_of)
                 .await?
                 .into_iter()
-                .map(Some)
+                .map(|ids| ids.into_iter().map(Some).collect())
                 .collect()
         };
-        let (outcomes, failure) = match target.apply(repairs).await {
-            Ok(o) => (o, None),
-            Err(e) => {
-                tracing::warn!(target = target.name(), error = %e, "repair write failed; reading the target back");
-                (vec![ApplyOutcome::Unknown { reason: e.to_string() }; repairs.len()], Some(e))
-            }
-        };
-        let mut verdicts: Vec<Verdict> = outcomes
-            .into_iter()
-            .map(|o| match o {
-                ApplyOutcome::Applied { timestamp } => Verdict::Applied { timestamp },
-                ApplyOutcome::Conflict { .. } => Verdict::Conflict,
-                ApplyOutcome::Unknown { reason } => Verdict::Unknown { reason },
-            })
+        let settled = join_all(groups.iter().map(|(target, repairs)| write_and_settle(*target, repairs))).await;
+        let finished: Vec<Finished> = ids
+            .iter()
+            .zip(&settled)
+            .filter_map(|(ids, verdicts)| Some(ids.iter().zip(verdicts.as_ref().ok()?)))
+            .flatten()
+            .filter_map(|(id, v)| finished((*id)?, v))
             .collect();
-        let unknown: Vec<usize> =
-            (0..repairs.len()).filter(|&i| matches!(verdicts[i], Verdict::Unknown { .. })).collect();
-        if !unknown.is_empty() {
-            let goods: Vec<GoodsId> =
-                unknown.iter().map(|&i| repairs[i].goods_id).collect::<BTreeSet<_>>().into_iter().collect();
-            match target.read(&goods).await {
-                Ok(now) => {
-                    let now: HashMap<GoodsId, ObservedGoods> = goods.into_iter().zip(now).collect();
-                    for &i in &unknown {
-                        let v = verdict_from_read(&repairs[i], &now[&repairs[i].goods_id], false);
-                        count_resolved(target.name(), &v);
-                        verdicts[i] = v;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(target = target.name(), error = %e, "repair outcome unknown: rows left pending");
-                    if let Some(f) = failure {
-                        return Err(f);
-                    }
-                }
-            }
-        }
-        let finished: Vec<Finished> = ids.iter().zip(&verdicts).filter_map(|(id, v)| finished((*id)?, v)).collect();
         self.audit.finish(&finished).await?;
-        Ok(ids.into_iter().zip(verdicts).collect())
+        Ok(ids.into_iter().zip(settled).map(|(ids, verdicts)| Ok(ids.into_iter().zip(verdicts?).collect())).collect())
     }
 
     /// Resolves audit rows left `pending` by a crash, SIGTERM or an unreachable target:
@@ -537,6 +521,80 @@ impl Handler {
         }
         Ok(resolved)
     }
+}
+
+/// Writes one target's repairs with compare-and-set and settles each outcome: an
+/// unclear one (the write failed, or the store said nothing) by reading the target
+/// again. `Err` when the store failed and could not be read back either.
+async fn write_and_settle(target: &dyn Target, repairs: &[CellRepair]) -> Result<Vec<Verdict>, StoreError> {
+    if repairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (outcomes, failure) = match target.apply(repairs).await {
+        Ok(o) => (o, None),
+        Err(e) => {
+            tracing::warn!(target = target.name(), error = %e, "repair write failed; reading the target back");
+            (vec![ApplyOutcome::Unknown { reason: e.to_string() }; repairs.len()], Some(e))
+        }
+    };
+    let mut verdicts: Vec<Verdict> = outcomes
+        .into_iter()
+        .map(|o| match o {
+            ApplyOutcome::Applied { timestamp } => Verdict::Applied { timestamp },
+            ApplyOutcome::Conflict { .. } => Verdict::Conflict,
+            ApplyOutcome::Unknown { reason } => Verdict::Unknown { reason },
+        })
+        .collect();
+    let unknown: Vec<usize> = (0..repairs.len()).filter(|&i| matches!(verdicts[i], Verdict::Unknown { .. })).collect();
+    if !unknown.is_empty() {
+        let goods: Vec<GoodsId> =
+            unknown.iter().map(|&i| repairs[i].goods_id).collect::<BTreeSet<_>>().into_iter().collect();
+        match target.read(&goods).await {
+            Ok(now) => {
+                let now: HashMap<GoodsId, ObservedGoods> = goods.into_iter().zip(now).collect();
+                for &i in &unknown {
+                    let v = verdict_from_read(&repairs[i], &now[&repairs[i].goods_id], false);
+                    count_resolved(target.name(), &v);
+                    verdicts[i] = v;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target = target.name(), error = %e, "repair outcome unknown: rows left pending");
+                if let Some(f) = failure {
+                    return Err(f);
+                }
+            }
+        }
+    }
+    Ok(verdicts)
+}
+
+/// One target's part of a report from its applied repairs: repairs done, and the goods
+/// deferred (conflicts, writes that did not land, outcomes unknown), each once.
+fn report_of(target: &dyn Target, repairs: &[CellRepair], applied: Vec<Applied>) -> Report {
+    let mut report = Report::default();
+    let mut deferred = HashSet::new();
+    for (r, (id, verdict)) in repairs.iter().zip(applied) {
+        let reason = match verdict {
+            Verdict::Applied { .. } => {
+                report.repairs.push(RepairEntry {
+                    goods_id: r.goods_id,
+                    target: target.name().to_string(),
+                    activity_id: r.activity_id,
+                    kind: r.kind,
+                    repair_id: id,
+                });
+                continue;
+            }
+            Verdict::Conflict => "target value changed since the check; left for the next check".to_string(),
+            Verdict::NotApplied { reason } => format!("the write did not land ({reason}); left for the next check"),
+            Verdict::Unknown { reason } => format!("write outcome unknown ({reason}); audit row left pending"),
+        };
+        if deferred.insert(r.goods_id) {
+            report.deferred.push(DeferredEntry { goods_id: r.goods_id, target: target.name().to_string(), reason });
+        }
+    }
+    report
 }
 
 fn finished(id: u64, v: &Verdict) -> Option<Finished> {

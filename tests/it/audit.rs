@@ -74,6 +74,39 @@ async fn repair_ids_are_the_ids_mysql_assigned_whatever_the_increment() {
     }
 }
 
+/// A batch that drifted on several targets is audited in one round: its rows of every
+/// target are written by one INSERT (one `write_key`) and finished by one UPDATE, and
+/// each repair's id still names the row of its own target and goods (the code before
+/// made one round, three durable commits, per target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_audit_round_per_batch_across_targets_with_each_id_on_its_own_row() {
+    let env = TestEnv::new().await;
+    let goods = synced(&env, 51_000, 20).await;
+    let victims = &goods[..6];
+    corrupt(&env, "redis-a", victims);
+    corrupt(&env, "redis-b", &victims[..3]);
+    let mode = Mode::repair(TriggerKind::Operator, "t-one-round".into());
+    let report = run_goods(&env.app.handler, victims, &mode, &env.app.run_options(None)).await.unwrap();
+    assert_eq!(report.repairs.len(), 9, "{report:?}");
+    let audit = env.app.handler.audit();
+    for r in &report.repairs {
+        let row = audit.get(r.repair_id.unwrap()).await.unwrap().expect("the id names a row");
+        assert_eq!(
+            (row.target.as_str(), row.goods_id, row.activity_id, row.status.as_str()),
+            (r.target.as_str(), r.goods_id, r.activity_id, "applied")
+        );
+        assert!(row.after_ts.is_some(), "the timestamp written is recorded: {row:?}");
+    }
+    let keys: Vec<(i64,)> = sqlx::query_as(&format!(
+        "SELECT COUNT(DISTINCT write_key) FROM {}.reconcile_repair_log WHERE run_id = 't-one-round'",
+        env.db("act_meta")
+    ))
+    .fetch_all(env.app.pools.meta_pool())
+    .await
+    .unwrap();
+    assert_eq!(keys, vec![(1,)], "one INSERT round for both targets");
+}
+
 /// A store that writes and then fails (a timeout after the write landed), or fails
 /// without writing.
 struct Flaky {
@@ -158,8 +191,9 @@ async fn pending_rows_left_by_a_crash_are_resolved_when_the_next_run_starts() {
         let drift = model::diff::diff_goods(*g, &truth, held);
         plan.extend(model::repair_plan::plan_repairs(&truth, held, &drift));
     }
-    let ids =
-        env.app.handler.audit().record_pending("t-crashed", "redis-a", TriggerKind::Full, &plan, None).await.unwrap();
+    let audit_log = env.app.handler.audit();
+    let ids = audit_log.record_pending("t-crashed", TriggerKind::Full, &[("redis-a", &plan[..])], None).await.unwrap();
+    let ids = &ids[0];
     target.apply(&plan[..1]).await.unwrap();
     env.sql(&format!(
         "UPDATE {}.reconcile_repair_log SET created_at = NOW(3) - INTERVAL 10 MINUTE WHERE run_id = 't-crashed'",

@@ -328,9 +328,10 @@ pub struct KafkaConfig {
     /// (`default.replication.factor`). Existing topics are never changed.
     pub replication_factor: i32,
     /// Consumer session timeout: how soon the group notices a member that died without
-    /// leaving (kill -9, crash) and hands its partitions to the others. The default is
-    /// the smallest a stock Kafka broker accepts (`group.min.session.timeout.ms`); the
-    /// heartbeat goes every third of it.
+    /// leaving (kill -9, crash) and hands its partitions to the others; the heartbeat
+    /// goes every third of it. A stock Kafka broker accepts down to 6 s
+    /// (`group.min.session.timeout.ms`); see docs/configuration.md for why the default
+    /// is 10 s.
     pub session_timeout_ms: u64,
     /// Extra librdkafka settings for the jobs producer (e.g. `"batch.num.messages" =
     /// "1"` against a broker that cannot fetch from inside a record batch).
@@ -351,7 +352,7 @@ impl Default for KafkaConfig {
             trigger_group: "reconciler-dts".into(),
             partitions: 0,
             replication_factor: 0,
-            session_timeout_ms: 6_000,
+            session_timeout_ms: 10_000,
             producer_config: Default::default(),
             instance_id: None,
         }

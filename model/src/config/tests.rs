@@ -327,3 +327,14 @@ fn bad_key_activity_settings_are_named() {
     let e = Config::parse(&text, "t.toml", &no_env).unwrap_err().to_string();
     assert!(e.contains("colour"), "{e}");
 }
+
+#[test]
+fn a_retry_policy_with_neither_bound_is_refused() {
+    let both = format!("{CONTRACT_MINIMAL}\n[retry]\nmax_attempts = 0\ngive_up_after_ms = 0\n");
+    let e = Config::parse(&both, "t.toml", &no_env).err().expect("refused");
+    assert!(e.problems.iter().any(|p| p.contains("`retry.give_up_after_ms`") && p.contains("forever")), "{e:?}");
+    let count_only = format!("{CONTRACT_MINIMAL}\n[retry]\nmax_attempts = 5\ngive_up_after_ms = 0\n");
+    let c = Config::parse(&count_only, "t.toml", &no_env).unwrap();
+    assert_eq!((c.retry.max_attempts, c.retry.give_up_after_ms, c.retry.max_backoff_ms), (5, 0, 1_000));
+    assert_eq!((c.handler.max_rechecks, c.kafka.session_timeout_ms), (12, 10_000));
+}
