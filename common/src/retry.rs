@@ -166,7 +166,7 @@ mod tests {
                 }
             })
             .await;
-        let ok_at = r.ok().expect("the store came back within the time bound");
+        let Ok(ok_at) = r else { panic!("the store came back within the time bound") };
         assert!(
             ok_at - back_at <= Duration::from_millis(2_001),
             "first attempt after the store was back: {:?} late",

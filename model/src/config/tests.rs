@@ -331,7 +331,7 @@ fn bad_key_activity_settings_are_named() {
 #[test]
 fn a_retry_policy_with_neither_bound_is_refused() {
     let both = format!("{CONTRACT_MINIMAL}\n[retry]\nmax_attempts = 0\ngive_up_after_ms = 0\n");
-    let e = Config::parse(&both, "t.toml", &no_env).err().expect("refused");
+    let Err(e) = Config::parse(&both, "t.toml", &no_env) else { panic!("refused") };
     assert!(e.problems.iter().any(|p| p.contains("`retry.give_up_after_ms`") && p.contains("forever")), "{e:?}");
     let count_only = format!("{CONTRACT_MINIMAL}\n[retry]\nmax_attempts = 5\ngive_up_after_ms = 0\n");
     let c = Config::parse(&count_only, "t.toml", &no_env).unwrap();
