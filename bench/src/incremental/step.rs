@@ -1,8 +1,9 @@
 //! One step of the incremental phase: a set of changes offered at one rate.
 //!
 //! Each event is a real change of truth that the sync pipeline "lost": the bench raises
-//! one `activity_goods` row's price in MariaDB (batched UPDATEs per shard, every 100 ms)
-//! and leaves the targets alone, then produces the Canal flat message DTS would. The
+//! one `activity_goods` row's price in MariaDB (batched UPDATEs per shard, every 100 ms,
+//! each tick in a task of its own so slow acknowledgements do not slow the offer) and
+//! leaves the targets alone, then produces the Canal flat message DTS would. The
 //! service checks the goods after the stage delay and repairs it. The bench records when
 //! each change was committed and polls `redis-a` (pipelined `HGET`, every 50 ms) until
 //! the new price is there.
@@ -81,6 +82,48 @@ pub fn pick(
     changes
 }
 
+/// One tick's changes: the truth UPDATEs (one per shard), then the Canal event of each;
+/// when the truth was committed.
+async fn offer(
+    pools: &common::mysql::MysqlPools,
+    layout: &ShardLayout,
+    producer: &FutureProducer,
+    topic: &str,
+    changes: &[(GoodsId, ActivityId, i64)],
+) -> Result<Instant> {
+    let mut by_shard: std::collections::BTreeMap<u32, Vec<(GoodsId, ActivityId)>> = Default::default();
+    for &(g, aid, _) in changes {
+        by_shard.entry(layout.shard_of(g)).or_default().push((g, aid));
+    }
+    let updates = by_shard.iter().map(|(&s, pairs)| {
+        let shard = layout.shard(s);
+        let pairs: Vec<String> = pairs.iter().map(|(g, aid)| format!("({g},{aid})")).collect();
+        let sql = format!(
+            "UPDATE `{}`.{} SET activity_price = activity_price + 1 WHERE (goods_id, activity_id) IN ({})",
+            shard.database,
+            shard.goods_table,
+            pairs.join(",")
+        );
+        let pool = pools.shard_pool(shard.database_index).clone();
+        async move { sqlx::raw_sql(&sql).execute(&pool).await }
+    });
+    futures::future::try_join_all(updates).await?;
+    let at = Instant::now();
+    let sends = changes.iter().map(|&(g, aid, price)| {
+        let shard = layout.route(g);
+        let payload = canal(&shard.database, &shard.goods_table, g, aid, price);
+        let key = g.to_string();
+        async move {
+            producer
+                .send(FutureRecord::to(topic).key(&key).payload(&payload), Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| e)
+        }
+    });
+    futures::future::try_join_all(sends).await?;
+    Ok(at)
+}
+
 /// Offers `changes` at `rate` per second (truth UPDATE per shard, then the Canal event
 /// per change), follows every 10th to its repair, then waits for all of them.
 pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<Step> {
@@ -106,45 +149,30 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
     let deadline_after_last = Duration::from_millis(opts.stage_ms) + Duration::from_secs(60);
     let mut produced_all: Option<Instant> = None;
     let mut all_done: Option<Instant> = None;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Result<(usize, usize, Instant)>>();
+    let mut offered_count = 0usize;
     loop {
-        // Produce this tick's changes.
+        // Offer this tick's changes in a task of its own, so a slow commit or broker
+        // acknowledgement delays that tick only, not the ticks after it: the bench must
+        // be able to offer more than the service takes.
         if next < changes.len() && t0.elapsed() >= tick * tick_no {
             let end = (next + per_tick).min(changes.len());
-            let mut by_shard: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-            for (i, change) in changes.iter().enumerate().take(end).skip(next) {
-                by_shard.entry(layout.shard_of(change.goods)).or_default().push(i);
-            }
-            let updates = by_shard.iter().map(|(&s, idx)| {
-                let shard = layout.shard(s);
-                let pairs: Vec<String> =
-                    idx.iter().map(|&i| format!("({},{})", changes[i].goods, changes[i].aid)).collect();
-                let sql = format!(
-                    "UPDATE `{}`.{} SET activity_price = activity_price + 1 WHERE (goods_id, activity_id) IN ({})",
-                    shard.database,
-                    shard.goods_table,
-                    pairs.join(",")
-                );
-                let pool = pools.shard_pool(shard.database_index).clone();
-                async move { sqlx::raw_sql(&sql).execute(&pool).await }
+            let tick_changes: Vec<(GoodsId, ActivityId, i64)> =
+                changes[next..end].iter().map(|c| (c.goods, c.aid, c.price)).collect();
+            let (first, done) = (next, done_tx.clone());
+            let (producer, topic, layout) = (producer.clone(), topic.clone(), layout.clone());
+            let pools = pools.clone();
+            tokio::spawn(async move {
+                let offered = offer(&pools, &layout, &producer, &topic, &tick_changes).await;
+                let _ = done.send(offered.map(|at| (first, first + tick_changes.len(), at)));
             });
-            futures::future::try_join_all(updates).await?;
-            let at = Instant::now();
-            let sends = (next..end).map(|i| {
-                let c = &changes[i];
-                let shard = layout.route(c.goods);
-                let payload = canal(&shard.database, &shard.goods_table, c.goods, c.aid, c.price);
-                let key = c.goods.to_string();
-                let producer = producer.clone();
-                let topic = topic.clone();
-                async move {
-                    producer
-                        .send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(10))
-                        .await
-                        .map_err(|(e, _)| e)
-                }
-            });
-            futures::future::try_join_all(sends).await?;
-            for (i, c) in changes.iter_mut().enumerate().take(end).skip(next) {
+            next = end;
+            tick_no += 1;
+        }
+        // Ticks whose changes are committed and produced.
+        while let Ok(offered) = done_rx.try_recv() {
+            let (from, to, at) = offered?;
+            for (i, c) in changes.iter_mut().enumerate().take(to).skip(from) {
                 c.at = Some(at);
                 // Latency is sampled on every 10th change (polling all of them would load
                 // Redis and this machine's CPU); completeness is checked on all at the end.
@@ -152,9 +180,8 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
                     pending.push(i);
                 }
             }
-            next = end;
-            tick_no += 1;
-            if next == changes.len() {
+            offered_count += to - from;
+            if offered_count == changes.len() {
                 produced_all = Some(Instant::now());
             }
         }
