@@ -392,9 +392,9 @@ impl Handler {
     }
 
     /// [`apply`](Self::apply) for several targets at once, with one audit round for all
-    /// of them (see [`apply_audited_many`](Self::apply_audited_many)). `Err` when the
+    /// of them (see `apply_audited_many`). `Err` when the
     /// audit log could not be written; otherwise one result per target, in order.
-    pub async fn apply_many(
+    async fn apply_many(
         &self,
         plans: &[(&dyn Target, Vec<CellRepair>)],
         mode: &Mode,
@@ -409,7 +409,7 @@ impl Handler {
     }
 
     /// The one apply path of repairs and undos, for one target: see
-    /// [`apply_audited_many`](Self::apply_audited_many).
+    /// `apply_audited_many`.
     pub async fn apply_audited(
         &self,
         target: &dyn Target,
@@ -425,11 +425,12 @@ impl Handler {
     /// write (not for a bootstrap), writes each target with compare-and-set (targets
     /// concurrently), settles an unclear outcome by reading the target again, and
     /// records every outcome in one update. One audit round per batch rather than one
-    /// per target: each is a durable commit, and they were most of what a repair cost.
+    /// per target: each statement is a durable commit (no throughput change measured on
+    /// the bench's machine, see BENCHMARKS.md).
     /// The outer `Err` when the audit log could not be written; an inner one when a
     /// target failed and could not be read back either (its rows stay `pending` and are
     /// resolved later).
-    pub async fn apply_audited_many(
+    async fn apply_audited_many(
         &self,
         groups: &[(&dyn Target, &[CellRepair])],
         mode: &Mode,
