@@ -3,6 +3,7 @@
 //! `triggers` crates; this crate only connects them.
 
 pub mod admin_client;
+pub mod alloc;
 pub mod app;
 pub mod cli;
 pub mod commands;

@@ -8,28 +8,9 @@ use clap::Parser;
 use reconciler::app::exit;
 use reconciler::cli::{Cli, LogFormat};
 
-/// mimalloc: flat memory whatever the number of goods (glibc's per-thread arenas grew
-/// with the run), and less CPU per allocation (see BENCHMARKS.md).
+/// The allocator of every process this binary runs; tuned in `main` (see `reconciler::alloc`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-extern "C" {
-    fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-}
-
-/// mimalloc (v3) options: commit arena memory on demand and return freed pages at once.
-/// With the defaults, arenas committed eagerly in transparent huge pages made the peak
-/// RSS of a full run 80-230 MB; with these, ~40-70 MB (see BENCHMARKS.md).
-fn tune_allocator() {
-    const ARENA_EAGER_COMMIT: std::os::raw::c_int = 4; // mi_option_arena_eager_commit
-    const PURGE_DELAY: std::os::raw::c_int = 15; // mi_option_purge_delay
-
-    // SAFETY: mimalloc's documented option setter, called before any thread starts.
-    unsafe {
-        mi_option_set(ARENA_EAGER_COMMIT, 0);
-        mi_option_set(PURGE_DELAY, 0);
-    }
-}
 
 /// Logs go to stderr: readable text (colour only on a terminal, never in files or
 /// journald) or one JSON object per line for log pipelines. `RECONCILER_LOG` sets the
@@ -46,7 +27,7 @@ fn init_logs(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    reconciler::alloc::tune();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -36,6 +36,7 @@ use model::job::TriggerKind;
 use model::report::Report;
 use reconciler::app::App;
 
+/// The reconciler binary's allocator, tuned as it tunes it (`reconciler::alloc`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -127,6 +128,7 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    reconciler::alloc::tune();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BENCH_LOG").unwrap_or_else(|_| "warn,sqlx=error".into()),
