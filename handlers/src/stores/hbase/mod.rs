@@ -75,9 +75,15 @@ impl Target for HbaseStore {
 
     async fn read(&self, goods: &[GoodsId]) -> Result<Vec<ObservedGoods>, StoreError> {
         let keys: Vec<Vec<u8>> = goods.iter().map(|&g| hbase_row_key(g).into_bytes()).collect();
-        let rows = self.read_rows(keys.clone()).await?;
-        // `get`, not `remove`: a goods named twice must read the same row twice.
-        Ok(keys.iter().map(|k| rows.get(k).cloned().unwrap_or_default()).collect())
+        let mut rows = self.read_rows(keys.clone()).await?;
+        // Each row is moved out, not cloned (a row's cells are most of a batch's
+        // memory); a goods named twice reads the same row twice, so then every row is
+        // cloned.
+        let distinct = goods.iter().collect::<std::collections::HashSet<_>>().len() == goods.len();
+        Ok(keys
+            .iter()
+            .map(|k| if distinct { rows.remove(k) } else { rows.get(k).cloned() }.unwrap_or_default())
+            .collect())
     }
 
     async fn apply(&self, repairs: &[CellRepair]) -> Result<Vec<ApplyOutcome>, StoreError> {
