@@ -110,29 +110,45 @@ impl TruthReader {
         ids: &[GoodsId],
         per_shard: Vec<(queries::Rows<GoodsRow>, queries::Rows<SkuRow>)>,
     ) -> Result<TruthBatch, StoreError> {
-        let aids: HashSet<ActivityId> =
+        let mut aids: Vec<ActivityId> =
             per_shard.iter().flat_map(|((g, _), _)| g.iter().map(|r| r.activity_id)).collect();
-        let (activities, bad_activities) = self.activity_rows(&aids.into_iter().collect::<Vec<_>>()).await?;
+        aids.sort_unstable();
+        aids.dedup();
+        let (activities, bad_activities) = self.activity_rows(&aids).await?;
 
         let mut unusable: HashMap<GoodsId, String> = HashMap::new();
-        let mut by_goods: HashMap<GoodsId, (Vec<GoodsRow>, Vec<SkuRow>)> =
-            ids.iter().map(|&id| (id, Default::default())).collect();
-        for ((goods, bad_goods), (skus, bad_skus)) in per_shard {
-            for r in goods {
-                if let Some(why) = bad_activities.get(&r.activity_id) {
-                    unusable.entry(r.goods_id).or_insert_with(|| why.clone());
-                }
-                by_goods.entry(r.goods_id).or_default().0.push(r);
-            }
-            for s in skus {
-                by_goods.entry(s.goods_id).or_default().1.push(s);
-            }
+        let (mut goods, mut skus): (Vec<GoodsRow>, Vec<SkuRow>) = (Vec::new(), Vec::new());
+        for ((goods_rows, bad_goods), (sku_rows, bad_skus)) in per_shard {
+            goods.extend(goods_rows);
+            skus.extend(sku_rows);
             for (goods_id, why) in bad_goods.into_iter().chain(bad_skus) {
                 unusable.entry(goods_id).or_insert(why);
             }
         }
-        let truth =
-            by_goods.into_iter().map(|(id, (goods, skus))| (id, project_goods(&goods, &skus, &activities))).collect();
+        for r in &goods {
+            if let Some(why) = bad_activities.get(&r.activity_id) {
+                unusable.entry(r.goods_id).or_insert_with(|| why.clone());
+            }
+        }
+        // Rows grouped by goods with one sort each (no per-goods lists): each goods'
+        // rows are then one slice of either.
+        goods.sort_unstable_by_key(|r| r.goods_id);
+        skus.sort_unstable_by_key(|s| s.goods_id);
+        let rows_of = |g: GoodsId| {
+            let gl = goods.partition_point(|r| r.goods_id < g);
+            let gh = gl + goods[gl..].partition_point(|r| r.goods_id == g);
+            let sl = skus.partition_point(|s| s.goods_id < g);
+            let sh = sl + skus[sl..].partition_point(|s| s.goods_id == g);
+            (gl..gh, sl..sh)
+        };
+        let mut truth: HashMap<GoodsId, GoodsTruth> = HashMap::with_capacity(ids.len());
+        for &id in ids {
+            if truth.contains_key(&id) {
+                continue;
+            }
+            let (g, k) = rows_of(id);
+            truth.insert(id, project_goods(&goods[g], &skus[k], &activities));
+        }
         Ok(TruthBatch { truth, unusable })
     }
 
