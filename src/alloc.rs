@@ -37,3 +37,26 @@ pub fn tune() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The options read back from mimalloc are the tuning's, unless mimalloc's own
+    /// environment set them.
+    #[test]
+    fn tune_sets_the_options_unless_mimallocs_environment_does() {
+        tune();
+        // SAFETY: mimalloc's documented option getter.
+        let (purge, eager) = unsafe {
+            (libmimalloc_sys::mi_option_get(PURGE_DELAY), libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT))
+        };
+        match std::env::var("MIMALLOC_PURGE_DELAY") {
+            Ok(v) => assert_eq!(purge.to_string(), v),
+            Err(_) => assert_eq!(purge, PURGE_DELAY_MS),
+        }
+        if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+            assert_eq!(eager, 0);
+        }
+    }
+}
