@@ -237,9 +237,9 @@ pub fn bucket_key(goods_id: GoodsId) -> String {
 }
 
 /// A bundle: several jobs in one Kafka record, as a JSON array of job objects. The
-/// publisher bundles the single-goods jobs of one key bucket that it is given within a
-/// few milliseconds, so a stream of changes costs the broker one record per bundle
-/// instead of one per goods.
+/// publisher bundles the single-goods jobs it is given within a few milliseconds whose
+/// buckets go to one partition, so a stream of changes costs the broker one record per
+/// bundle instead of one per goods.
 pub fn encode_bundle(jobs: &[Job]) -> Vec<u8> {
     serde_json::to_vec(jobs).expect("job serialization cannot fail")
 }

@@ -29,7 +29,11 @@ async fn unacked_jobs_are_redelivered_to_the_next_consumer_of_the_group() {
     // One record per batch: Tansu can not fetch from inside a multi-record batch, which a
     // restart from a committed mid-batch offset needs (see scripts/kafka.sh).
     let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
-    publisher.publish(&jobs(1..11)).await.unwrap();
+    // One publish after another: each job in a record of its own (jobs published
+    // together would share a bundle record, redelivered whole).
+    for job in jobs(1..11) {
+        publisher.publish(&[job]).await.unwrap();
+    }
 
     let mut first = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
     let mut held = Vec::new();
@@ -254,4 +258,57 @@ async fn jobs_published_together_travel_in_bundles_and_a_bundle_is_redelivered_u
     }
     assert!(siblings.is_subset(&again), "the whole unfinished bundle comes again");
     second.shutdown().await;
+}
+
+/// The bundler puts a bucket's jobs on the partition Kafka's default partitioner gives
+/// the bucket key: checked against librdkafka itself, keyed records without a partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buckets_partition_is_the_one_the_default_partitioner_gives_its_key() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let brokers = ensure_broker();
+    let topic = format!("partitioner-{}", suffix());
+    create_topics(&brokers, &[&topic], 16).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("batch.num.messages", "1")
+        .create()
+        .unwrap();
+    for goods in 0..64u64 {
+        let key = model::job::bucket_key(goods);
+        let partition = producer
+            .send(FutureRecord::to(&topic).key(&key).payload("x"), Duration::from_secs(10))
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap()
+            .partition;
+        assert_eq!(partition, triggers::bus::kafka::publisher::partition_of(&key, 16), "key {key}");
+    }
+}
+
+/// Jobs of many buckets published together share one record per partition, each on its
+/// bucket's partition (one job per bucket: bundling by bucket would need 300 records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_many_buckets_are_bundled_per_partition_each_on_its_buckets_partition() {
+    let brokers = ensure_broker();
+    let s = suffix();
+    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
+    create_topics(&brokers, &[&topic, &dlq], 2).await;
+    let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
+    let all: Vec<Job> = (0..300u64).map(|g| Job::new(g, TriggerKind::Dts, format!("j{g}"))).collect();
+    futures::future::try_join_all(all.iter().map(|j| publisher.publish(std::slice::from_ref(j)))).await.unwrap();
+    let records = records_in(&brokers, &topic, 2);
+    assert!(records <= 10, "300 jobs of 300 buckets published at once: {records} records");
+
+    let mut consumer = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
+    let mut seen = BTreeSet::new();
+    for _ in 0..300 {
+        let d = next(&mut consumer).await;
+        let partition = d.ack.position().map(|(_, p, _)| p).unwrap();
+        let bucket = model::job::bucket_key(d.job.goods_id);
+        assert_eq!(partition, triggers::bus::kafka::publisher::partition_of(&bucket, 2), "goods {}", d.job.goods_id);
+        seen.insert(d.job.goods_id);
+        d.ack.ack();
+    }
+    assert_eq!(seen.len(), 300, "every job delivered once");
+    consumer.shutdown().await;
 }

@@ -1,10 +1,16 @@
 //! The Kafka job publisher. Single-goods jobs are keyed by their goods' bucket
 //! ([`model::job::bucket_key`]: one goods, one partition) and **bundled**: jobs handed to
-//! `publish` by any caller within [`LINGER`] are grouped by bucket into bundle records
-//! of at most [`BUNDLE_MAX`] jobs (a JSON array, see [`model::job::encode_bundle`]), so a
-//! stream of changes costs the broker one record per bundle rather than one per goods.
-//! Other jobs (batch jobs of distributed runs) go as one record each, keyed by
-//! [`Job::key`]. `publish` returns after the broker acknowledged every record holding
+//! `publish` by any caller within [`LINGER`] are grouped by the partition their bucket
+//! goes to into bundle records of at most [`BUNDLE_MAX`] jobs (a JSON array, see
+//! [`model::job::encode_bundle`]), so a stream of changes costs the broker one record
+//! per partition and linger rather than one per goods. A bucket's partition is the one
+//! Kafka's default partitioner gives its key ([`partition_of`]: librdkafka's
+//! `consistent_random`, CRC-32 of the key modulo the topic's partitions), so a goods
+//! lands on the same partition whether its job travels alone, keyed by its bucket, or in
+//! a bundle, which names its partition explicitly (key `p<partition>`). While the
+//! topic's partition count is unknown (no metadata), bundles hold one bucket each and are
+//! keyed by it. Other jobs (batch jobs of distributed runs) go as one record each, keyed
+//! by [`Job::key`]. `publish` returns after the broker acknowledged every record holding
 //! the caller's jobs.
 //!
 //! Each bundle is one record, so the one-record-per-batch producer setting Tansu needs
@@ -12,21 +18,35 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::{join_all, try_join_all};
 use model::job::{bucket_key, encode_bundle, Job, BUNDLE_MAX, JOB_VERSION};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::JobPublisher;
 use crate::error::{Result, TriggerError};
 
-/// How long the bundler waits for more jobs after the first of a bundle arrives.
-pub const LINGER: Duration = Duration::from_millis(5);
+/// How long the bundler waits for more jobs after the first of a bundle arrives. Jobs
+/// carry their own due time (`not_before_ms`), so the wait delays no check; it bounds
+/// the job records to (partitions / LINGER) per second however many jobs are published.
+pub const LINGER: Duration = Duration::from_millis(20);
+
+/// How long a topic's partition count is trusted before the bundler asks again (a
+/// failed lookup is retried after [`PARTITIONS_RETRY`]).
+const PARTITIONS_TTL: Duration = Duration::from_secs(60);
+const PARTITIONS_RETRY: Duration = Duration::from_secs(5);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The partition Kafka's default partitioner (librdkafka's `consistent_random`) gives a
+/// non-empty `key` among `partitions`: CRC-32 of the key, modulo the count.
+pub fn partition_of(key: &str, partitions: i32) -> i32 {
+    (crc32fast::hash(key.as_bytes()) % partitions.max(1) as u32) as i32
+}
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,14 +92,19 @@ impl KafkaPublisher {
         })
     }
 
-    /// Sends one record and waits for the broker's acknowledgement.
+    /// Sends one record (to `partition`, or where its key goes) and waits for the
+    /// broker's acknowledgement.
     async fn send(
         producer: &FutureProducer,
         topic: &str,
         key: &str,
+        partition: Option<i32>,
         payload: &[u8],
     ) -> std::result::Result<(), KafkaError> {
-        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         producer.send(record, Timeout::After(SEND_TIMEOUT)).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }
@@ -88,10 +113,13 @@ impl KafkaPublisher {
 impl JobPublisher for KafkaPublisher {
     async fn publish(&self, jobs: &[Job]) -> Result<()> {
         let (single, bundled): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| j.v != JOB_VERSION);
-        let singles = try_join_all(single.iter().map(|job| {
-            let (key, payload) = (job.key(), job.encode());
-            async move { Self::send(&self.producer, &self.topic, &key, &payload).await.map_err(TriggerError::from) }
-        }));
+        let singles =
+            try_join_all(single.iter().map(|job| {
+                let (key, payload) = (job.key(), job.encode());
+                async move {
+                    Self::send(&self.producer, &self.topic, &key, None, &payload).await.map_err(TriggerError::from)
+                }
+            }));
         let bundles = async {
             if bundled.is_empty() {
                 return Ok(());
@@ -112,9 +140,11 @@ impl JobPublisher for KafkaPublisher {
 }
 
 /// Collects pending publishes for [`LINGER`] after the first (or until a full bundle's
-/// worth per bucket is reached), then sends their bundles in a task of their own and
+/// worth per partition is reached), then sends their bundles in a task of their own and
 /// goes on collecting.
 async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Receiver<Pending>) {
+    // The topic's partition count, and when it was looked up.
+    let mut partitions: Option<(Option<i32>, Instant)> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let mut jobs = batch[0].jobs.len();
@@ -128,41 +158,70 @@ async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Rece
                 Ok(None) | Err(_) => break,
             }
         }
-        tokio::spawn(flush(producer.clone(), topic.clone(), batch));
+        let stale = partitions
+            .is_none_or(|(known, at)| at.elapsed() > if known.is_some() { PARTITIONS_TTL } else { PARTITIONS_RETRY });
+        if stale {
+            partitions = Some((partition_count(&producer, &topic).await, Instant::now()));
+        }
+        tokio::spawn(flush(producer.clone(), topic.clone(), partitions.and_then(|(n, _)| n), batch));
     }
 }
 
-/// Sends the bundles of `batch` and tells every caller whether all of its jobs are out.
-async fn flush(producer: FutureProducer, topic: String, batch: Vec<Pending>) {
-    // Buckets in the order their first job came (one partition keeps its callers' order):
-    // (bucket key, [(job, caller index)]).
-    let mut by_bucket: Vec<(String, Vec<(Job, usize)>)> = Vec::new();
+/// The topic's partition count from the broker's metadata; `None` when it can not be
+/// read (broker away, topic not there yet).
+async fn partition_count(producer: &FutureProducer, topic: &str) -> Option<i32> {
+    let (producer, topic) = (producer.clone(), topic.to_string());
+    let lookup = tokio::task::spawn_blocking(move || {
+        let metadata = producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT).ok()?;
+        let found = metadata.topics().iter().find(|t| t.name() == topic)?;
+        let n = found.partitions().len() as i32;
+        (found.error().is_none() && n > 0).then_some(n)
+    });
+    lookup.await.ok().flatten()
+}
+
+/// Sends the bundles of `batch` (one group per partition when `partitions` is known,
+/// else per bucket) and tells every caller whether all of its jobs are out.
+async fn flush(producer: FutureProducer, topic: String, partitions: Option<i32>, batch: Vec<Pending>) {
+    // Groups in the order their first job came (one partition keeps its callers' order):
+    // (record key, partition, [(job, caller index)]).
+    let mut groups: Vec<(String, Option<i32>, Vec<(Job, usize)>)> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut callers = Vec::with_capacity(batch.len());
     for (i, p) in batch.into_iter().enumerate() {
         for job in p.jobs {
-            let key = bucket_key(job.goods_id);
-            let at = *index.entry(key.clone()).or_insert_with(|| {
-                by_bucket.push((key, Vec::new()));
-                by_bucket.len() - 1
-            });
-            by_bucket[at].1.push((job, i));
+            let bucket = bucket_key(job.goods_id);
+            let (key, partition) = match partitions {
+                Some(n) => {
+                    let p = partition_of(&bucket, n);
+                    (format!("p{p}"), Some(p))
+                }
+                None => (bucket, None),
+            };
+            let at = match index.get(&key) {
+                Some(&at) => at,
+                None => {
+                    groups.push((key.clone(), partition, Vec::new()));
+                    index.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            groups[at].2.push((job, i));
         }
         callers.push(p.done);
     }
     let mut failed: Vec<Option<KafkaError>> = vec![None; callers.len()];
-    let mut records: Vec<(&str, Vec<u8>, Vec<usize>)> = Vec::new();
-    for (key, jobs) in &by_bucket {
-        let key = key.as_str();
+    let mut records: Vec<(&str, Option<i32>, Vec<u8>, Vec<usize>)> = Vec::new();
+    for (key, partition, jobs) in &groups {
         for chunk in jobs.chunks(BUNDLE_MAX) {
             let owned: Vec<Job> = chunk.iter().map(|(j, _)| j.clone()).collect();
             let payload = if owned.len() == 1 { owned[0].encode() } else { encode_bundle(&owned) };
-            records.push((key, payload, chunk.iter().map(|(_, i)| *i).collect()));
+            records.push((key.as_str(), *partition, payload, chunk.iter().map(|(_, i)| *i).collect()));
         }
     }
-    let sends = records.iter().map(|(key, payload, who)| {
+    let sends = records.iter().map(|(key, partition, payload, who)| {
         let (producer, topic) = (&producer, &topic);
-        async move { (who, KafkaPublisher::send(producer, topic, key, payload).await) }
+        async move { (who, KafkaPublisher::send(producer, topic, key, *partition, payload).await) }
     });
     for (who, result) in join_all(sends).await {
         if let Err(e) = result {
