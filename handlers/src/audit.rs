@@ -14,6 +14,8 @@
 //! repair cannot be undone from the log; everything else about it is recorded), and rows
 //! go in statements of at most [`STATEMENT_BYTES`], below any `max_allowed_packet`.
 
+use std::fmt::Write as _;
+
 use model::job::TriggerKind;
 use model::repair_plan::{CellRepair, CellWrite};
 use model::schema::REPAIR_LOG_TABLE;
@@ -234,14 +236,24 @@ impl AuditLog {
         if rows.is_empty() {
             return Ok(());
         }
-        // One statement, so one durable commit, for the whole batch.
-        let status: String = rows.iter().map(|r| format!(" WHEN {} THEN '{}'", r.id, r.status)).collect();
-        let ts: String = rows.iter().filter_map(|r| Some(format!(" WHEN {} THEN {}", r.id, r.after_ts?))).collect();
-        let after_ts =
-            if ts.is_empty() { String::new() } else { format!(", after_ts = CASE id{ts} ELSE after_ts END") };
-        let ids: Vec<String> = rows.iter().map(|r| r.id.to_string()).collect();
-        let sql =
-            format!("UPDATE {} SET status = CASE id{status} END{after_ts} WHERE id IN ({})", self.table, ids.join(","));
+        // One statement, so one durable commit, for the whole batch: the outcomes as a
+        // derived table (`SELECT .. UNION ALL SELECT ..`, understood by MySQL and MariaDB
+        // alike) joined to the log by primary key. A `CASE id WHEN ..` per column costs
+        // the server a scan of every WHEN for each row updated: at 600 rows, 10-11 ms
+        // against 6 ms this way (BENCHMARKS.md).
+        let mut outcomes = String::new();
+        for (i, r) in rows.iter().enumerate() {
+            let ts = r.after_ts.map_or_else(|| "NULL".to_string(), |ts| ts.to_string());
+            let _ = match i {
+                0 => write!(outcomes, "SELECT {} AS id, '{}' AS status, {ts} AS after_ts", r.id, r.status),
+                _ => write!(outcomes, " UNION ALL SELECT {}, '{}', {ts}", r.id, r.status),
+            };
+        }
+        let sql = format!(
+            "UPDATE {} AS l JOIN ({outcomes}) AS f ON l.id = f.id \
+             SET l.status = f.status, l.after_ts = COALESCE(f.after_ts, l.after_ts)",
+            self.table
+        );
         sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
         Ok(())
     }

@@ -231,3 +231,36 @@ async fn undo_goes_through_the_rate_cap_and_records_its_outcome() {
     let row = env.app.handler.audit().get(id).await.unwrap().unwrap();
     assert_eq!((row.kind.as_str(), row.status.as_str()), ("undo", "applied"));
 }
+
+/// Finishing a batch gives each row its own outcome and written timestamp, and leaves
+/// `after_ts` alone where none is given, whatever the order (the first row without one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_a_batch_gives_each_row_its_own_outcome() {
+    use handlers::audit::Finished;
+    use model::diff::DriftKind;
+    use model::repair_plan::CellWrite;
+    let env = TestEnv::new().await;
+    let audit = AuditLog::new(env.app.pools.meta_pool().clone(), &env.config().layout().meta_database());
+    let repairs: Vec<CellRepair> = (0..5u64)
+        .map(|i| CellRepair {
+            goods_id: 70_000 + i,
+            activity_id: Some(i + 1),
+            qualifier: (i + 1).to_string().into_bytes(),
+            kind: DriftKind::Stale,
+            expected: None,
+            write: CellWrite::Put { value: b"{}".to_vec(), ver: 1_000 + i as i64 },
+        })
+        .collect();
+    let ids = audit.record_pending("t-finish", TriggerKind::Operator, &[("redis-a", &repairs)], None).await.unwrap();
+    let ids = &ids[0];
+    let outcomes =
+        [("conflict", None), ("applied", Some(2_001)), ("failed", None), ("applied", Some(2_003)), ("applied", None)];
+    let finished: Vec<Finished> =
+        ids.iter().zip(outcomes).map(|(&id, (status, after_ts))| Finished { id, status, after_ts }).collect();
+    audit.finish(&finished).await.unwrap();
+    for (i, (&id, (status, after_ts))) in ids.iter().zip(outcomes).enumerate() {
+        let row = audit.get(id).await.unwrap().expect("the row");
+        assert_eq!(row.status, status, "row {i}");
+        assert_eq!(row.after_ts, Some(after_ts.unwrap_or(1_000 + i as i64)), "row {i}");
+    }
+}

@@ -274,3 +274,16 @@ async fn goods_zero_is_reached_by_full_and_activity_runs() {
     assert_eq!(report.repairs.len(), 1, "{report:?}");
     assert_equal_to_truth(&env, &[0]).await;
 }
+
+/// Truth sessions estimate `goods_id IN (..)` lists from index statistics instead of an
+/// index dive per id (`common::mysql`): a batch would otherwise descend the index twice
+/// per goods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truth_sessions_do_not_dive_into_the_index_per_listed_id() {
+    let env = TestEnv::new().await;
+    let (limit,): (u64,) = sqlx::query_as("SELECT @@SESSION.eq_range_index_dive_limit")
+        .fetch_one(env.app.pools.shard_pool(0))
+        .await
+        .unwrap();
+    assert_eq!(limit, 1);
+}
