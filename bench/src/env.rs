@@ -199,9 +199,9 @@ pub async fn machine(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
     ]
 }
 
-/// Peak RSS (VmHWM, kB) of the servers the run used, since each started: MariaDB,
-/// the Redis on 6379 and the Kafka broker (Tansu), found by process name.
-pub fn server_peaks() -> Vec<(String, u64)> {
+/// The servers of a run, found by process name: `mariadbd` (or `mysqld`), `tansu`, the
+/// `redis-server` on 6379 and the HBase emulator, as (short name, pid).
+pub fn server_pids() -> Vec<(&'static str, u32)> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return out };
     for entry in dir.flatten() {
@@ -214,17 +214,69 @@ pub fn server_peaks() -> Vec<(String, u64)> {
             .collect();
         let Some(exe) = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()) else { continue };
         let name = match exe.as_str() {
-            "mariadbd" | "mysqld" => "MariaDB (`mariadbd`, since it started)".to_string(),
-            "tansu" => "Kafka broker (Tansu, since it started)".to_string(),
-            e if e.starts_with("redis-server") && args.iter().any(|a| a.ends_with(":6379") || a == "6379") => {
-                "Redis 6379 (`redis-server`, since it started; redis-a and redis-b)".to_string()
-            }
+            "mariadbd" | "mysqld" => "MariaDB",
+            "tansu" => "Tansu",
+            e if e.starts_with("redis-server") && args.iter().any(|a| a.ends_with(":6379") || a == "6379") => "Redis",
+            _ if args.iter().any(|a| a == "hbase-emulator") => "HBase emulator",
+            _ => continue,
+        };
+        out.push((name, pid));
+    }
+    out.sort();
+    out
+}
+
+/// Peak RSS (VmHWM, kB) of the servers the run used, since each started: MariaDB,
+/// the Redis on 6379 and the Kafka broker (Tansu).
+pub fn server_peaks() -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (name, pid) in server_pids() {
+        let label = match name {
+            "MariaDB" => "MariaDB (`mariadbd`, since it started)",
+            "Tansu" => "Kafka broker (Tansu, since it started)",
+            "Redis" => "Redis 6379 (`redis-server`, since it started; redis-a and redis-b)",
             _ => continue,
         };
         if let Some(kb) = vm_hwm_kb(pid) {
-            out.push((name, kb));
+            out.push((label.to_string(), kb));
         }
     }
     out.sort();
     out
+}
+
+/// CPU time (user + system) a process has used so far, seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces): state is the first, utime the
+    // 12th and stime the 13th (fields 14 and 15 of proc(5)).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(ticks as f64 / hz)
+}
+
+#[cfg(test)]
+mod tests {
+    fn process_cpu_clock() -> f64 {
+        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    }
+
+    /// /proc's count of the bench's own CPU time agrees with the process CPU clock (to
+    /// a few 10 ms clock ticks) over 0.3 s of burned CPU, however loaded the machine.
+    #[test]
+    fn cpu_seconds_counts_what_a_process_burns() {
+        let me = std::process::id();
+        let (before, clock_before) = (super::cpu_seconds(me).expect("own /proc stat"), process_cpu_clock());
+        let mut x = 0u64;
+        while process_cpu_clock() - clock_before < 0.3 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let (used, clock_used) = (super::cpu_seconds(me).unwrap() - before, process_cpu_clock() - clock_before);
+        assert!((used - clock_used).abs() < 0.05, "/proc counted {used} s, the CPU clock {clock_used} s");
+    }
 }

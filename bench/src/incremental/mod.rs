@@ -48,6 +48,9 @@ pub struct Step {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub unrepaired: u64,
+    /// CPU time per event of each process over the step (offer to last repair), µs:
+    /// what the step cost whom.
+    pub cpu_us_per_event: Vec<(String, f64)>,
 }
 
 impl Step {
@@ -68,7 +71,16 @@ impl Step {
             self.max_ms,
             self.unrepaired,
             if self.holds() { "holds" } else { "does not hold" }
-        )
+        ) + &self.cpu()
+    }
+
+    /// `; CPU per event: MariaDB 120 µs, ...`, largest first (empty when not measured).
+    fn cpu(&self) -> String {
+        if self.cpu_us_per_event.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self.cpu_us_per_event.iter().map(|(who, us)| format!("{who} {us:.0} µs")).collect();
+        format!("; CPU per event: {}", parts.join(", "))
     }
 }
 
@@ -84,6 +96,15 @@ impl Ceiling {
     pub fn best(&self) -> Option<&Step> {
         self.steps.iter().filter(|s| s.holds()).max_by_key(|s| s.offered)
     }
+}
+
+/// The processes an incremental step loads: the servers, `reconciler serve`, the bench.
+fn cpu_processes(serve: u32) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> =
+        crate::env::server_pids().into_iter().map(|(name, pid)| (name.to_string(), pid)).collect();
+    out.push(("serve".into(), serve));
+    out.push(("bench".into(), std::process::id()));
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -125,7 +146,19 @@ pub async fn run(
         if (changes.len() as u64) < offered * opts.seconds {
             break; // the universe has too few untouched goods left for this step
         }
-        let s = step::run(&ctx, changes, offered).await?;
+        let processes = cpu_processes(service.0.id());
+        let before: Vec<Option<f64>> = processes.iter().map(|(_, pid)| crate::env::cpu_seconds(*pid)).collect();
+        let mut s = step::run(&ctx, changes, offered).await?;
+        let mut cpu: Vec<(String, f64)> = processes
+            .iter()
+            .zip(before)
+            .filter_map(|((who, pid), before)| {
+                let used = crate::env::cpu_seconds(*pid)? - before?;
+                Some((who.clone(), used * 1e6 / s.events.max(1) as f64))
+            })
+            .collect();
+        cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
+        s.cpu_us_per_event = cpu;
         progress(&s);
         let held = s.holds();
         steps.push(s);
