@@ -60,18 +60,67 @@ pub struct Finding {
 }
 
 /// The finding of `report` for `goods` on `target` (a target the report says is
-/// unreachable is neither consistent nor drifted).
+/// unreachable is neither consistent nor drifted). For many goods of one report, index
+/// it once with [`Findings`].
 pub fn finding(report: &Report, goods: GoodsId, target: &str) -> Finding {
-    if report.unreachable.iter().any(|t| t == target) {
-        return Finding { consistent: false, drifted: false };
+    Findings::of(report).get(goods, target)
+}
+
+/// A report indexed by (goods, target), so that judging every job of a batch on every
+/// target costs one pass over the report rather than one per job and target.
+#[derive(Debug)]
+pub struct Findings<'a> {
+    unreachable: &'a [String],
+    /// (goods, target) -> what the report holds about them.
+    seen: HashMap<(GoodsId, &'a str), Seen>,
+    /// Goods with an error that names no target (every target is affected).
+    errors_everywhere: std::collections::HashSet<GoodsId>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    drift: bool,
+    repaired: bool,
+    deferred: bool,
+    error: bool,
+}
+
+impl<'a> Findings<'a> {
+    pub fn of(report: &'a Report) -> Findings<'a> {
+        let mut seen: HashMap<(GoodsId, &'a str), Seen> = HashMap::new();
+        for d in &report.drift {
+            seen.entry((d.goods_id, d.target.as_str())).or_default().drift = true;
+        }
+        for r in &report.repairs {
+            seen.entry((r.goods_id, r.target.as_str())).or_default().repaired = true;
+        }
+        for d in &report.deferred {
+            seen.entry((d.goods_id, d.target.as_str())).or_default().deferred = true;
+        }
+        let mut errors_everywhere = std::collections::HashSet::new();
+        for e in &report.errors {
+            match e.target.as_deref() {
+                Some(t) => seen.entry((e.goods_id, t)).or_default().error = true,
+                None => {
+                    errors_everywhere.insert(e.goods_id);
+                }
+            }
+        }
+        Findings { unreachable: &report.unreachable, seen, errors_everywhere }
     }
-    let drift: Vec<_> = report.drift.iter().filter(|d| d.goods_id == goods && d.target == target).collect();
-    let error = report.errors.iter().any(|e| e.goods_id == goods && e.target.as_deref().is_none_or(|t| t == target));
-    let deferred = report.deferred.iter().any(|d| d.goods_id == goods && d.target == target);
-    // As the handler workers judge it: drift of a (goods, target) without any repair
-    // there was halted (or not repaired at all: a check).
-    let unrepaired = !drift.is_empty() && !report.repairs.iter().any(|r| r.goods_id == goods && r.target == target);
-    Finding { consistent: !error && !deferred && !unrepaired, drifted: !drift.is_empty() }
+
+    /// What the report says of `goods` on `target`.
+    pub fn get(&self, goods: GoodsId, target: &str) -> Finding {
+        if self.unreachable.iter().any(|t| t == target) {
+            return Finding { consistent: false, drifted: false };
+        }
+        let s = self.seen.get(&(goods, target)).copied().unwrap_or_default();
+        let error = s.error || self.errors_everywhere.contains(&goods);
+        // As the handler workers judge it: drift of a (goods, target) without any repair
+        // there was halted (or not repaired at all: a check).
+        let unrepaired = s.drift && !s.repaired;
+        Finding { consistent: !error && !s.deferred && !unrepaired, drifted: s.drift }
+    }
 }
 
 #[derive(Debug)]
@@ -243,7 +292,10 @@ mod tests {
                 repair_id: Some(9),
             }],
             deferred: vec![DeferredEntry { goods_id: 2, target: "a".into(), reason: "settle".into() }],
-            errors: vec![GoodsError { goods_id: 4, target: None, reason: "bad row".into() }],
+            errors: vec![
+                GoodsError { goods_id: 4, target: None, reason: "bad row".into() },
+                GoodsError { goods_id: 6, target: Some("b".into()), reason: "bad value".into() },
+            ],
             unreachable: vec!["down".into()],
             ..Default::default()
         };
@@ -254,6 +306,8 @@ mod tests {
         assert_eq!(finding(&r, 5, "a"), Finding { consistent: true, drifted: false }, "equal");
         assert_eq!(finding(&r, 1, "b"), Finding { consistent: true, drifted: false }, "other target equal");
         assert_eq!(finding(&r, 5, "down"), Finding { consistent: false, drifted: false });
+        assert_eq!(finding(&r, 6, "b"), Finding { consistent: false, drifted: false }, "an error on that target");
+        assert_eq!(finding(&r, 6, "a"), Finding { consistent: true, drifted: false }, "an error on another target");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use common::clock::Clock;
-use model::consistency::{finding, Tracker};
+use model::consistency::{Findings, Tracker};
 use model::job::Job;
 use model::report::Report;
 use serde_json::{json, Value};
@@ -42,10 +42,11 @@ impl ConsistencyBook {
         let now = self.clock.now_ms();
         let mut tracker = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
         let mut unknown_seen = std::collections::HashSet::new();
+        let findings = Findings::of(report);
         for job in jobs {
             let trigger = job.trigger.as_str();
             for target in &self.targets {
-                let f = finding(report, job.goods_id, target);
+                let f = findings.get(job.goods_id, target);
                 if job.origin_ms > 0 {
                     if f.consistent {
                         if let Some(ttc) = tracker.consistent(job.goods_id, job.origin_ms, target, now) {
