@@ -36,6 +36,10 @@ use crate::error::{Result, TriggerError};
 /// the job records to (partitions / LINGER) per second however many jobs are published.
 pub const LINGER: Duration = Duration::from_millis(20);
 
+/// The bundler stops waiting once this many jobs are pending: a trigger's page of goods
+/// (a scanner page, an activity's fan-out) goes out at once.
+pub const FLUSH_AT: usize = 1000;
+
 /// How long a topic's partition count is trusted before the bundler asks again (a
 /// failed lookup is retried after [`PARTITIONS_RETRY`]).
 const PARTITIONS_TTL: Duration = Duration::from_secs(60);
@@ -139,8 +143,8 @@ impl JobPublisher for KafkaPublisher {
     }
 }
 
-/// Collects pending publishes for [`LINGER`] after the first (or until a full bundle's
-/// worth per partition is reached), then sends their bundles in a task of their own and
+/// Collects pending publishes for [`LINGER`] after the first (or until [`FLUSH_AT`] jobs
+/// are pending), then sends their bundles in a task of their own and
 /// goes on collecting.
 async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Receiver<Pending>) {
     // The topic's partition count, and when it was looked up.
@@ -149,7 +153,7 @@ async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Rece
         let mut batch = vec![first];
         let mut jobs = batch[0].jobs.len();
         let deadline = tokio::time::Instant::now() + LINGER;
-        while jobs < BUNDLE_MAX * 16 {
+        while jobs < FLUSH_AT {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(p)) => {
                     jobs += p.jobs.len();
