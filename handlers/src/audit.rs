@@ -16,6 +16,7 @@
 
 use std::fmt::Write as _;
 
+use common::mysql::sql::{bytes_literal, text_literal};
 use model::job::TriggerKind;
 use model::repair_plan::{CellRepair, CellWrite};
 use model::schema::REPAIR_LOG_TABLE;
@@ -159,10 +160,11 @@ impl AuditLog {
             let mut bytes = 0;
             while end < rows.len() && (end == start || bytes < STATEMENT_BYTES) {
                 let r = rows[end].1;
-                bytes += 256
-                    + r.qualifier.len().min(IMAGE_LIMIT)
-                    + r.expected.as_ref().map_or(0, |c| c.value.len().min(IMAGE_LIMIT))
-                    + match &r.write {
+                // Values go as hex literals: two characters a byte.
+                bytes += 512
+                    + 2 * r.qualifier.len().min(IMAGE_LIMIT)
+                    + 2 * r.expected.as_ref().map_or(0, |c| c.value.len().min(IMAGE_LIMIT))
+                    + 2 * match &r.write {
                         CellWrite::Put { value, .. } => value.len().min(IMAGE_LIMIT),
                         _ => 0,
                     };
@@ -187,6 +189,9 @@ impl AuditLog {
         Ok(groups.iter().map(|(_, repairs)| ids.by_ref().take(repairs.len()).collect()).collect())
     }
 
+    /// One INSERT of `rows`, values as literals over the text protocol: one round trip
+    /// and one parse, where a prepared statement (its text differs with every row count)
+    /// costs a prepare, an execute and, once the statement cache is full, a close.
     #[allow(clippy::too_many_arguments)]
     async fn insert(
         &self,
@@ -197,11 +202,14 @@ impl AuditLog {
         first_seq: usize,
         rows: &[(&str, &CellRepair)],
     ) -> Result<(), StoreError> {
-        let mut qb = sqlx::QueryBuilder::<sqlx::MySql>::new(format!(
-            "INSERT INTO {} (run_id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, trigger_kind, status, undo_of, truncated, whole, write_key, write_seq) ",
+        let mut sql = format!(
+            "INSERT INTO {} (run_id, target, goods_id, activity_id, qualifier, kind, before_value, before_ts, after_value, after_ts, trigger_kind, status, undo_of, truncated, whole, write_key, write_seq) VALUES ",
             self.table
-        ));
-        qb.push_values(rows.iter().enumerate(), |mut b, (i, (target, r))| {
+        );
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "NULL".to_string());
+        let (run_id, trigger, key) = (text_literal(run_id), text_literal(trigger.as_str()), bytes_literal(write_key));
+        let undo = opt(undo_of.map(|u| u.to_string()));
+        for (i, (target, r)) in rows.iter().enumerate() {
             let mut truncated = false;
             let (after_value, after_ts) = match &r.write {
                 CellWrite::Put { value, ver } => (Some(capped(value, &mut truncated)), Some(*ver)),
@@ -209,25 +217,26 @@ impl AuditLog {
             };
             let qualifier = capped(&r.qualifier, &mut truncated);
             let before = r.expected.as_ref().map(|c| capped(&c.value, &mut truncated));
-            b.push_bind(run_id)
-                .push_bind(*target)
-                .push_bind(r.goods_id)
-                .push_bind(r.activity_id)
-                .push_bind(qualifier)
-                .push_bind(if undo_of.is_some() { "undo" } else { r.kind.as_str() })
-                .push_bind(before)
-                .push_bind(r.expected.as_ref().and_then(|c| c.timestamp))
-                .push_bind(after_value)
-                .push_bind(after_ts)
-                .push_bind(trigger.as_str())
-                .push_bind("pending")
-                .push_bind(undo_of)
-                .push_bind(truncated as i8)
-                .push_bind((r.write == CellWrite::DeleteWhole) as i8)
-                .push_bind(&write_key[..])
-                .push_bind((first_seq + i) as u32);
-        });
-        qb.build().execute(&self.pool).await.map_err(failed)?;
+            let kind = if undo_of.is_some() { "undo" } else { r.kind.as_str() };
+            let _ = write!(
+                sql,
+                "{}({run_id},{},{},{},{},{},{},{},{},{},{trigger},'pending',{undo},{},{},{key},{})",
+                if i == 0 { "" } else { "," },
+                text_literal(target),
+                r.goods_id,
+                opt(r.activity_id.map(|a| a.to_string())),
+                bytes_literal(&qualifier),
+                text_literal(kind),
+                opt(before.map(|b| bytes_literal(&b))),
+                opt(r.expected.as_ref().and_then(|c| c.timestamp).map(|t| t.to_string())),
+                opt(after_value.map(|v| bytes_literal(&v))),
+                opt(after_ts.map(|t| t.to_string())),
+                truncated as i8,
+                (r.write == CellWrite::DeleteWhole) as i8,
+                first_seq + i
+            );
+        }
+        sqlx::raw_sql(&sql).execute(&self.pool).await.map_err(failed)?;
         Ok(())
     }
 

@@ -264,3 +264,55 @@ async fn finishing_a_batch_gives_each_row_its_own_outcome() {
         assert_eq!(row.after_ts, Some(after_ts.unwrap_or(1_000 + i as i64)), "row {i}");
     }
 }
+
+/// Whatever bytes a target held and whatever a run is called, the log keeps them
+/// exactly: quotes, backslashes, NUL, bytes that are not UTF-8, non-ASCII text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_keeps_any_bytes_and_text_exactly() {
+    use model::diff::DriftKind;
+    use model::repair_plan::CellWrite;
+    use model::ObservedCell;
+    let env = TestEnv::new().await;
+    let audit = AuditLog::new(env.app.pools.meta_pool().clone(), &env.config().layout().meta_database());
+    let odd: Vec<u8> = b"a'b\"c\\d\0e\xff\xfe%_\n".to_vec();
+    let repairs = vec![
+        CellRepair {
+            goods_id: 71_000,
+            activity_id: Some(7),
+            qualifier: odd.clone(),
+            kind: DriftKind::Corrupt,
+            expected: Some(ObservedCell { value: odd.clone(), timestamp: Some(-5) }),
+            write: CellWrite::Put { value: "价格 'x' \\ y".as_bytes().to_vec(), ver: 42 },
+        },
+        CellRepair {
+            goods_id: 71_001,
+            activity_id: None,
+            qualifier: Vec::new(),
+            kind: DriftKind::Extra,
+            expected: None,
+            write: CellWrite::DeleteWhole,
+        },
+    ];
+    let run_id = "run 'quoted' \\ 价";
+    let ids = audit.record_pending(run_id, TriggerKind::Operator, &[("redis-'a'", &repairs)], None).await.unwrap();
+    let a = audit.get(ids[0][0]).await.unwrap().expect("first row");
+    assert_eq!(
+        (a.target.as_str(), a.goods_id, a.activity_id, a.kind.as_str()),
+        ("redis-'a'", 71_000, Some(7), "corrupt")
+    );
+    assert_eq!(a.qualifier, odd);
+    assert_eq!((a.before_value.as_deref(), a.before_ts), (Some(&odd[..]), Some(-5)));
+    assert_eq!((a.after_value, a.after_ts), (Some("价格 'x' \\ y".as_bytes().to_vec()), Some(42)));
+    assert_eq!((a.status.as_str(), a.truncated, a.whole), ("pending", false, false));
+    let b = audit.get(ids[0][1]).await.unwrap().expect("second row");
+    assert_eq!((b.activity_id, b.qualifier.len(), b.before_value, b.after_value, b.whole), (None, 0, None, None, true));
+    let (stored_run,): (String,) = sqlx::query_as(&format!(
+        "SELECT run_id FROM `{}`.reconcile_repair_log WHERE id = ?",
+        env.config().layout().meta_database()
+    ))
+    .bind(ids[0][0])
+    .fetch_one(env.app.pools.meta_pool())
+    .await
+    .unwrap();
+    assert_eq!(stored_run, run_id);
+}

@@ -28,6 +28,25 @@ pub fn id_list(ids: &[u64]) -> String {
     out
 }
 
+/// `X'0a1b'`: bytes as a hex literal, for a BLOB or BINARY column (no escaping, whatever
+/// the bytes and the session's `sql_mode`).
+pub fn bytes_literal(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(3 + bytes.len() * 2);
+    out.push_str("X'");
+    for &b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 15) as usize] as char);
+    }
+    out.push('\'');
+    out
+}
+
+/// `_utf8mb4 X'..'`: text as a hex literal in utf8mb4, for a character column.
+pub fn text_literal(text: &str) -> String {
+    format!("_utf8mb4 {}", bytes_literal(text.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +56,9 @@ mod tests {
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(id_list(&[1, 22, 333]), "1,22,333");
         assert_eq!(id_list(&[]), "");
+        assert_eq!(bytes_literal(&[0, 0x1f, 0xab, b'\'']), "X'001fab27'");
+        assert_eq!(bytes_literal(&[]), "X''");
+        assert_eq!(text_literal("é'"), "_utf8mb4 X'c3a927'");
         assert!(epoch_ms_of("updated_at").contains("updated_at"));
     }
 }

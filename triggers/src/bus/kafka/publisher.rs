@@ -184,12 +184,27 @@ async fn partition_count(producer: &FutureProducer, topic: &str) -> Option<i32> 
     lookup.await.ok().flatten()
 }
 
+/// The jobs of one bundle record's worth (before cutting at [`BUNDLE_MAX`]): where they
+/// go and, per job, the index of the caller that published it.
+struct Group {
+    key: String,
+    partition: Option<i32>,
+    jobs: Vec<(Job, usize)>,
+}
+
+/// One record to send, and the callers with a job in it.
+struct Record<'a> {
+    key: &'a str,
+    partition: Option<i32>,
+    payload: Vec<u8>,
+    callers: Vec<usize>,
+}
+
 /// Sends the bundles of `batch` (one group per partition when `partitions` is known,
 /// else per bucket) and tells every caller whether all of its jobs are out.
 async fn flush(producer: FutureProducer, topic: String, partitions: Option<i32>, batch: Vec<Pending>) {
-    // Groups in the order their first job came (one partition keeps its callers' order):
-    // (record key, partition, [(job, caller index)]).
-    let mut groups: Vec<(String, Option<i32>, Vec<(Job, usize)>)> = Vec::new();
+    // Groups in the order their first job came (one partition keeps its callers' order).
+    let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut callers = Vec::with_capacity(batch.len());
     for (i, p) in batch.into_iter().enumerate() {
@@ -205,27 +220,28 @@ async fn flush(producer: FutureProducer, topic: String, partitions: Option<i32>,
             let at = match index.get(&key) {
                 Some(&at) => at,
                 None => {
-                    groups.push((key.clone(), partition, Vec::new()));
+                    groups.push(Group { key: key.clone(), partition, jobs: Vec::new() });
                     index.insert(key, groups.len() - 1);
                     groups.len() - 1
                 }
             };
-            groups[at].2.push((job, i));
+            groups[at].jobs.push((job, i));
         }
         callers.push(p.done);
     }
     let mut failed: Vec<Option<KafkaError>> = vec![None; callers.len()];
-    let mut records: Vec<(&str, Option<i32>, Vec<u8>, Vec<usize>)> = Vec::new();
-    for (key, partition, jobs) in &groups {
-        for chunk in jobs.chunks(BUNDLE_MAX) {
+    let mut records: Vec<Record> = Vec::new();
+    for group in &groups {
+        for chunk in group.jobs.chunks(BUNDLE_MAX) {
             let owned: Vec<Job> = chunk.iter().map(|(j, _)| j.clone()).collect();
             let payload = if owned.len() == 1 { owned[0].encode() } else { encode_bundle(&owned) };
-            records.push((key.as_str(), *partition, payload, chunk.iter().map(|(_, i)| *i).collect()));
+            let who = chunk.iter().map(|(_, i)| *i).collect();
+            records.push(Record { key: &group.key, partition: group.partition, payload, callers: who });
         }
     }
-    let sends = records.iter().map(|(key, partition, payload, who)| {
+    let sends = records.iter().map(|r| {
         let (producer, topic) = (&producer, &topic);
-        async move { (who, KafkaPublisher::send(producer, topic, key, *partition, payload).await) }
+        async move { (&r.callers, KafkaPublisher::send(producer, topic, r.key, r.partition, &r.payload).await) }
     });
     for (who, result) in join_all(sends).await {
         if let Err(e) = result {
