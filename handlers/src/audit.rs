@@ -27,7 +27,8 @@ use crate::error::StoreError;
 
 /// Largest image or qualifier stored in full.
 pub const IMAGE_LIMIT: usize = 256 * 1024;
-/// Rows of one INSERT are cut at this many bytes of data.
+/// Rows of one INSERT are cut at about this many bytes of statement text (values go as
+/// hex literals, two characters a byte).
 pub const STATEMENT_BYTES: usize = 1024 * 1024;
 /// A `pending` row younger than this may belong to a write still in flight (in this or
 /// another process); older ones are resolved by reading the target.
