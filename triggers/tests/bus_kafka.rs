@@ -16,16 +16,30 @@ fn jobs(ids: std::ops::Range<u64>) -> Vec<Job> {
     ids.map(|id| Job::new(id, TriggerKind::Scanner, format!("j{id}"))).collect()
 }
 
+/// A jobs topic and a dead-letter topic of `partitions` partitions, and a consumer group,
+/// all fresh, on the test broker.
+struct Bus {
+    brokers: String,
+    topic: String,
+    dlq: String,
+    group: String,
+}
+
+async fn bus(partitions: i32) -> Bus {
+    let brokers = ensure_broker();
+    let s = suffix();
+    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
+    create_topics(&brokers, &[&topic, &dlq], partitions).await;
+    Bus { brokers, topic, dlq, group }
+}
+
 async fn next(consumer: &mut KafkaJobConsumer) -> triggers::Delivery {
     tokio::time::timeout(Duration::from_secs(30), consumer.next()).await.expect("a job within 30 s").unwrap().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_jobs_are_redelivered_to_the_next_consumer_of_the_group() {
-    let brokers = ensure_broker();
-    let s = suffix();
-    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
-    create_topics(&brokers, &[&topic, &dlq], 1).await;
+    let Bus { brokers, topic, dlq, group } = bus(1).await;
     // One record per batch: Tansu can not fetch from inside a multi-record batch, which a
     // restart from a committed mid-batch offset needs (see scripts/kafka.sh).
     let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
@@ -75,10 +89,7 @@ async fn unacked_jobs_are_redelivered_to_the_next_consumer_of_the_group() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_jobs_are_dead_lettered_and_consumption_goes_on() {
-    let brokers = ensure_broker();
-    let s = suffix();
-    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
-    create_topics(&brokers, &[&topic, &dlq], 1).await;
+    let Bus { brokers, topic, dlq, group } = bus(1).await;
     let producer = producer(&brokers);
     produce(&producer, &topic, "1", &jobs(1..2)[0].encode()).await;
     produce(&producer, &topic, "x", b"{not a job").await;
@@ -109,10 +120,7 @@ async fn invalid_jobs_are_dead_lettered_and_consumption_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_of_one_group_share_the_partitions() {
-    let brokers = ensure_broker();
-    let s = suffix();
-    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
-    create_topics(&brokers, &[&topic, &dlq], 4).await;
+    let Bus { brokers, topic, dlq, group } = bus(4).await;
     let publisher = KafkaPublisher::new(&brokers, &topic).unwrap();
     let mut a = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
     let mut b = KafkaJobConsumer::new(&brokers, &group, &topic, &dlq, SourceOptions::default()).unwrap();
@@ -207,10 +215,7 @@ fn records_in(brokers: &str, topic: &str, partitions: i32) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_published_together_travel_in_bundles_and_a_bundle_is_redelivered_until_all_its_jobs_are_acked() {
-    let brokers = ensure_broker();
-    let s = suffix();
-    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
-    create_topics(&brokers, &[&topic, &dlq], 2).await;
+    let Bus { brokers, topic, dlq, group } = bus(2).await;
     let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
     // 300 callers at once, one job each, on goods of three key buckets.
     let buckets = [3u64, 4, 5];
@@ -264,15 +269,11 @@ async fn jobs_published_together_travel_in_bundles_and_a_bundle_is_redelivered_u
 /// the bucket key: checked against librdkafka itself, keyed records without a partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_buckets_partition_is_the_one_the_default_partitioner_gives_its_key() {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureRecord;
     let brokers = ensure_broker();
     let topic = format!("partitioner-{}", suffix());
     create_topics(&brokers, &[&topic], 16).await;
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("batch.num.messages", "1")
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     for goods in 0..64u64 {
         let key = model::job::bucket_key(goods);
         let partition = producer
@@ -289,10 +290,7 @@ async fn a_buckets_partition_is_the_one_the_default_partitioner_gives_its_key() 
 /// bucket's partition (one job per bucket: bundling by bucket would need 300 records).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_of_many_buckets_are_bundled_per_partition_each_on_its_buckets_partition() {
-    let brokers = ensure_broker();
-    let s = suffix();
-    let (topic, dlq, group) = (format!("jobs-{s}"), format!("dlq-{s}"), format!("handlers-{s}"));
-    create_topics(&brokers, &[&topic, &dlq], 2).await;
+    let Bus { brokers, topic, dlq, group } = bus(2).await;
     let publisher = KafkaPublisher::with_config(&brokers, &topic, &[("batch.num.messages", "1")]).unwrap();
     let all: Vec<Job> = (0..300u64).map(|g| Job::new(g, TriggerKind::Dts, format!("j{g}"))).collect();
     futures::future::try_join_all(all.iter().map(|j| publisher.publish(std::slice::from_ref(j)))).await.unwrap();
