@@ -95,6 +95,11 @@ struct Args {
     /// Incremental phase: the DTS trigger's stage delay, ms (settle_ms is 1000 there).
     #[arg(long, default_value_t = 2000)]
     stage_ms: u64,
+    /// Incremental phase: at most this many Canal events per Kafka record batch, as the
+    /// upstream producer (Canal's, librdkafka's default) batches them; 1 sends every
+    /// event as a batch of its own, as the project's own producers do with Tansu.
+    #[arg(long, default_value_t = 10_000)]
+    canal_batch: u32,
     /// Use the HBase Thrift1 server already listening on 127.0.0.1:19090 instead of
     /// starting an emulator (with --keep, the data set then outlives the run, for
     /// profiling `reconciler --config target/bench/bench.toml full` by hand).
@@ -513,8 +518,8 @@ async fn run(args: Args) -> Result<()> {
     // 8. Incremental, on the data set of N goods: the ceiling search.
     if args.events_per_sec > 0 {
         say(format!(
-            "incremental: ceiling search from {} events/s (x{} per step, at most {} steps of {} s) through Kafka, stage delay {} ms",
-            args.events_per_sec, args.events_factor, args.events_steps, args.event_seconds, args.stage_ms
+            "incremental: ceiling search from {} events/s (x{} per step, at most {} steps of {} s) through Kafka, stage delay {} ms, up to {} Canal events per record batch",
+            args.events_per_sec, args.events_factor, args.events_steps, args.event_seconds, args.stage_ms, args.canal_batch
         ));
         let opts = incremental::Options {
             start_rate: args.events_per_sec,
@@ -522,6 +527,7 @@ async fn run(args: Args) -> Result<()> {
             max_steps: args.events_steps,
             seconds: args.event_seconds,
             stage_ms: args.stage_ms,
+            canal_batch: args.canal_batch,
         };
         let stage_ms = args.stage_ms;
         match incremental::run(

@@ -34,6 +34,8 @@ pub struct Options {
     pub max_steps: u32,
     pub seconds: u64,
     pub stage_ms: u64,
+    /// Canal events per Kafka record batch at most (the generator's producer).
+    pub canal_batch: u32,
 }
 
 /// One offered rate and what the service made of it.
@@ -135,7 +137,7 @@ pub async fn run(
     // Let the consumers join their groups before the clock starts.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
-    let ctx = step::Ctx { pools, layout, topic, stage_ms: opts.stage_ms };
+    let ctx = step::Ctx { pools, layout, topic, stage_ms: opts.stage_ms, canal_batch: opts.canal_batch };
     let mut rng = data::Rng::new(0x1AC4);
     let mut seen = std::collections::HashSet::new();
     let mut steps = Vec::new();

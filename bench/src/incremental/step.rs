@@ -3,7 +3,8 @@
 //! Each event is a real change of truth that the sync pipeline "lost": the bench raises
 //! one `activity_goods` row's price in MariaDB (batched UPDATEs per shard, every 100 ms,
 //! each tick in a task of its own so slow acknowledgements do not slow the offer) and
-//! leaves the targets alone, then produces the Canal flat message DTS would. The
+//! leaves the targets alone, then produces the Canal flat message DTS would, batched as
+//! DTS's producer batches (up to `--canal-batch` records per Kafka record batch). The
 //! service checks the goods after the stage delay and repairs it. The bench records when
 //! each change was committed and polls `redis-a` (pipelined `HGET`, every 50 ms) until
 //! the new price is there.
@@ -55,6 +56,7 @@ pub struct Ctx<'a> {
     pub layout: &'a ShardLayout,
     pub topic: String,
     pub stage_ms: u64,
+    pub canal_batch: u32,
 }
 
 /// Picks `total` changes on distinct goods not in `seen` (goods with at least one
@@ -130,10 +132,12 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
     let (pools, layout, topic) = (ctx.pools, ctx.layout, ctx.topic.clone());
     let opts = Options { rate, stage_ms: ctx.stage_ms };
     let producer: FutureProducer =
-        // One record per produce batch, as the project's own producers use with Tansu.
+        // Batched as DTS's own producer batches (each tick's events go out together);
+        // `--canal-batch 1` sends one record per batch, as the project's producers do
+        // with Tansu.
         ClientConfig::new()
             .set("bootstrap.servers", BROKERS)
-            .set("batch.num.messages", "1")
+            .set("batch.num.messages", ctx.canal_batch.to_string())
             .set("message.timeout.ms", "30000")
             .create()?;
     let mut redis = redis::Client::open(env::REDIS_A)?.get_multiplexed_async_connection().await?;
