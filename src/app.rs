@@ -29,7 +29,8 @@ impl App {
     pub fn new(config: Config) -> anyhow::Result<App> {
         let layout = config.layout();
         let pools = MysqlPools::new(&config.mysql, layout.clone()).context("mysql")?;
-        let truth = TruthReader::new(pools.clone());
+        let truth = TruthReader::new(pools.clone())
+            .reusing_activities(std::time::Duration::from_millis(config.full.activity_reuse_ms));
         let targets = build_targets(&config.targets).context("targets")?;
         let audit = AuditLog::new(pools.meta_pool().clone(), &layout.meta_database());
         let handler = Arc::new(Handler::new(truth, targets, audit, config.repair.clone()));

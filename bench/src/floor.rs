@@ -2,10 +2,12 @@
 //! page per shard), same batch size and worker count; per batch the same SQL text (one
 //! SELECT per shard table, by the page's goods id range as the full run reads it, then the activity SELECT for the activity ids found), one
 //! `HGETALL` pipeline per Redis target and one `getRowsWithColumns` on HBase (the
-//! targets' own `read`), truth and targets read concurrently; then the orphan scan's
+//! targets' own `read`), truth and targets read concurrently; activities read less than
+//! `full.activity_reuse_ms` ago are not read again, as the full run reuses them; then the orphan scan's
 //! paging of every target. No projection, no JSON decode, no diff, no repair: rows stay
 //! raw driver rows (only the activity id column is read, to build the activity query).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,12 +27,37 @@ fn id_list(ids: &[u64]) -> String {
     ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// When each activity was last read, and for how long a read stands (the full run's
+/// `activity_reuse_ms`).
+struct ActivityReads {
+    reuse: Duration,
+    read_at: std::sync::Mutex<HashMap<u64, Instant>>,
+}
+
+impl ActivityReads {
+    /// The ids of `aids` to read now (marked read).
+    fn due(&self, aids: Vec<u64>) -> Vec<u64> {
+        let mut read_at = self.read_at.lock().unwrap();
+        let now = Instant::now();
+        aids.into_iter()
+            .filter(|a| match read_at.get(a) {
+                Some(at) if now.duration_since(*at) < self.reuse => false,
+                _ => {
+                    read_at.insert(*a, now);
+                    true
+                }
+            })
+            .collect()
+    }
+}
+
 /// Reads of one batch; returns rows + cells read (to keep the work observable).
 async fn read_batch(
     handler: &Handler,
     layout: &ShardLayout,
     pools: &common::mysql::MysqlPools,
     batch: &Batch,
+    activities: &ActivityReads,
 ) -> Result<u64> {
     let ids = &batch.ids[..];
     let truth = async {
@@ -68,6 +95,7 @@ async fn read_batch(
         }
         aids.sort_unstable();
         aids.dedup();
+        let aids = activities.due(aids);
         if !aids.is_empty() {
             let sql = format!(
                 "SELECT activity_id, type, biz_code, tags, status, {}, {}, priority, {} FROM `{}`.activity WHERE activity_id IN ({})",
@@ -100,12 +128,15 @@ pub async fn run(
     pools: &common::mysql::MysqlPools,
     batch: usize,
     workers: usize,
+    activity_reuse: Duration,
 ) -> Result<Floor> {
     let started = Instant::now();
+    let activities = Arc::new(ActivityReads { reuse: activity_reuse, read_at: Default::default() });
     let layout = handler.truth().layout().clone();
     let rx = Arc::new(Mutex::new(mysql_id_source(handler, batch)));
     let tasks = (0..workers.max(1)).map(|_| {
         let (rx, handler, layout, pools) = (rx.clone(), handler.clone(), layout.clone(), pools.clone());
+        let activities = activities.clone();
         tokio::spawn(async move {
             let (mut goods, mut items) = (0u64, 0u64);
             loop {
@@ -115,7 +146,7 @@ pub async fn run(
                     Some(Err(e)) => return Err(anyhow!(e)),
                     Some(Ok(ids)) => ids,
                 };
-                items += read_batch(&handler, &layout, &pools, &ids).await?;
+                items += read_batch(&handler, &layout, &pools, &ids, &activities).await?;
                 goods += ids.ids.len() as u64;
             }
             Ok((goods, items))

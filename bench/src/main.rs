@@ -26,7 +26,7 @@ mod verify;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -401,7 +401,8 @@ async fn run(args: Args) -> Result<()> {
     }
 
     // 3. Raw read floor.
-    let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency).await?;
+    let reuse = Duration::from_millis(app.config.full.activity_reuse_ms);
+    let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
     fig.floor = Some(f.goods as f64 / f.elapsed.as_secs_f64());
     say(format!(
         "raw read floor: {:.1} s (of which orphan-scan paging {:.1} s), {:.0} goods/s ({} rows and cells)",

@@ -1,7 +1,7 @@
 //! Safe repair: compare-and-set against concurrent writers, the settle window, the
 //! blast-radius limit, and undo.
 
-use handlers::run::{run_goods, RunOptions};
+use handlers::run::{mysql_id_source, run_full, run_goods, RunOptions};
 use handlers::undo::{undo, UndoError};
 use handlers::Mode;
 use model::diff::diff_goods;
@@ -147,4 +147,59 @@ async fn undo_restores_the_before_image() {
     assert_eq!(env.redis_hash("redis-a", g)[&field], tampered, "redis before image restored");
     assert_eq!(env.hbase_row(g)[&q].0, tampered, "hbase before image restored");
     assert!(matches!(undo(&env.app.handler, 987_654_321, &mode).await, Err(UndoError::NotFound(987_654_321))));
+}
+
+/// A full run's range reads may reuse an activity row (`full.activity_reuse_ms`). A check
+/// that projected an activity row since changed never repairs from it: the re-read before
+/// the repair is fresh and holds the repair back. Reads by id never reuse a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_activity_row_is_never_repaired_from() {
+    let env = TestEnv::new().await;
+    let goods = synced(&env, 6000, 20).await;
+    let g = goods[0];
+    let before = env.truth(g).await;
+    let (&aid, entity) = before.entities.iter().next().expect("an entity");
+
+    // An instance whose range reads reuse activity rows for a minute reads every shard once.
+    let mut config = env.config().clone();
+    config.full.activity_reuse_ms = 60_000;
+    let app = reconciler::app::App::new(config).unwrap();
+    let truth = app.handler.truth();
+    for shard in 0..env.config().layout().total_shards() {
+        truth.read_range(shard, 0, u64::MAX).await.unwrap();
+    }
+
+    // The activity changes (an hour ago as far as the settle window is concerned) and the
+    // sync pipeline brings every target up to date.
+    env.sql(&format!(
+        "UPDATE {}.activity SET priority = priority + 5, updated_at = NOW(3) - INTERVAL 1 HOUR WHERE activity_id = {aid}",
+        env.db("act_meta")
+    ))
+    .await;
+    let fresh =
+        run_goods(&env.app.handler, &goods, &Mode::repair(TriggerKind::Operator, "t-pipeline".into()), &opts(&env))
+            .await
+            .unwrap();
+    assert!(!fresh.repairs.is_empty(), "the new priority reached the targets: {fresh:?}");
+    let synced_a = env.redis_hash("redis-a", g);
+    assert_eq!(decode(&synced_a[&aid.to_string()]).prio, entity.prio + 5);
+
+    // Read by id: fresh. Read by range: the reused row.
+    assert_eq!(truth.read(&[g]).await.unwrap()[&g].entities[&aid].prio, entity.prio + 5);
+    let shard = env.config().layout().route(g).index;
+    let (_, by_range) = truth.read_range(shard, g, g).await.unwrap();
+    assert_eq!(by_range.truth[&g].entities[&aid].prio, entity.prio, "the range read reused the row");
+
+    // A full run of that instance sees drift against the old row, and repairs nothing.
+    let mode = Mode::repair(TriggerKind::Full, "t-reuse".into());
+    let report =
+        run_full(&app.handler, mysql_id_source(&app.handler, 50), &mode, &app.run_options(None)).await.unwrap();
+    assert!(report.drift.iter().any(|d| d.goods_id == g), "{report:?}");
+    assert!(report.repairs.is_empty(), "nothing repaired from the old row: {:?}", report.repairs);
+    assert!(
+        report.deferred.iter().any(|d| d.goods_id == g && d.reason == "truth changed since the check"),
+        "{:?}",
+        report.deferred
+    );
+    assert_eq!(env.redis_hash("redis-a", g), synced_a, "the pipeline's value stays");
 }

@@ -3,10 +3,12 @@
 //! [`TruthReader`] exposes only SELECTs: truth for a batch of goods (one query per shard
 //! table per batch, never per goods), truth of a goods-id range of one shard (one
 //! range query per table: a full run's range job), the goods of an activity, and every goods id by
-//! keyset pagination. Activities are read fresh with each batch: a cached activity could
-//! repair with stale data. Sessions run with `time_zone = '+00:00'` and all times are
+//! keyset pagination. Activities are read fresh with each batch, except that a range read
+//! may reuse one read less than `[full] activity_reuse_ms` ago ([`activities`]); a repair
+//! never starts from such a row (the re-read before it is fresh). Sessions run with `time_zone = '+00:00'` and all times are
 //! converted to epoch milliseconds in SQL, treating stored DATETIMEs as UTC.
 
+pub mod activities;
 mod queries;
 
 use queries::Goods;
@@ -14,6 +16,10 @@ use queries::Goods;
 pub use common::mysql::{MysqlPools, PoolError};
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use activities::ActivityCache;
 
 use common::mysql::pager;
 use futures::future::try_join_all;
@@ -36,11 +42,28 @@ pub struct TruthBatch {
 pub struct TruthReader {
     pools: MysqlPools,
     layout: ShardLayout,
+    /// Activity rows range reads may reuse (none unless [`Self::reusing_activities`]).
+    activities: Arc<ActivityCache>,
+}
+
+/// Whether a read may take activity rows from the range reads' cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activities {
+    Fresh,
+    MayReuse,
 }
 
 impl TruthReader {
+    /// A reader that reads every activity fresh.
     pub fn new(pools: MysqlPools) -> TruthReader {
-        TruthReader { layout: pools.layout().clone(), pools }
+        TruthReader { layout: pools.layout().clone(), pools, activities: Arc::default() }
+    }
+
+    /// Range reads (a full run's) reuse an activity row read less than `max_age` ago
+    /// (zero: never). Reads by id stay fresh.
+    pub fn reusing_activities(mut self, max_age: Duration) -> TruthReader {
+        self.activities = Arc::new(ActivityCache::new(max_age));
+        self
     }
 
     pub fn layout(&self) -> &ShardLayout {
@@ -71,7 +94,7 @@ impl TruthReader {
         }))
         .await
         .map_err(StoreError::mysql)?;
-        self.assemble(ids, per_shard).await
+        self.assemble(ids, per_shard, Activities::Fresh).await
     }
 
     /// Every goods of shard `shard_index` with `lo <= goods_id <= hi` that has a goods
@@ -100,7 +123,7 @@ impl TruthReader {
             sku_rows.into_iter().filter(|s| keep(&s.goods_id)).collect(),
             bad_skus.into_iter().filter(|b| keep(&b.0)).collect(),
         );
-        let truth = self.assemble(&ids, vec![(goods, skus)]).await?;
+        let truth = self.assemble(&ids, vec![(goods, skus)], Activities::MayReuse).await?;
         Ok((ids, truth))
     }
 
@@ -109,12 +132,16 @@ impl TruthReader {
         &self,
         ids: &[GoodsId],
         per_shard: Vec<(queries::Rows<GoodsRow>, queries::Rows<SkuRow>)>,
+        reuse: Activities,
     ) -> Result<TruthBatch, StoreError> {
         let mut aids: Vec<ActivityId> =
             per_shard.iter().flat_map(|((g, _), _)| g.iter().map(|r| r.activity_id)).collect();
         aids.sort_unstable();
         aids.dedup();
-        let (activities, bad_activities) = self.activity_rows(&aids).await?;
+        let (activities, bad_activities) = match reuse {
+            Activities::MayReuse if self.activities.enabled() => self.activity_rows_reused(&aids).await?,
+            _ => self.activity_rows(&aids).await?,
+        };
 
         let mut unusable: HashMap<GoodsId, String> = HashMap::new();
         let (mut goods, mut skus): (Vec<GoodsRow>, Vec<SkuRow>) = (Vec::new(), Vec::new());
@@ -163,6 +190,23 @@ impl TruthReader {
             .await
             .map_err(StoreError::mysql)?;
         Ok((rows.into_iter().map(|a| (a.activity_id, a)).collect(), bad.into_iter().collect()))
+    }
+
+    /// [`activity_rows`](Self::activity_rows), taking rows read less than the reuse
+    /// age ago from the cache and keeping the rows read now.
+    async fn activity_rows_reused(
+        &self,
+        ids: &[ActivityId],
+    ) -> Result<(HashMap<ActivityId, ActivityRow>, HashMap<ActivityId, String>), StoreError> {
+        let (mut rows, missing) = self.activities.lookup(ids, tokio::time::Instant::now());
+        if missing.is_empty() {
+            return Ok((rows, HashMap::new()));
+        }
+        let read_at = tokio::time::Instant::now();
+        let (read, bad) = self.activity_rows(&missing).await?;
+        self.activities.store(read.values(), read_at);
+        rows.extend(read);
+        Ok((rows, bad))
     }
 
     /// Activity rows by id, read fresh (rows with an unusable DATETIME left out).

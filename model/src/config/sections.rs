@@ -155,11 +155,15 @@ pub struct FullConfig {
     pub goods_per_sec: u32,
     /// Batches in flight at once.
     pub concurrency: usize,
+    /// A full run's range reads reuse an activity row read less than this many ms ago
+    /// (0: every batch reads its activities). Checks of events and the re-read before
+    /// any repair always read fresh.
+    pub activity_reuse_ms: u64,
 }
 
 impl Default for FullConfig {
     fn default() -> Self {
-        FullConfig { batch_size: 1000, goods_per_sec: 0, concurrency: 4 }
+        FullConfig { batch_size: 1000, goods_per_sec: 0, concurrency: 4, activity_reuse_ms: 1_000 }
     }
 }
 

@@ -338,3 +338,15 @@ fn a_retry_policy_with_neither_bound_is_refused() {
     assert_eq!((c.retry.max_attempts, c.retry.give_up_after_ms, c.retry.max_backoff_ms), (5, 0, 1_000));
     assert_eq!((c.handler.max_rechecks, c.kafka.session_timeout_ms), (12, 10_000));
 }
+
+#[test]
+fn activity_reuse_defaults_to_a_second_and_is_bounded() {
+    let c = Config::parse(CONTRACT_MINIMAL, "c.toml", &no_env).unwrap();
+    assert_eq!(c.full.activity_reuse_ms, 1_000);
+    let c = Config::parse(&format!("{CONTRACT_MINIMAL}\n[full]\nactivity_reuse_ms = 0\n"), "c.toml", &no_env).unwrap();
+    assert_eq!(c.full.activity_reuse_ms, 0);
+    let err = Config::parse(&format!("{CONTRACT_MINIMAL}\n[full]\nactivity_reuse_ms = 60001\n"), "c.toml", &no_env)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`full.activity_reuse_ms`: at most 60000"), "{err}");
+}

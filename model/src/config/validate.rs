@@ -57,6 +57,9 @@ pub fn validate(c: &Config) -> Vec<String> {
     if c.full.concurrency == 0 {
         p.push("`full.concurrency`: must be at least 1".into());
     }
+    if c.full.activity_reuse_ms > 60_000 {
+        p.push("`full.activity_reuse_ms`: at most 60000 (a full run's check may see activities this old)".into());
+    }
     if c.targets.is_empty() {
         p.push("`targets`: at least one [[targets]] is required".into());
     }
