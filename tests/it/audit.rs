@@ -263,6 +263,25 @@ async fn finishing_a_batch_gives_each_row_its_own_outcome() {
         assert_eq!(row.status, status, "row {i}");
         assert_eq!(row.after_ts, Some(after_ts.unwrap_or(1_000 + i as i64)), "row {i}");
     }
+    // A usual batch (every row applied as planned) and one of conflicts only: each row
+    // of this batch only, the other batch's rows untouched.
+    let second =
+        audit.record_pending("t-finish-2", TriggerKind::Operator, &[("redis-a", &repairs)], None).await.unwrap();
+    let third =
+        audit.record_pending("t-finish-3", TriggerKind::Operator, &[("redis-a", &repairs)], None).await.unwrap();
+    let all = |ids: &[u64], status| ids.iter().map(|&id| Finished { id, status, after_ts: None }).collect::<Vec<_>>();
+    audit.finish(&all(&second[0], "applied")).await.unwrap();
+    for (i, &id) in second[0].iter().enumerate() {
+        let row = audit.get(id).await.unwrap().expect("the row");
+        assert_eq!((row.status.as_str(), row.after_ts), ("applied", Some(1_000 + i as i64)), "row {i}");
+    }
+    for &id in &third[0] {
+        assert_eq!(audit.get(id).await.unwrap().expect("the row").status, "pending");
+    }
+    audit.finish(&all(&third[0], "conflict")).await.unwrap();
+    for &id in &third[0] {
+        assert_eq!(audit.get(id).await.unwrap().expect("the row").status, "conflict");
+    }
 }
 
 /// Whatever bytes a target held and whatever a run is called, the log keeps them
