@@ -3,8 +3,8 @@
 //! SELECT per shard table, by the page's goods id range as the full run reads it, then the activity SELECT for the activity ids found), one
 //! `HGETALL` pipeline per Redis target and one `getRowsWithColumns` on HBase (the
 //! targets' own `read`), truth and targets read concurrently; activities read less than
-//! `full.activity_reuse_ms` ago are not read again, as the full run reuses them; then the orphan scan's
-//! paging of every target. No projection, no JSON decode, no diff, no repair: rows stay
+//! `full.activity_reuse_ms` ago are not read again, as the full run reuses them; then
+//! the orphan scan's paging of every target. No projection, no JSON decode, no diff, no repair: rows stay
 //! raw driver rows (only the activity id column is read, to build the activity query).
 
 use std::collections::HashMap;

@@ -5,8 +5,9 @@
 //! range query per table: a full run's range job), the goods of an activity, and every goods id by
 //! keyset pagination. Activities are read fresh with each batch, except that a range read
 //! may reuse one read less than `[full] activity_reuse_ms` ago ([`activities`]); a repair
-//! never starts from such a row (the re-read before it is fresh). Sessions run with `time_zone = '+00:00'` and all times are
-//! converted to epoch milliseconds in SQL, treating stored DATETIMEs as UTC.
+//! never starts from such a row (the re-read before it is fresh). Sessions run with
+//! `time_zone = '+00:00'` and all times are converted to epoch milliseconds in SQL,
+//! treating stored DATETIMEs as UTC.
 
 pub mod activities;
 mod queries;
