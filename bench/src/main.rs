@@ -11,6 +11,7 @@
 //! BENCHMARKS.md.
 
 mod cluster;
+mod cpu;
 mod data;
 mod distributed;
 mod drift;
@@ -392,9 +393,13 @@ async fn run(args: Args) -> Result<()> {
         return Ok(());
     }
 
-    // 2. Full reconciliation, clean.
+    // 2. Full reconciliation, clean. The bench process is the reconciler in the full
+    // runs and the floor (both in-process): its CPU is theirs.
+    let me = [("reconciler (in the bench)", std::process::id())];
+    let meter = cpu::CpuMeter::start(&me);
     let (clean, secs) = timed_full(&app, true).await?;
     fig.full_clean = Some(args.goods as f64 / secs);
+    fig.cpu_clean = Some(meter.per_item(args.goods));
     say(format!("full clean: {:.1} s, {:.0} goods/s, drift {}", secs, args.goods as f64 / secs, clean.drift.len()));
     if !clean.drift.is_empty() {
         fig.notes.push(format!("the clean run reported {} drift entries (expected none)", clean.drift.len()));
@@ -402,8 +407,10 @@ async fn run(args: Args) -> Result<()> {
 
     // 3. Raw read floor.
     let reuse = Duration::from_millis(app.config.full.activity_reuse_ms);
+    let meter = cpu::CpuMeter::start(&[("floor (in the bench)", std::process::id())]);
     let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
     fig.floor = Some(f.goods as f64 / f.elapsed.as_secs_f64());
+    fig.cpu_floor = Some(meter.per_item(f.goods));
     say(format!(
         "raw read floor: {:.1} s (of which orphan-scan paging {:.1} s), {:.0} goods/s ({} rows and cells)",
         f.elapsed.as_secs_f64(),
@@ -451,8 +458,10 @@ async fn run(args: Args) -> Result<()> {
     let injected = injector.inject(args.goods, count, 0xD21F7).await?;
     fig.injected = injected.len() as u64;
     say(format!("injected {} drifts", injected.len()));
+    let meter = cpu::CpuMeter::start(&me);
     let (drifted, secs) = timed_full(&app, true).await?;
     fig.full_drift = Some(args.goods as f64 / secs);
+    fig.cpu_drift = Some(meter.per_item(args.goods));
     say(format!(
         "full with drift: {:.1} s, {:.0} goods/s, drift {}, repairs {}, deferred {}",
         secs,

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::cpu::CpuUse;
 use crate::drift::Accuracy;
 
 /// BENCHMARKS.md keeps everything from this line on when the benchmark rewrites it.
@@ -18,6 +19,11 @@ pub struct Figures {
     pub full_drift: Option<f64>,
     pub full_recheck: Option<f64>,
     pub floor: Option<f64>,
+    /// CPU of every process per goods over the clean full run, the drift full run and
+    /// the floor: what bounds the rates on a shared machine.
+    pub cpu_clean: Option<CpuUse>,
+    pub cpu_drift: Option<CpuUse>,
+    pub cpu_floor: Option<CpuUse>,
     /// One goods at a time, one worker.
     pub naive: Option<(f64, u64)>,
     /// One goods at a time per worker, as many workers as the full run.
@@ -83,6 +89,14 @@ impl Figures {
             floor_ratio.map_or("-".into(), |r| format!("{r:.2}")),
             verdict(floor_ratio.is_some_and(|r| r >= 0.9))
         );
+        for (phase, cpu) in [
+            ("full reconciliation, clean", &self.cpu_clean),
+            (&*format!("full reconciliation, {:.1}% drift", self.drift_rate * 100.0), &self.cpu_drift),
+            ("raw read floor", &self.cpu_floor),
+        ] {
+            let value = cpu.as_ref().map_or("not measured".into(), |c| c.describe("goods"));
+            let _ = writeln!(t, "| CPU, {phase} | {value} | |");
+        }
         let naive_c_ratio = ratio(self.full_drift, self.naive_concurrent.map(|n| n.0));
         let _ = writeln!(
             t,

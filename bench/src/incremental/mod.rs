@@ -24,6 +24,7 @@ use rdkafka::config::ClientConfig;
 
 pub use service::{Service, ADMIN_LISTEN, BROKERS};
 
+use crate::cpu::CpuMeter;
 use crate::data::{self, Clock};
 
 pub struct Options {
@@ -100,15 +101,6 @@ impl Ceiling {
     }
 }
 
-/// The processes an incremental step loads: the servers, `reconciler serve`, the bench.
-fn cpu_processes(serve: u32) -> Vec<(String, u32)> {
-    let mut out: Vec<(String, u32)> =
-        crate::env::server_pids().into_iter().map(|(name, pid)| (name.to_string(), pid)).collect();
-    out.push(("serve".into(), serve));
-    out.push(("bench".into(), std::process::id()));
-    out
-}
-
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     root: &Path,
@@ -148,19 +140,10 @@ pub async fn run(
         if (changes.len() as u64) < offered * opts.seconds {
             break; // the universe has too few untouched goods left for this step
         }
-        let processes = cpu_processes(service.0.id());
-        let before: Vec<Option<f64>> = processes.iter().map(|(_, pid)| crate::env::cpu_seconds(*pid)).collect();
+        // The servers, `reconciler serve` and the bench (the generator).
+        let meter = CpuMeter::start(&[("serve", service.0.id()), ("bench", std::process::id())]);
         let mut s = step::run(&ctx, changes, offered).await?;
-        let mut cpu: Vec<(String, f64)> = processes
-            .iter()
-            .zip(before)
-            .filter_map(|((who, pid), before)| {
-                let used = crate::env::cpu_seconds(*pid)? - before?;
-                Some((who.clone(), used * 1e6 / s.events.max(1) as f64))
-            })
-            .collect();
-        cpu.sort_by(|a, b| b.1.total_cmp(&a.1));
-        s.cpu_us_per_event = cpu;
+        s.cpu_us_per_event = meter.per_item(s.events).per_item_us;
         progress(&s);
         let held = s.holds();
         steps.push(s);
