@@ -5,8 +5,10 @@
 //! A row whose DATETIME does not convert (a zero date such as `0000-00-00`, stored by a
 //! writer running without strict mode) is not an error of the whole query: it comes back
 //! in the `unusable` list with what is wrong, and only its goods is reported.
+//!
+//! Integer columns are parsed from their text ([`text_int`]), not through `Row::try_get`.
 
-use common::mysql::sql::{epoch_ms_of, id_list};
+use common::mysql::sql::{epoch_ms_of, id_list, text_int, text_int_not_null as int};
 use model::projection::{ActivityRow, GoodsRow, SkuRow};
 use model::{ActivityId, GoodsId, ShardRef};
 use sqlx::mysql::MySqlPool;
@@ -37,7 +39,7 @@ impl Goods<'_> {
 
 /// The epoch-ms column `i`, or why it is unusable.
 fn time_of(r: &sqlx::mysql::MySqlRow, i: usize, column: &str, table: &str, id: u64) -> Result<i64, String> {
-    match r.try_get::<Option<i64>, _>(i) {
+    match text_int::<i64>(r, i) {
         Ok(Some(ms)) => Ok(ms),
         _ => Err(format!("{table} row {id}: {column} is a zero or invalid DATETIME")),
     }
@@ -55,14 +57,14 @@ pub async fn goods_rows(pool: &MySqlPool, shard: &ShardRef, which: Goods<'_>) ->
     let table = format!("`{}`.{}", shard.database, shard.goods_table);
     let mut out: Rows<GoodsRow> = Default::default();
     for r in &rows {
-        let goods_id: GoodsId = r.try_get(1)?;
-        match time_of(r, 5, "updated_at", &table, r.try_get(6)?) {
+        let goods_id: GoodsId = int(r, 1)?;
+        match time_of(r, 5, "updated_at", &table, int(r, 6)?) {
             Ok(updated_ms) => out.0.push(GoodsRow {
-                activity_id: r.try_get(0)?,
+                activity_id: int(r, 0)?,
                 goods_id,
-                activity_price: r.try_get(2)?,
-                limit_per_user: r.try_get(3)?,
-                status: r.try_get(4)?,
+                activity_price: int(r, 2)?,
+                limit_per_user: int(r, 3)?,
+                status: int(r, 4)?,
                 updated_ms,
             }),
             Err(why) => out.1.push((goods_id, why)),
@@ -83,14 +85,14 @@ pub async fn sku_rows(pool: &MySqlPool, shard: &ShardRef, which: Goods<'_>) -> R
     let table = format!("`{}`.{}", shard.database, shard.sku_table);
     let mut out: Rows<SkuRow> = Default::default();
     for r in &rows {
-        let goods_id: GoodsId = r.try_get(1)?;
-        match time_of(r, 5, "updated_at", &table, r.try_get(6)?) {
+        let goods_id: GoodsId = int(r, 1)?;
+        match time_of(r, 5, "updated_at", &table, int(r, 6)?) {
             Ok(updated_ms) => out.0.push(SkuRow {
-                activity_id: r.try_get(0)?,
+                activity_id: int(r, 0)?,
                 goods_id,
-                sku_id: r.try_get(2)?,
-                activity_price: r.try_get(3)?,
-                status: r.try_get(4)?,
+                sku_id: int(r, 2)?,
+                activity_price: int(r, 3)?,
+                status: int(r, 4)?,
                 updated_ms,
             }),
             Err(why) => out.1.push((goods_id, why)),
@@ -115,7 +117,7 @@ pub async fn activity_rows(
     let table = format!("`{meta_db}`.activity");
     let mut out: Rows<ActivityRow> = Default::default();
     for r in &rows {
-        let activity_id: ActivityId = r.try_get(0)?;
+        let activity_id: ActivityId = int(r, 0)?;
         let times = (|| {
             Ok::<_, String>((
                 time_of(r, 5, "start_time", &table, activity_id)?,
@@ -126,13 +128,13 @@ pub async fn activity_rows(
         match times {
             Ok((start_ms, end_ms, updated_ms)) => out.0.push(ActivityRow {
                 activity_id,
-                kind: r.try_get::<i8, _>(1)? as i32,
+                kind: int::<i8>(r, 1)? as i32,
                 biz_code: r.try_get(2)?,
                 tags: r.try_get(3)?,
-                status: r.try_get(4)?,
+                status: int(r, 4)?,
                 start_ms,
                 end_ms,
-                priority: r.try_get(7)?,
+                priority: int(r, 7)?,
                 updated_ms,
             }),
             Err(why) => out.1.push((activity_id, why)),
