@@ -210,7 +210,7 @@ impl Handler {
         breaker: &Breaker,
     ) -> Result<Report, StoreError> {
         // Sources may repeat a goods (dumps, several jobs): check each once.
-        let mut seen = HashSet::with_capacity(ids.len());
+        let mut seen = HashSet::with_capacity_and_hasher(ids.len(), foldhash::fast::RandomState::default());
         let ids: Vec<GoodsId> = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
         let ids = &ids[..];
         let mut report = Report { checked: ids.len() as u64, dry_run: mode.dry_run, ..Default::default() };
@@ -231,7 +231,7 @@ impl Handler {
             report.errors.push(GoodsError { goods_id, target: None, reason: why.clone() });
         }
         // Each goods' canonical encodings, once for all targets.
-        let encoded: HashMap<GoodsId, Encoded> =
+        let encoded: HashMap<GoodsId, Encoded, foldhash::fast::RandomState> =
             truth.iter().filter(|(_, t)| !t.entities.is_empty()).map(|(&g, t)| (g, Encoded::of(t))).collect();
         let no_entities = Encoded::default();
 

@@ -1,7 +1,9 @@
 //! The projection rule (contract section 3): from the truth rows of one goods to the
 //! entities every derived store must hold.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasher;
 
 use crate::entity::Entity;
 use crate::ids::{ActivityId, GoodsId};
@@ -70,16 +72,17 @@ pub fn split_tags(tags: &str) -> Vec<String> {
 
 /// Projects one goods. `goods_rows` and `sku_rows` are that goods' rows in any order and
 /// any status; `activities` holds at least every activity they reference that exists.
-pub fn project_goods(
+pub fn project_goods<A: Borrow<ActivityRow>, S: BuildHasher>(
     goods_rows: &[GoodsRow],
     sku_rows: &[SkuRow],
-    activities: &HashMap<ActivityId, ActivityRow>,
+    activities: &HashMap<ActivityId, A, S>,
 ) -> GoodsTruth {
+    let activity = |id: &ActivityId| activities.get(id).map(Borrow::borrow);
     let mut truth = GoodsTruth::default();
     let mut bump = |ms: i64| truth.last_change_ms = truth.last_change_ms.max(ms);
     for r in goods_rows {
         bump(r.updated_ms);
-        if let Some(a) = activities.get(&r.activity_id) {
+        if let Some(a) = activity(&r.activity_id) {
             bump(a.updated_ms);
         }
     }
@@ -89,7 +92,7 @@ pub fn project_goods(
     truth.present = goods_rows.iter().map(|r| r.activity_id).filter(|aid| activities.contains_key(aid)).collect();
 
     for r in goods_rows.iter().filter(|r| r.status == ROW_EFFECTIVE) {
-        let Some(a) = activities.get(&r.activity_id).filter(|a| a.status == ACTIVITY_ONLINE) else {
+        let Some(a) = activity(&r.activity_id).filter(|a| a.status == ACTIVITY_ONLINE) else {
             continue;
         };
         let own_skus = sku_rows.iter().filter(|s| s.activity_id == r.activity_id);
@@ -180,7 +183,7 @@ mod tests {
             assert!(t.entities.is_empty(), "status {status}");
             assert_eq!(t.last_change_ms, 60);
         }
-        let t = project_goods(&[goods(7, 1, 5)], &[], &HashMap::new());
+        let t = project_goods(&[goods(7, 1, 5)], &[], &HashMap::<ActivityId, ActivityRow>::new());
         assert!(t.entities.is_empty());
         assert!(t.present.is_empty(), "an activity row that does not exist makes the goods row absent too");
     }

@@ -11,7 +11,7 @@
 //! re-read before a repair never use this cache.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use model::projection::ActivityRow;
@@ -24,8 +24,13 @@ const PRUNE_ABOVE: usize = 50_000;
 #[derive(Debug, Default)]
 pub struct ActivityCache {
     max_age: Duration,
-    rows: Mutex<HashMap<ActivityId, (Instant, ActivityRow)>>,
+    rows: Mutex<HashMap<ActivityId, (Instant, Arc<ActivityRow>)>>,
 }
+
+/// Activity rows by id, shared (a batch takes the cache's rows without copying them)
+/// and hashed with foldhash (ids are not attacker-chosen keys; SipHash was a few percent
+/// of a full run's instructions).
+pub type ActivityMap = HashMap<ActivityId, Arc<ActivityRow>, foldhash::fast::RandomState>;
 
 impl ActivityCache {
     /// `max_age` zero: nothing is reused.
@@ -38,9 +43,10 @@ impl ActivityCache {
     }
 
     /// The rows of `ids` read less than `max_age` before `now`, and the ids to read.
-    pub fn lookup(&self, ids: &[ActivityId], now: Instant) -> (HashMap<ActivityId, ActivityRow>, Vec<ActivityId>) {
+    pub fn lookup(&self, ids: &[ActivityId], now: Instant) -> (ActivityMap, Vec<ActivityId>) {
         let rows = self.rows.lock().expect("activity cache lock");
-        let (mut hits, mut missing) = (HashMap::with_capacity(ids.len()), Vec::new());
+        let (mut hits, mut missing) =
+            (ActivityMap::with_capacity_and_hasher(ids.len(), Default::default()), Vec::new());
         for &id in ids {
             match rows.get(&id) {
                 Some((read_at, row)) if now.saturating_duration_since(*read_at) < self.max_age => {
@@ -53,7 +59,7 @@ impl ActivityCache {
     }
 
     /// Keeps rows read at `read_at` (rows that could not be used are never kept).
-    pub fn store<'a>(&self, rows: impl IntoIterator<Item = &'a ActivityRow>, read_at: Instant) {
+    pub fn store<'a>(&self, rows: impl IntoIterator<Item = &'a Arc<ActivityRow>>, read_at: Instant) {
         let mut kept = self.rows.lock().expect("activity cache lock");
         for row in rows {
             kept.insert(row.activity_id, (read_at, row.clone()));
@@ -87,7 +93,7 @@ mod tests {
     async fn rows_are_reused_until_they_are_max_age_old() {
         let cache = ActivityCache::new(Duration::from_millis(1_000));
         let t0 = Instant::now();
-        cache.store(&[row(1, 10), row(2, 20)], t0);
+        cache.store(&[row(1, 10), row(2, 20)].map(Arc::new), t0);
         let (hits, missing) = cache.lookup(&[1, 2, 3], t0 + Duration::from_millis(999));
         assert_eq!((hits.len(), missing), (2, vec![3]));
         assert_eq!(hits[&2].priority, 20);
@@ -95,7 +101,7 @@ mod tests {
         assert!(hits.is_empty());
         assert_eq!(missing, vec![1, 2]);
         // A fresher read replaces the row.
-        cache.store(&[row(1, 11)], t0 + Duration::from_millis(1_500));
+        cache.store(&[Arc::new(row(1, 11))], t0 + Duration::from_millis(1_500));
         let (hits, _) = cache.lookup(&[1], t0 + Duration::from_millis(2_000));
         assert_eq!(hits[&1].priority, 11);
     }
@@ -105,7 +111,7 @@ mod tests {
         let cache = ActivityCache::new(Duration::ZERO);
         assert!(!cache.enabled());
         let now = Instant::now();
-        cache.store(&[row(1, 10)], now);
+        cache.store(&[Arc::new(row(1, 10))], now);
         assert_eq!(cache.lookup(&[1], now).1, vec![1]);
     }
 
@@ -113,9 +119,9 @@ mod tests {
     async fn expired_rows_are_dropped_once_the_cache_is_large() {
         let cache = ActivityCache::new(Duration::from_millis(10));
         let t0 = Instant::now();
-        let old: Vec<ActivityRow> = (0..PRUNE_ABOVE as u64).map(|i| row(i, 0)).collect();
+        let old: Vec<Arc<ActivityRow>> = (0..PRUNE_ABOVE as u64).map(|i| Arc::new(row(i, 0))).collect();
         cache.store(&old, t0);
-        cache.store(&[row(u64::MAX, 1)], t0 + Duration::from_millis(10));
+        cache.store(&[Arc::new(row(u64::MAX, 1))], t0 + Duration::from_millis(10));
         assert_eq!(cache.rows.lock().unwrap().len(), 1);
     }
 }

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use activities::ActivityCache;
+use activities::{ActivityCache, ActivityMap};
 
 use common::mysql::pager;
 use futures::future::try_join_all;
@@ -141,7 +141,10 @@ impl TruthReader {
         aids.dedup();
         let (activities, bad_activities) = match reuse {
             Activities::MayReuse if self.activities.enabled() => self.activity_rows_reused(&aids).await?,
-            _ => self.activity_rows(&aids).await?,
+            _ => {
+                let (rows, bad) = self.activity_rows(&aids).await?;
+                (rows.into_values().map(|a| (a.activity_id, Arc::new(a))).collect(), bad)
+            }
         };
 
         let mut unusable: HashMap<GoodsId, String> = HashMap::new();
@@ -198,15 +201,16 @@ impl TruthReader {
     async fn activity_rows_reused(
         &self,
         ids: &[ActivityId],
-    ) -> Result<(HashMap<ActivityId, ActivityRow>, HashMap<ActivityId, String>), StoreError> {
+    ) -> Result<(ActivityMap, HashMap<ActivityId, String>), StoreError> {
         let (mut rows, missing) = self.activities.lookup(ids, tokio::time::Instant::now());
         if missing.is_empty() {
             return Ok((rows, HashMap::new()));
         }
         let read_at = tokio::time::Instant::now();
         let (read, bad) = self.activity_rows(&missing).await?;
-        self.activities.store(read.values(), read_at);
-        rows.extend(read);
+        let read: Vec<Arc<ActivityRow>> = read.into_values().map(Arc::new).collect();
+        self.activities.store(&read, read_at);
+        rows.extend(read.into_iter().map(|a| (a.activity_id, a)));
         Ok((rows, bad))
     }
 
