@@ -89,27 +89,37 @@ mod tests {
         assert_eq!(CpuUse::default().describe("goods"), "not measured");
     }
 
-    fn thread_cpu_seconds() -> f64 {
-        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-    }
-
     /// The meter counts the CPU its own process burns during a phase: 0.3 s of this
     /// thread's CPU over 1,000 items is at least ~300 µs each (other tests of this
     /// process may add some; a unit slip would be off by 1,000).
     #[test]
     fn a_phase_that_burns_cpu_is_counted_against_its_process() {
         let meter = CpuMeter::start(&[("bench", std::process::id())]);
-        let spin = thread_cpu_seconds();
-        let mut x = 0u64;
-        while thread_cpu_seconds() - spin < 0.3 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
+        clocks::burn(libc::CLOCK_THREAD_CPUTIME_ID, 0.3);
         let u = meter.per_item(1000);
         let bench = u.per_item_us.iter().find(|(who, _)| who == "bench").expect("own process counted").1;
         assert!((250.0..=3000.0).contains(&bench), "{bench} µs per item");
         assert!(u.busy > 0.0);
+    }
+}
+
+/// CPU clocks, for the tests of this module and of `env`.
+#[cfg(test)]
+pub(crate) mod clocks {
+    /// Seconds on a CPU clock (`CLOCK_PROCESS_CPUTIME_ID`, `CLOCK_THREAD_CPUTIME_ID`).
+    pub fn seconds(clock: libc::clockid_t) -> f64 {
+        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+    }
+
+    /// Spins until `clock` has advanced `secs`.
+    pub fn burn(clock: libc::clockid_t, secs: f64) {
+        let start = seconds(clock);
+        let mut x = 0u64;
+        while seconds(clock) - start < secs {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
     }
 }

@@ -259,24 +259,17 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    fn process_cpu_clock() -> f64 {
-        // SAFETY: a zeroed timespec is valid; clock_gettime fills it.
-        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
-        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
-    }
+    use crate::cpu::clocks;
 
     /// /proc's count of the bench's own CPU time agrees with the process CPU clock (to
     /// a few 10 ms clock ticks) over 0.3 s of burned CPU, however loaded the machine.
     #[test]
     fn cpu_seconds_counts_what_a_process_burns() {
+        const PROCESS: libc::clockid_t = libc::CLOCK_PROCESS_CPUTIME_ID;
         let me = std::process::id();
-        let (before, clock_before) = (super::cpu_seconds(me).expect("own /proc stat"), process_cpu_clock());
-        let mut x = 0u64;
-        while process_cpu_clock() - clock_before < 0.3 {
-            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
-        }
-        let (used, clock_used) = (super::cpu_seconds(me).unwrap() - before, process_cpu_clock() - clock_before);
+        let (before, clock_before) = (super::cpu_seconds(me).expect("own /proc stat"), clocks::seconds(PROCESS));
+        clocks::burn(PROCESS, 0.3);
+        let (used, clock_used) = (super::cpu_seconds(me).unwrap() - before, clocks::seconds(PROCESS) - clock_before);
         assert!((used - clock_used).abs() < 0.05, "/proc counted {used} s, the CPU clock {clock_used} s");
     }
 }
