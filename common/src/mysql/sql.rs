@@ -50,8 +50,8 @@ pub fn text_literal(text: &str) -> String {
 /// Column `i` of a row read over the text protocol (`sqlx::raw_sql`, where every value
 /// comes as its decimal text) as an integer; `Ok(None)` for NULL. Parses the bytes itself
 /// instead of `Row::try_get`, whose type check, UTF-8 check, generic parse and error
-/// plumbing cost ~250 instructions a value and a sixth of a full run's instructions
-/// (callgrind, BENCHMARKS.md). Text that is not an integer of `T` is a decode error
+/// plumbing cost ~330 instructions a value (this: ~220), a sixth of a full run's
+/// instructions (callgrind, BENCHMARKS.md). Text that is not an integer of `T` is a decode error
 /// naming the column, as `try_get`'s.
 pub fn text_int<T: TryFrom<i128>>(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<Option<T>, sqlx::Error> {
     use sqlx::{Row, ValueRef};
