@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use model::projection::{project_goods, ActivityRow, GoodsRow, SkuRow};
+use model::projection::{project_goods, split_tags, ActivityRow, GoodsRow, SkuRow};
 use model::{ActivityId, GoodsId, GoodsTruth};
 
 pub const ACTIVITIES: u64 = 5000;
@@ -84,7 +84,7 @@ pub fn activities(clock: Clock) -> Vec<(ActivityRow, String)> {
                     activity_id: id,
                     kind: 1 + (i % 4) as i32,
                     biz_code: BIZ[(i % 6) as usize].into(),
-                    tags: TAGS[(r.next() % 6) as usize].into(),
+                    tags: split_tags(TAGS[(r.next() % 6) as usize]).into(),
                     status,
                     start_ms: start,
                     end_ms: start + (r.range(2, 30) as i64) * 86_400_000 - 1000,

@@ -59,7 +59,7 @@ impl Seeder {
                     name,
                     a.kind,
                     a.biz_code,
-                    a.tags,
+                    a.tags.join(","),
                     a.status,
                     data::datetime(a.start_ms),
                     data::datetime(a.end_ms),

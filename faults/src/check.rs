@@ -59,6 +59,7 @@ impl Checker {
             .await?
             .into_iter()
             .map(|(activity_id, kind, biz_code, tags, status, start_ms, end_ms, priority, updated_ms)| {
+                let (biz_code, tags) = (biz_code.into(), model::projection::split_tags(&tags).into());
                 let row =
                     ActivityRow { activity_id, kind, biz_code, tags, status, start_ms, end_ms, priority, updated_ms };
                 (activity_id, row)

@@ -226,7 +226,7 @@ mod tests {
     fn finds_stale_with_fields() {
         let mut old = sample();
         old.price = 300;
-        old.tags = vec!["618".into()];
+        old.tags = ["618".to_string()].into();
         let d = diff_goods(1, &truth_of(vec![sample()]), &held(vec![("7001", old.encode())]));
         assert_eq!(d[0].kind, DriftKind::Stale);
         assert_eq!(d[0].fields, vec!["tags", "price"]);

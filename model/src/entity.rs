@@ -3,6 +3,8 @@
 //! Writers write [`Entity::encode`]; readers [`Entity::decode`] and compare fields, so key
 //! order and white space are never drift while bytes that do not decode are.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::ActivityId;
@@ -16,8 +18,9 @@ pub struct Entity {
     pub aid: ActivityId,
     #[serde(rename = "type")]
     pub kind: i32,
-    pub biz: String,
-    pub tags: Vec<String>,
+    /// Shared with the activity row it was projected from (and its other entities).
+    pub biz: Arc<str>,
+    pub tags: Arc<[String]>,
     pub prio: i32,
     pub start: i64,
     pub end: i64,
@@ -121,7 +124,7 @@ pub(crate) fn sample() -> Entity {
         aid: 7001,
         kind: 2,
         biz: "main".into(),
-        tags: vec!["618".into(), "hot".into()],
+        tags: ["618".to_string(), "hot".to_string()].into(),
         prio: 10,
         start: 1781740800000,
         end: 1781827199000,

@@ -36,8 +36,8 @@ fn entity() -> impl Strategy<Value = Entity> {
         .prop_map(|((aid, kind, biz, tags, prio), (start, end, price, limit), (skus, ver))| Entity {
             aid,
             kind,
-            biz,
-            tags,
+            biz: biz.into(),
+            tags: tags.into(),
             prio,
             start,
             end,

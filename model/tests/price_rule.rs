@@ -46,7 +46,7 @@ fn entity() -> impl Strategy<Value = Entity> {
             aid,
             kind,
             biz: "main".into(),
-            tags: vec![],
+            tags: [].into(),
             prio,
             start,
             end: start + len,

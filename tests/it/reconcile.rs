@@ -86,7 +86,7 @@ async fn every_drift_kind_on_every_target_is_found_and_repaired() {
     env.hbase_write(g[0], &q0, None, ts0);
     let (q1, (v1, ts1)) = row(g[1]);
     let mut e = decode(&v1);
-    e.tags.push("drift".into());
+    e.tags = e.tags.iter().cloned().chain(["drift".to_string()]).collect();
     env.hbase_write(g[1], &q1, Some(&e.encode()), ts1 + 1);
     let (q2, (_, ts2)) = row(g[2]);
     env.hbase_write(g[2], &q2, Some(b"\xff\xfe"), ts2 + 1);

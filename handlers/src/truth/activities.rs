@@ -80,7 +80,7 @@ mod tests {
             activity_id: id,
             kind: 1,
             biz_code: "b".into(),
-            tags: "[]".into(),
+            tags: [].into(),
             status: 1,
             start_ms: 0,
             end_ms: 1,

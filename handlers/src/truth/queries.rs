@@ -9,7 +9,7 @@
 //! Integer columns are parsed from their text ([`text_int`]), not through `Row::try_get`.
 
 use common::mysql::sql::{epoch_ms_of, id_list, text_int, text_int_not_null as int};
-use model::projection::{ActivityRow, GoodsRow, SkuRow};
+use model::projection::{split_tags, ActivityRow, GoodsRow, SkuRow};
 use model::{ActivityId, GoodsId, ShardRef};
 use sqlx::mysql::MySqlPool;
 use sqlx::Row;
@@ -129,8 +129,8 @@ pub async fn activity_rows(
             Ok((start_ms, end_ms, updated_ms)) => out.0.push(ActivityRow {
                 activity_id,
                 kind: int::<i8>(r, 1)? as i32,
-                biz_code: r.try_get(2)?,
-                tags: r.try_get(3)?,
+                biz_code: r.try_get::<&str, _>(2)?.into(),
+                tags: split_tags(r.try_get(3)?).into(),
                 status: int(r, 4)?,
                 start_ms,
                 end_ms,

@@ -61,7 +61,7 @@ mod tests {
             aid,
             kind: 1,
             biz: "main".into(),
-            tags: vec![],
+            tags: [].into(),
             prio,
             start: 1000,
             end: 2000,

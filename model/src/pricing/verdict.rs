@@ -142,7 +142,7 @@ pub struct Subject {
 
 impl Subject {
     fn of(e: &Entity) -> Subject {
-        Subject { kind: e.kind, biz: e.biz.clone(), tags: e.tags.clone() }
+        Subject { kind: e.kind, biz: e.biz.to_string(), tags: e.tags.to_vec() }
     }
 }
 

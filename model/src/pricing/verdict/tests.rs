@@ -10,7 +10,7 @@ fn entity(aid: ActivityId, prio: i32, price: i64) -> Entity {
         aid,
         kind: 2,
         biz: "main".into(),
-        tags: vec!["618".into()],
+        tags: ["618".to_string()].into(),
         prio,
         start: 1000,
         end: 2000,
