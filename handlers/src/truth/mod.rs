@@ -29,10 +29,13 @@ use model::{ActivityId, GoodsId, GoodsTruth, ShardLayout};
 
 use crate::error::StoreError;
 
+/// Truth by goods (foldhash: looked up once per goods and target in every batch).
+pub type TruthMap = HashMap<GoodsId, GoodsTruth, foldhash::fast::RandomState>;
+
 /// Truth of a batch, and the goods whose truth rows cannot be used.
 #[derive(Debug, Clone, Default)]
 pub struct TruthBatch {
-    pub truth: HashMap<GoodsId, GoodsTruth>,
+    pub truth: TruthMap,
     /// Goods with a row that cannot be used (a zero DATETIME), and what is wrong: they
     /// are reported, never repaired from a partial truth.
     pub unusable: HashMap<GoodsId, String>,
@@ -77,7 +80,7 @@ impl TruthReader {
 
     /// Truth of every goods in `ids` (goods without rows map to an empty truth). Rows
     /// that cannot be used (see [`read_checked`](Self::read_checked)) are left out.
-    pub async fn read(&self, ids: &[GoodsId]) -> Result<HashMap<GoodsId, GoodsTruth>, StoreError> {
+    pub async fn read(&self, ids: &[GoodsId]) -> Result<TruthMap, StoreError> {
         Ok(self.read_checked(ids).await?.truth)
     }
 
@@ -172,7 +175,7 @@ impl TruthReader {
             let sh = sl + skus[sl..].partition_point(|s| s.goods_id == g);
             (gl..gh, sl..sh)
         };
-        let mut truth: HashMap<GoodsId, GoodsTruth> = HashMap::with_capacity(ids.len());
+        let mut truth = TruthMap::with_capacity_and_hasher(ids.len(), Default::default());
         for &id in ids {
             if truth.contains_key(&id) {
                 continue;
