@@ -12,20 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use common::mysql::sql::{epoch_ms_of as ms, id_list};
 use futures::future::try_join_all;
 use handlers::run::{mysql_id_source, Batch};
 use handlers::Handler;
 use model::ShardLayout;
 use sqlx::Row;
 use tokio::sync::Mutex;
-
-fn ms(column: &str) -> String {
-    format!("CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', {column}) DIV 1000 AS SIGNED)")
-}
-
-fn id_list(ids: &[u64]) -> String {
-    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
-}
 
 /// When each activity was last read, and for how long a read stands (the full run's
 /// `activity_reuse_ms`).
