@@ -167,3 +167,49 @@ async fn a_zero_datetime_in_truth_is_an_error_of_its_goods_only() {
     assert!(!errs.is_empty() && errs.iter().all(|e| e.reason.contains(&format!("row {activity}"))), "{errs:?}");
     assert!(errs.len() < 40, "only the goods of that activity");
 }
+
+/// A batch of goods spread over every shard of both databases is read in one statement
+/// per database (the shard tables joined by `UNION ALL`): its truth is the truth the
+/// range reads give shard by shard (a statement per table), and a zero DATETIME in one
+/// SKU row is an error of that goods alone, naming the SKU table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_every_shard_reads_the_truth_of_each_table_and_names_a_bad_sku_row() {
+    let env = TestEnv::new().await;
+    let set = data(44_000, 160);
+    env.seed(&set, 3_600_000).await;
+    let ids: Vec<GoodsId> = (44_000..44_160).collect();
+    let layout = env.config().layout();
+    let reader = env.app.handler.truth();
+    let shards: std::collections::BTreeSet<u32> = ids.iter().map(|g| layout.shard_of(*g)).collect();
+    assert_eq!(shards.len() as u32, layout.total_shards(), "the batch touches every shard");
+
+    let batch = reader.read_checked(&ids).await.unwrap();
+    assert!(batch.unusable.is_empty(), "{:?}", batch.unusable);
+    let mut by_range = std::collections::HashMap::new();
+    for s in shards {
+        let (_, part) = reader.read_range(s, 0, u64::MAX).await.unwrap();
+        by_range.extend(part.truth);
+    }
+    let with_skus = ids.iter().filter(|g| batch.truth[g].entities.values().any(|e| !e.skus.is_empty())).count();
+    assert!(with_skus > 20, "SKU rows are read: {with_skus} goods with SKU prices");
+    for g in &ids {
+        let empty = model::GoodsTruth::default();
+        assert_eq!(&batch.truth[g], by_range.get(g).unwrap_or(&empty), "goods {g}");
+    }
+
+    // A zero DATETIME in one SKU row.
+    let bad = set.goods.iter().find(|g| !g.skus.is_empty()).unwrap();
+    let shard = layout.route(bad.goods_id);
+    env.sql(&format!(
+        "SET SESSION sql_mode = ''; UPDATE `{}`.{} SET updated_at = '0000-00-00 00:00:00' WHERE goods_id = {} AND sku_id = {}",
+        shard.database, shard.sku_table, bad.goods_id, bad.skus[0].0
+    ))
+    .await;
+    let batch = reader.read_checked(&ids).await.unwrap();
+    assert_eq!(batch.unusable.keys().copied().collect::<Vec<_>>(), vec![bad.goods_id]);
+    let why = &batch.unusable[&bad.goods_id];
+    assert!(why.contains(&format!("`{}`.{}", shard.database, shard.sku_table)) && why.contains("updated_at"), "{why}");
+    for g in ids.iter().filter(|g| **g != bad.goods_id) {
+        assert_eq!(batch.truth[g], by_range.get(g).cloned().unwrap_or_default(), "goods {g}");
+    }
+}

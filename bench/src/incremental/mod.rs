@@ -54,6 +54,9 @@ pub struct Step {
     /// CPU time per event of each process over the step (offer to last repair), µs:
     /// what the step cost whom.
     pub cpu_us_per_event: Vec<(String, f64)>,
+    /// Statements MariaDB served per event over the step (its `Questions` counter: the
+    /// service's reads and audit writes, and the generator's UPDATEs).
+    pub statements_per_event: Option<f64>,
 }
 
 impl Step {
@@ -83,7 +86,9 @@ impl Step {
             return String::new();
         }
         let parts: Vec<String> = self.cpu_us_per_event.iter().map(|(who, us)| format!("{who} {us:.0} µs")).collect();
-        format!("; CPU per event: {}", parts.join(", "))
+        let statements =
+            self.statements_per_event.map(|n| format!("; MariaDB statements per event {n:.2}")).unwrap_or_default();
+        format!("; CPU per event: {}{statements}", parts.join(", "))
     }
 }
 
@@ -99,6 +104,14 @@ impl Ceiling {
     pub fn best(&self) -> Option<&Step> {
         self.steps.iter().filter(|s| s.holds()).max_by_key(|s| s.offered)
     }
+}
+
+/// MariaDB's count of statements served since it started (`Questions`); `None` when it
+/// cannot be read (the figure is then left out, the step still counts).
+async fn statements_served(pools: &common::mysql::MysqlPools) -> Option<u64> {
+    let row: (String, String) =
+        sqlx::query_as("SHOW GLOBAL STATUS LIKE 'Questions'").fetch_one(pools.meta_pool()).await.ok()?;
+    row.1.parse().ok()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -142,8 +155,12 @@ pub async fn run(
         }
         // The servers, `reconciler serve` and the bench (the generator).
         let meter = CpuMeter::start(&[("serve", service.0.id()), ("bench", std::process::id())]);
+        let questions = statements_served(pools).await;
         let mut s = step::run(&ctx, changes, offered).await?;
         s.cpu_us_per_event = meter.per_item(s.events).per_item_us;
+        if let (Some(before), Some(after)) = (questions, statements_served(pools).await) {
+            s.statements_per_event = Some(after.saturating_sub(before) as f64 / s.events.max(1) as f64);
+        }
         progress(&s);
         let held = s.holds();
         steps.push(s);

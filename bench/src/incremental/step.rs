@@ -289,5 +289,6 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
         max_ms: lat.last().copied().unwrap_or(f64::NAN),
         unrepaired: changes.len() as u64 - repaired,
         cpu_us_per_event: Vec::new(),
+        statements_per_event: None,
     })
 }

@@ -1,8 +1,9 @@
 //! MySQL truth, read-only by type.
 //!
-//! [`TruthReader`] exposes only SELECTs: truth for a batch of goods (one query per shard
-//! table per batch, never per goods), truth of a goods-id range of one shard (one
-//! range query per table: a full run's range job), the goods of an activity, and every goods id by
+//! [`TruthReader`] exposes only SELECTs: truth for a batch of goods (one statement per
+//! database per batch, never per goods: the shard tables it touches joined by `UNION
+//! ALL`), truth of a goods-id range of one shard (one range query per table: a full run's
+//! range job), the goods of an activity, and every goods id by
 //! keyset pagination. Activities are read fresh with each batch, except that a range read
 //! may reuse one read less than `[full] activity_reuse_ms` ago ([`activities`]); a repair
 //! never starts from such a row (the re-read before it is fresh). Sessions run with
@@ -12,7 +13,7 @@
 pub mod activities;
 mod queries;
 
-use queries::Goods;
+use queries::{Goods, Select, Table};
 
 pub use common::mysql::{MysqlPools, PoolError};
 
@@ -25,7 +26,7 @@ use activities::{ActivityCache, ActivityMap};
 use common::mysql::pager;
 use futures::future::try_join_all;
 use model::projection::{project_goods, ActivityRow, GoodsRow, SkuRow};
-use model::{ActivityId, GoodsId, GoodsTruth, ShardLayout};
+use model::{ActivityId, GoodsId, GoodsTruth, ShardLayout, ShardRef};
 
 use crate::error::StoreError;
 
@@ -88,16 +89,24 @@ impl TruthReader {
     /// DATETIME in a goods, SKU or activity row), each with the reason. `Err` only when
     /// MySQL cannot answer.
     pub async fn read_checked(&self, ids: &[GoodsId]) -> Result<TruthBatch, StoreError> {
+        // One statement per database for every shard table the batch touches.
         let groups = self.layout.group_by_shard(ids);
-        let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
-            let shard = self.layout.shard(s);
-            let pool = self.pools.shard_pool(shard.database_index);
-            let goods = queries::goods_rows(pool, &shard, Goods::Ids(ids));
-            let skus = queries::sku_rows(pool, &shard, Goods::Ids(ids));
-            tokio::try_join!(goods, skus)
-        }))
-        .await
-        .map_err(StoreError::mysql)?;
+        let shards: Vec<(ShardRef, &[GoodsId])> =
+            groups.iter().map(|(&s, ids)| (self.layout.shard(s), &ids[..])).collect();
+        let mut databases: Vec<(u32, Vec<Select<'_>>)> = Vec::new();
+        for (shard, ids) in &shards {
+            if databases.last().is_none_or(|(d, _)| *d != shard.database_index) {
+                databases.push((shard.database_index, Vec::new()));
+            }
+            let parts = &mut databases.last_mut().expect("pushed above").1;
+            for table in [Table::Goods, Table::Sku] {
+                parts.push(Select { shard, table, which: Goods::Ids(ids) });
+            }
+        }
+        let per_shard =
+            try_join_all(databases.iter().map(|(d, parts)| queries::shard_rows(self.pools.shard_pool(*d), parts)))
+                .await
+                .map_err(StoreError::mysql)?;
         self.assemble(ids, per_shard, Activities::Fresh).await
     }
 
@@ -112,11 +121,12 @@ impl TruthReader {
     ) -> Result<(Vec<GoodsId>, TruthBatch), StoreError> {
         let shard = self.layout.shard(shard_index);
         let pool = self.pools.shard_pool(shard.database_index);
-        let (goods, skus) = tokio::try_join!(
-            queries::goods_rows(pool, &shard, Goods::Range(lo, hi)),
-            queries::sku_rows(pool, &shard, Goods::Range(lo, hi))
-        )
-        .map_err(StoreError::mysql)?;
+        // Two statements side by side (two server threads for one range).
+        let part = |table| [Select { shard: &shard, table, which: Goods::Range(lo, hi) }];
+        let (goods_part, sku_part) = (part(Table::Goods), part(Table::Sku));
+        let ((goods, _), (_, skus)) =
+            tokio::try_join!(queries::shard_rows(pool, &goods_part), queries::shard_rows(pool, &sku_part))
+                .map_err(StoreError::mysql)?;
         let mut ids: Vec<GoodsId> = goods.0.iter().map(|r| r.goods_id).chain(goods.1.iter().map(|b| b.0)).collect();
         ids.sort_unstable();
         ids.dedup();
