@@ -81,8 +81,8 @@ impl std::fmt::Display for Select<'_> {
 /// (`SELECT .. UNION ALL SELECT ..`, one round trip and one parse), whatever the number
 /// of tables: a batch of goods spread over every shard costs the server one statement per
 /// database instead of two per shard (an incremental micro-batch reads truth twice: at the
-/// check and right before repairing). Every part has the same nine columns, each of one
-/// type in every part: the part's position, `activity_id`, `goods_id`, `sku_id` (0 for a
+/// check and right before repairing). Every part has the same nine columns (a literal 0
+/// where its table has no such column): the part's position, `activity_id`, `goods_id`, `sku_id` (0 for a
 /// goods row), `activity_price`, `limit_per_user` (0 for a SKU row), `status`,
 /// `updated_at` as epoch ms, `id`.
 pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<GoodsRow>, Rows<SkuRow>), sqlx::Error> {
@@ -108,7 +108,9 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
     }
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
     for r in &rows {
-        let part = parts.get(int::<usize>(r, 0)?).ok_or_else(|| sqlx::Error::Protocol("unknown part".into()))?;
+        let part = parts
+            .get(int::<usize>(r, 0)?)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("a row of no part of the statement: {sql}")))?;
         let goods_id: GoodsId = int(r, 2)?;
         let updated = time_of(r, 7, "updated_at", part, int(r, 8)?);
         match (part.table, updated) {
