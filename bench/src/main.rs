@@ -101,6 +101,11 @@ struct Args {
     /// event as a batch of its own, as the project's own producers do with Tansu.
     #[arg(long, default_value_t = 10_000)]
     canal_batch: u32,
+    /// Incremental phase: one ceiling search per value, the percent of changes the sync
+    /// pipeline loses (the bench writes the others into every target, as the pipeline
+    /// would): 100 makes every event a repair, 1 makes nearly every event a clean check.
+    #[arg(long, value_delimiter = ',', default_value = "100,1")]
+    events_lost: Vec<u32>,
     /// Use the HBase Thrift1 server already listening on 127.0.0.1:19090 instead of
     /// starting an emulator (with --keep, the data set then outlives the run, for
     /// profiling `reconciler --config target/bench/bench.toml full` by hand).
@@ -528,8 +533,8 @@ async fn run(args: Args) -> Result<()> {
     // 8. Incremental, on the data set of N goods: the ceiling search.
     if args.events_per_sec > 0 {
         say(format!(
-            "incremental: ceiling search from {} events/s (x{} per step, at most {} steps of {} s) through Kafka, stage delay {} ms, up to {} Canal events per record batch",
-            args.events_per_sec, args.events_factor, args.events_steps, args.event_seconds, args.stage_ms, args.canal_batch
+            "incremental: ceiling search from {} events/s (x{} per step, at most {} steps of {} s) through Kafka, stage delay {} ms, up to {} Canal events per record batch, one ladder per share of changes lost: {:?}%",
+            args.events_per_sec, args.events_factor, args.events_steps, args.event_seconds, args.stage_ms, args.canal_batch, args.events_lost
         ));
         let opts = incremental::Options {
             start_rate: args.events_per_sec,
@@ -538,8 +543,15 @@ async fn run(args: Args) -> Result<()> {
             seconds: args.event_seconds,
             stage_ms: args.stage_ms,
             canal_batch: args.canal_batch,
+            lost_percents: args.events_lost.iter().map(|&p| p.min(100)).collect(),
         };
         let stage_ms = args.stage_ms;
+        let sync = incremental::Sync {
+            redis: redis.clone(),
+            hbase: Arc::new(Mutex::new(hb::connect(&htarget.address)?)),
+            hbase_table: htarget.table.clone(),
+            hbase_family: htarget.family.clone(),
+        };
         match incremental::run(
             &root,
             &env::config_text(&settings),
@@ -549,17 +561,25 @@ async fn run(args: Args) -> Result<()> {
             &acts,
             args.goods,
             &opts,
+            sync,
             |s| say(format!("incremental step: {}", s.summary(stage_ms))),
         )
         .await
         {
             Ok(c) => {
-                fig.incremental_steps = c.steps.iter().map(|s| s.summary(c.stage_ms)).collect();
-                fig.incremental = Some(match c.best() {
-                    Some(b) => format!("ceiling {} events/s offered ({})", b.offered, b.summary(c.stage_ms)),
-                    None => "no step held".to_string(),
-                });
-                fig.incremental_met = Some(c.best().is_some_and(|b| b.offered >= 10_000));
+                fig.incremental = c
+                    .ladders
+                    .iter()
+                    .map(|l| report::Ladder {
+                        lost_percent: l.lost_percent,
+                        best: match l.best() {
+                            Some(b) => format!("ceiling {} events/s offered ({})", b.offered, b.summary(l.stage_ms)),
+                            None => "no step held".to_string(),
+                        },
+                        met: l.best().is_some_and(|b| b.offered >= 10_000),
+                        steps: l.steps.iter().map(|s| s.summary(l.stage_ms)).collect(),
+                    })
+                    .collect();
                 if let Some(kb) = c.serve_rss_kb {
                     fig.processes.push(("`reconciler serve` (incremental phase)".into(), kb));
                 }

@@ -2,13 +2,17 @@
 //! trigger on one Canal topic) keeps up with a stream of truth changes, offered at a
 //! rising rate until it no longer does: the ceiling.
 //!
-//! One service runs through every step. Step k offers `start × factor^k` events/s for
+//! One service runs through every ladder and step. A ladder is one share of changes the
+//! sync pipeline loses (`--events-lost`): 100% makes every event a repair (the
+//! repair-bound ceiling), 1% makes nearly every event a clean check (the stream a
+//! healthy pipeline gives). Step k of a ladder offers `start × factor^k` events/s for
 //! the same number of seconds, each change on goods no earlier step touched, and waits
-//! until every change of the step is repaired (or a minute past the stage delay) before
-//! the next. A step *holds* when nothing is left unrepaired, the sustained rate is at
-//! least 90% of the offered rate, and p99 change-to-repair is within the stage delay
-//! plus one second. The ceiling is the highest offered rate that held; the ladder stops
-//! at the first step that does not hold (or after `max_steps`).
+//! until every change of the step is checked and every lost one repaired (or a minute
+//! past the stage delay) before the next. A step *holds* when nothing is left unchecked
+//! or unrepaired, the sustained rate is at least 90% of the offered rate, and p99
+//! change-to-repair of the lost changes is within the stage delay plus one second. The
+//! ceiling is the highest offered rate that held; a ladder stops at the first step that
+//! does not hold (or after `max_steps`).
 
 mod service;
 mod step;
@@ -23,6 +27,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
 pub use service::{Service, ADMIN_LISTEN, BROKERS};
+pub use step::Sync;
 
 use crate::cpu::CpuMeter;
 use crate::data::{self, Clock};
@@ -37,20 +42,28 @@ pub struct Options {
     pub stage_ms: u64,
     /// Canal events per Kafka record batch at most (the generator's producer).
     pub canal_batch: u32,
+    /// One ladder per entry: the percent of changes the sync pipeline loses.
+    pub lost_percents: Vec<u32>,
 }
 
 /// One offered rate and what the service made of it.
 #[derive(Debug, Clone)]
 pub struct Step {
     pub offered: u64,
-    /// Events/s the bench managed to produce (truth UPDATE + Canal event).
+    /// Events/s the bench managed to produce (truth UPDATE, sync writes, Canal event).
     pub achieved_offer: f64,
     pub events: u64,
+    /// Percent of the changes the sync pipeline lost (the ones to repair).
+    pub lost_percent: u32,
     pub sustained: f64,
+    /// Change-to-repair of the lost changes beyond the stage delay.
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Lost changes not repaired within the wait.
     pub unrepaired: u64,
+    /// Events the service had not checked within the wait.
+    pub unchecked: u64,
     /// CPU time per event of each process over the step (offer to last repair), µs:
     /// what the step cost whom.
     pub cpu_us_per_event: Vec<(String, f64)>,
@@ -61,21 +74,26 @@ pub struct Step {
 
 impl Step {
     pub fn holds(&self) -> bool {
-        self.unrepaired == 0 && self.sustained >= 0.9 * self.offered as f64 && self.p99_ms <= 1000.0
+        self.unrepaired == 0
+            && self.unchecked == 0
+            && self.sustained >= 0.9 * self.offered as f64
+            && self.p99_ms <= 1000.0
     }
 
     pub fn summary(&self, stage_ms: u64) -> String {
         format!(
-            "offered {}/s (produced at {:.0}/s), {} events: {:.0} events/s sustained; beyond the {} ms stage delay p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} not repaired; {}",
+            "offered {}/s (produced at {:.0}/s), {} events ({}% lost): {:.0} events/s sustained; repair beyond the {} ms stage delay p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {} not repaired, {} not checked; {}",
             self.offered,
             self.achieved_offer,
             self.events,
+            self.lost_percent,
             self.sustained,
             stage_ms,
             self.p50_ms,
             self.p99_ms,
             self.max_ms,
             self.unrepaired,
+            self.unchecked,
             if self.holds() { "holds" } else { "does not hold" }
         ) + &self.cpu()
     }
@@ -92,10 +110,16 @@ impl Step {
     }
 }
 
+/// One ladder: its share of lost changes and its steps, in order.
 pub struct Ceiling {
+    pub lost_percent: u32,
     pub steps: Vec<Step>,
     pub stage_ms: u64,
-    /// Peak RSS of the serve child over the whole ladder, kB.
+}
+
+/// Every ladder, and the serve child's peak RSS over all of them, kB.
+pub struct Incremental {
+    pub ladders: Vec<Ceiling>,
     pub serve_rss_kb: Option<u64>,
 }
 
@@ -124,8 +148,9 @@ pub async fn run(
     acts: &HashMap<ActivityId, model::ActivityRow>,
     goods: u64,
     opts: &Options,
+    sync: step::Sync,
     mut progress: impl FnMut(&Step),
-) -> Result<Ceiling> {
+) -> Result<Incremental> {
     if std::net::TcpStream::connect(BROKERS).is_err() {
         bail!("no Kafka broker on {BROKERS} (scripts/kafka.sh starts one)");
     }
@@ -142,32 +167,44 @@ pub async fn run(
     // Let the consumers join their groups before the clock starts.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
 
-    let ctx = step::Ctx { pools, layout, topic, stage_ms: opts.stage_ms, canal_batch: opts.canal_batch };
     let mut rng = data::Rng::new(0x1AC4);
     let mut seen = std::collections::HashSet::new();
-    let mut steps = Vec::new();
-    let mut rate = opts.start_rate as f64;
-    for _ in 0..opts.max_steps.max(1) {
-        let offered = rate.round() as u64;
-        let changes = step::pick(goods, clock, acts, &mut seen, offered * opts.seconds, &mut rng);
-        if (changes.len() as u64) < offered * opts.seconds {
-            break; // the universe has too few untouched goods left for this step
+    let mut ladders = Vec::new();
+    for &lost_percent in &opts.lost_percents {
+        let ctx = step::Ctx {
+            pools,
+            layout,
+            topic: topic.clone(),
+            stage_ms: opts.stage_ms,
+            canal_batch: opts.canal_batch,
+            sync: sync.clone(),
+            lost_percent,
+        };
+        let mut steps = Vec::new();
+        let mut rate = opts.start_rate as f64;
+        for _ in 0..opts.max_steps.max(1) {
+            let offered = rate.round() as u64;
+            let changes = step::pick(goods, clock, acts, &mut seen, offered * opts.seconds, lost_percent, &mut rng);
+            if (changes.len() as u64) < offered * opts.seconds {
+                break; // the universe has too few untouched goods left for this step
+            }
+            // The servers, `reconciler serve` and the bench (the generator).
+            let meter = CpuMeter::start(&[("serve", service.0.id()), ("bench", std::process::id())]);
+            let questions = statements_served(pools).await;
+            let mut s = step::run(&ctx, changes, offered).await?;
+            s.cpu_us_per_event = meter.per_item(s.events).per_item_us;
+            if let (Some(before), Some(after)) = (questions, statements_served(pools).await) {
+                s.statements_per_event = Some(after.saturating_sub(before) as f64 / s.events.max(1) as f64);
+            }
+            progress(&s);
+            let held = s.holds();
+            steps.push(s);
+            if !held {
+                break;
+            }
+            rate *= opts.factor;
         }
-        // The servers, `reconciler serve` and the bench (the generator).
-        let meter = CpuMeter::start(&[("serve", service.0.id()), ("bench", std::process::id())]);
-        let questions = statements_served(pools).await;
-        let mut s = step::run(&ctx, changes, offered).await?;
-        s.cpu_us_per_event = meter.per_item(s.events).per_item_us;
-        if let (Some(before), Some(after)) = (questions, statements_served(pools).await) {
-            s.statements_per_event = Some(after.saturating_sub(before) as f64 / s.events.max(1) as f64);
-        }
-        progress(&s);
-        let held = s.holds();
-        steps.push(s);
-        if !held {
-            break;
-        }
-        rate *= opts.factor;
+        ladders.push(Ceiling { lost_percent, steps, stage_ms: opts.stage_ms });
     }
-    Ok(Ceiling { steps, stage_ms: opts.stage_ms, serve_rss_kb: service.peak_rss_kb() })
+    Ok(Incremental { ladders, serve_rss_kb: service.peak_rss_kb() })
 }

@@ -96,15 +96,47 @@ impl Drop for Service {
     }
 }
 
+/// `GET path` on the admin listener: the whole response, status line first.
+fn get(path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(ADMIN_LISTEN)?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 /// Whether the admin listener answers `GET /healthz` with 200.
 pub fn healthy() -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(ADMIN_LISTEN) else { return false };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
+    get("/healthz").is_ok_and(|out| out.starts_with("HTTP/1.1 200"))
+}
+
+/// The goods the service has checked for the DTS trigger since it started
+/// (`reconciler_checks_total{trigger="dts"}` on `/metrics`; 0 before the first).
+pub async fn checks_total() -> Result<u64> {
+    let out = tokio::task::spawn_blocking(|| get("/metrics")).await?.context("GET /metrics of reconciler serve")?;
+    if !out.starts_with("HTTP/1.1 200") {
+        bail!("GET /metrics of reconciler serve: {}", out.lines().next().unwrap_or(""));
     }
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200")
+    Ok(checks_in(&out))
+}
+
+/// The DTS check counter in a Prometheus text exposition (0 when absent).
+fn checks_in(exposition: &str) -> u64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"reconciler_checks_total{trigger="dts"} "#))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_dts_check_counter_and_nothing_else() {
+        let text = "# TYPE reconciler_checks_total counter\nreconciler_checks_total{trigger=\"full\"} 9\nreconciler_checks_total{trigger=\"dts\"} 1234\n";
+        assert_eq!(super::checks_in(text), 1234);
+        assert_eq!(super::checks_in("reconciler_checks_total{trigger=\"full\"} 9\n"), 0);
+    }
 }
