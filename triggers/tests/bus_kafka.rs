@@ -310,3 +310,41 @@ async fn jobs_of_many_buckets_are_bundled_per_partition_each_on_its_buckets_part
     assert_eq!(seen.len(), 300, "every job delivered once");
     consumer.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_says_where_each_record_went_and_why_one_did_not() {
+    use triggers::bus::kafka::producer::{Producer, Record};
+    let Bus { brokers, topic, .. } = bus(2).await;
+    let producer =
+        Producer::new(rdkafka::ClientConfig::new().set("bootstrap.servers", &brokers).set("acks", "all")).unwrap();
+    let mut offsets = Vec::new();
+    for i in 0..3 {
+        let payload = format!("m{i}");
+        let (partition, offset) = producer
+            .send(Record::to(&topic).key("k").payload(&payload).partition(1), Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(partition, 1);
+        offsets.push(offset);
+    }
+    assert_eq!(offsets, vec![offsets[0], offsets[0] + 1, offsets[0] + 2], "one after another on one partition");
+    // Concurrent sends each get their own report.
+    let sends = (0..20).map(|i| {
+        let (producer, topic) = (producer.clone(), topic.clone());
+        async move {
+            let payload = format!("c{i}");
+            producer.send(Record::to(&topic).payload(&payload).partition(0), Duration::from_secs(30)).await
+        }
+    });
+    let mut got: Vec<i64> =
+        futures::future::join_all(sends).await.into_iter().map(|r| r.expect("delivered").1).collect();
+    got.sort_unstable();
+    got.dedup();
+    assert_eq!(got.len(), 20, "twenty distinct offsets");
+    // A partition the topic does not have: an error, not a hang.
+    let err = producer
+        .send(Record::to(&topic).payload("x").partition(7), Duration::from_secs(30))
+        .await
+        .expect_err("partition 7 of a 2-partition topic");
+    assert!(err.to_string().to_lowercase().contains("partition"), "{err}");
+}

@@ -7,9 +7,8 @@
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 
+use super::producer::{Producer, Record};
 use super::RawRecord;
 use crate::error::Result;
 
@@ -17,13 +16,13 @@ pub const REASON_HEADER: &str = "dlq.reason";
 
 #[derive(Clone)]
 pub struct DeadLetterPublisher {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
 }
 
 impl DeadLetterPublisher {
     pub fn new(brokers: &str, topic: &str) -> Result<DeadLetterPublisher> {
-        Ok(DeadLetterPublisher { producer: super::producer_config(brokers).create()?, topic: topic.to_string() })
+        Ok(DeadLetterPublisher { producer: Producer::new(&super::producer_config(brokers))?, topic: topic.to_string() })
     }
 
     /// Publishes `record` with `reason`; returns once the broker has it, so the caller may
@@ -38,11 +37,11 @@ impl DeadLetterPublisher {
             .insert(Header { key: "dlq.source.partition", value: Some(&partition) })
             .insert(Header { key: "dlq.source.offset", value: Some(&offset) });
         let payload = record.payload.as_deref().unwrap_or_default();
-        let mut out = FutureRecord::to(&self.topic).payload(payload).headers(headers);
+        let mut out = Record::to(&self.topic).payload(payload).headers(headers);
         if let Some(key) = record.key.as_deref() {
             out = out.key(key);
         }
-        self.producer.send(out, Timeout::After(Duration::from_secs(30))).await.map_err(|(e, _)| e)?;
+        self.producer.send(out, Duration::from_secs(30)).await?;
         Ok(())
     }
 }

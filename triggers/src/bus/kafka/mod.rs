@@ -1,10 +1,12 @@
 //! The Kafka bus: a publisher keyed by goods id, a raw at-least-once record source shared
-//! by the job consumer and the DTS trigger, and the dead-letter producer.
+//! by the job consumer and the DTS trigger, the dead-letter producer, and the producer
+//! both send with (one whose delivery reports are served without a spinning thread).
 
 pub mod admin;
 pub mod dead_letter;
 pub mod job_consumer;
 pub mod offsets;
+pub mod producer;
 pub mod publisher;
 pub mod source;
 pub mod watchdog;
@@ -12,6 +14,7 @@ pub mod watchdog;
 pub use admin::{create_topics, ensure_topics, ensure_topics_for, TopicSettings};
 pub use dead_letter::DeadLetterPublisher;
 pub use job_consumer::{KafkaJobConsumer, KafkaReroute};
+pub use producer::Producer;
 pub use publisher::KafkaPublisher;
 pub use source::{KafkaSource, RawRecord, SourceOptions};
 

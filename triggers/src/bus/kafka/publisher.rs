@@ -24,9 +24,9 @@ use async_trait::async_trait;
 use futures::future::{join_all, try_join_all};
 use model::job::{bucket_key, encode_bundle, Job, BUNDLE_MAX, JOB_VERSION};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
 use tokio::sync::{mpsc, oneshot};
+
+use super::producer::{Producer, Record as Outgoing};
 
 use crate::bus::JobPublisher;
 use crate::error::{Result, TriggerError};
@@ -56,7 +56,7 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     /// The bundler task, started by the first publish (it needs the runtime).
     bundler: Arc<OnceLock<mpsc::Sender<Pending>>>,
@@ -81,7 +81,11 @@ impl KafkaPublisher {
         for (k, v) in extra {
             config.set(*k, *v);
         }
-        Ok(KafkaPublisher { producer: config.create()?, topic: topic.to_string(), bundler: Arc::new(OnceLock::new()) })
+        Ok(KafkaPublisher {
+            producer: Producer::new(&config)?,
+            topic: topic.to_string(),
+            bundler: Arc::new(OnceLock::new()),
+        })
     }
 
     pub fn topic(&self) -> &str {
@@ -99,17 +103,17 @@ impl KafkaPublisher {
     /// Sends one record (to `partition`, or where its key goes) and waits for the
     /// broker's acknowledgement.
     async fn send(
-        producer: &FutureProducer,
+        producer: &Producer,
         topic: &str,
         key: &str,
         partition: Option<i32>,
         payload: &[u8],
     ) -> std::result::Result<(), KafkaError> {
-        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        let mut record = Outgoing::to(topic).key(key).payload(payload);
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        producer.send(record, Timeout::After(SEND_TIMEOUT)).await.map(|_| ()).map_err(|(e, _)| e)
+        producer.send(record, SEND_TIMEOUT).await.map(|_| ())
     }
 }
 
@@ -146,7 +150,7 @@ impl JobPublisher for KafkaPublisher {
 /// Collects pending publishes for [`LINGER`] after the first (or until [`FLUSH_AT`] jobs
 /// are pending), then sends their bundles in a task of their own and
 /// goes on collecting.
-async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Receiver<Pending>) {
+async fn bundle_loop(producer: Producer, topic: String, mut rx: mpsc::Receiver<Pending>) {
     // The topic's partition count, and when it was looked up.
     let mut partitions: Option<(Option<i32>, Instant)> = None;
     while let Some(first) = rx.recv().await {
@@ -173,7 +177,7 @@ async fn bundle_loop(producer: FutureProducer, topic: String, mut rx: mpsc::Rece
 
 /// The topic's partition count from the broker's metadata; `None` when it can not be
 /// read (broker away, topic not there yet).
-async fn partition_count(producer: &FutureProducer, topic: &str) -> Option<i32> {
+async fn partition_count(producer: &Producer, topic: &str) -> Option<i32> {
     let (producer, topic) = (producer.clone(), topic.to_string());
     let lookup = tokio::task::spawn_blocking(move || {
         let metadata = producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT).ok()?;
@@ -202,7 +206,7 @@ struct Record<'a> {
 
 /// Sends the bundles of `batch` (one group per partition when `partitions` is known,
 /// else per bucket) and tells every caller whether all of its jobs are out.
-async fn flush(producer: FutureProducer, topic: String, partitions: Option<i32>, batch: Vec<Pending>) {
+async fn flush(producer: Producer, topic: String, partitions: Option<i32>, batch: Vec<Pending>) {
     // Groups in the order their first job came (one partition keeps its callers' order).
     let mut groups: Vec<Group> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
