@@ -6,6 +6,10 @@ use crate::shard::ShardLayout;
 /// The reconciler's audit log: one row per cell repair (and per undo), holding the
 /// before and after images so any repair can be undone.
 pub const REPAIR_LOG_TABLE: &str = "reconcile_repair_log";
+/// The contract's unique keys of the shard tables, which every read of truth by goods id
+/// goes through (named in `FORCE INDEX`).
+pub const GOODS_KEY: &str = "uk_goods_activity";
+pub const SKU_KEY: &str = "uk_goods_activity_sku";
 /// Trigger watermarks (recent-change scanner), one row per scanned table.
 pub const CHECKPOINT_TABLE: &str = "reconcile_checkpoint";
 /// Live sweeps of key activities: one row per activity, the last sweep's start time.
@@ -53,7 +57,7 @@ pub fn ddl(layout: &ShardLayout) -> Vec<String> {
   limit_per_user INT             NOT NULL DEFAULT 0,
   status         TINYINT         NOT NULL,
   updated_at     DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-  UNIQUE KEY uk_goods_activity (goods_id, activity_id),
+  UNIQUE KEY {GOODS_KEY} (goods_id, activity_id),
   KEY idx_activity (activity_id),
   KEY idx_updated_at (updated_at)
 ) ENGINE=InnoDB",
@@ -68,7 +72,7 @@ pub fn ddl(layout: &ShardLayout) -> Vec<String> {
   activity_price BIGINT          NOT NULL,
   status         TINYINT         NOT NULL,
   updated_at     DATETIME(3)     NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
-  UNIQUE KEY uk_goods_activity_sku (goods_id, activity_id, sku_id),
+  UNIQUE KEY {SKU_KEY} (goods_id, activity_id, sku_id),
   KEY idx_updated_at (updated_at)
 ) ENGINE=InnoDB",
             s.sku_table

@@ -7,9 +7,16 @@
 //! in the `unusable` list with what is wrong, and only its goods is reported.
 //!
 //! Integer columns are parsed from their text ([`text_int`]), not through `Row::try_get`.
+//!
+//! Every read by goods id names the contract's unique key in `FORCE INDEX`: a batch is a
+//! few keys (or one page) of a table that may hold millions of rows, and statistics gone
+//! stale after a bulk load made MariaDB scan the whole index of a shard table for every
+//! micro-batch of the benchmark (`perf`: `in_vector::find` under `ha_rnd_next`,
+//! BENCHMARKS.md). A table without the key is an error naming it.
 
 use common::mysql::sql::{epoch_ms_of, id_list, text_int, text_int_not_null as int};
 use model::projection::{split_tags, ActivityRow, GoodsRow, SkuRow};
+use model::schema::{GOODS_KEY, SKU_KEY};
 use model::{ActivityId, GoodsId, ShardRef};
 use sqlx::mysql::MySqlPool;
 use sqlx::Row;
@@ -66,6 +73,16 @@ pub struct Select<'a> {
     pub which: Goods<'a>,
 }
 
+impl Select<'_> {
+    /// The unique key the part reads through.
+    fn key(&self) -> &'static str {
+        match self.table {
+            Table::Goods => GOODS_KEY,
+            Table::Sku => SKU_KEY,
+        }
+    }
+}
+
 /// The table's qualified name, formatted only where used (not a string per row).
 impl std::fmt::Display for Select<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,26 +103,11 @@ impl std::fmt::Display for Select<'_> {
 /// goods row), `activity_price`, `limit_per_user` (0 for a SKU row), `status`,
 /// `updated_at` as epoch ms, `id`.
 pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<GoodsRow>, Rows<SkuRow>), sqlx::Error> {
-    use std::fmt::Write as _;
     let mut out: (Rows<GoodsRow>, Rows<SkuRow>) = Default::default();
     if parts.is_empty() {
         return Ok(out);
     }
-    let updated = epoch_ms_of("updated_at");
-    let mut sql = String::new();
-    for (i, part) in parts.iter().enumerate() {
-        let columns = match part.table {
-            Table::Goods => "0, activity_price, limit_per_user",
-            Table::Sku => "sku_id, activity_price, 0",
-        };
-        let _ = write!(
-            sql,
-            "{}SELECT {i}, activity_id, goods_id, {columns}, status, {updated}, id FROM {} WHERE {}",
-            if i == 0 { "" } else { " UNION ALL " },
-            part,
-            part.which.clause()
-        );
-    }
+    let sql = shard_rows_sql(parts);
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
     for r in &rows {
         let part = parts
@@ -135,6 +137,28 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
         }
     }
     Ok(out)
+}
+
+/// The statement [`shard_rows`] sends for `parts` (not empty).
+pub fn shard_rows_sql(parts: &[Select<'_>]) -> String {
+    use std::fmt::Write as _;
+    let updated = epoch_ms_of("updated_at");
+    let mut sql = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let columns = match part.table {
+            Table::Goods => "0, activity_price, limit_per_user",
+            Table::Sku => "sku_id, activity_price, 0",
+        };
+        let _ = write!(
+            sql,
+            "{}SELECT {i}, activity_id, goods_id, {columns}, status, {updated}, id FROM {} FORCE INDEX ({}) WHERE {}",
+            if i == 0 { "" } else { " UNION ALL " },
+            part,
+            part.key(),
+            part.which.clause()
+        );
+    }
+    sql
 }
 
 pub async fn activity_rows(
@@ -182,7 +206,7 @@ pub async fn activity_rows(
 /// The goods of `ids` with at least one row in the shard's goods table.
 pub async fn goods_present(pool: &MySqlPool, shard: &ShardRef, ids: &[GoodsId]) -> Result<Vec<GoodsId>, sqlx::Error> {
     let sql = format!(
-        "SELECT DISTINCT goods_id FROM `{}`.{} WHERE {}",
+        "SELECT DISTINCT goods_id FROM `{}`.{} FORCE INDEX ({GOODS_KEY}) WHERE {}",
         shard.database,
         shard.goods_table,
         Goods::Ids(ids).clause()
