@@ -47,6 +47,24 @@ impl CpuMeter {
     }
 }
 
+/// Waits (at most `max`) until the servers are quiet: together under 5% of a core over
+/// a second. A phase's servers' CPU would otherwise carry the work an earlier phase left
+/// them (MariaDB flushing the pages a seed or a full run dirtied, its purge). Returns
+/// how long it waited.
+pub async fn quiet_servers(max: std::time::Duration) -> std::time::Duration {
+    let started = Instant::now();
+    let pids: Vec<u32> = server_pids().into_iter().map(|(_, pid)| pid).collect();
+    let used = || pids.iter().filter_map(|&pid| cpu_seconds(pid)).sum::<f64>();
+    while started.elapsed() < max {
+        let before = used();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        if used() - before < 0.05 {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
 impl CpuUse {
     /// From CPU seconds by process over `wall` seconds on `cores` cores.
     fn of(used: Vec<(String, f64)>, items: u64, wall: f64, cores: f64) -> CpuUse {

@@ -64,16 +64,18 @@ async fn read_batch(
                 None => format!("goods_id IN ({})", id_list(ids)),
             };
             let g = format!(
-                "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} WHERE {which}",
+                "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} FORCE INDEX ({}) WHERE {which}",
                 ms("updated_at"),
                 shard.database,
                 shard.goods_table,
+                model::schema::GOODS_KEY,
             );
             let k = format!(
-                "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} WHERE {which}",
+                "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} FORCE INDEX ({}) WHERE {which}",
                 ms("updated_at"),
                 shard.database,
                 shard.sku_table,
+                model::schema::SKU_KEY,
             );
             tokio::try_join!(sqlx::raw_sql(&g).fetch_all(pool), sqlx::raw_sql(&k).fetch_all(pool))
         }))

@@ -371,6 +371,7 @@ async fn run(args: Args) -> Result<()> {
     say(format!("seeding {} goods", args.goods));
     seeder.activities(&act_rows).await?;
     let stats = seeder.goods(1, args.goods, true).await?;
+    seeder.analyze().await?;
     fig.seed.push(format!(
         "{} activities (types 1-4, 6 business codes, 6 tag sets, 2% offline and 2% draft); {} goods, {} activity_goods rows, {} activity_sku rows (1-5 activities per goods, 0-3 SKUs per entity, ~5% / ~10% removed); {} entities projected into each target; D = 2, T = 4",
         data::ACTIVITIES, args.goods, stats.goods_rows, stats.sku_rows, stats.entities

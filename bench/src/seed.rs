@@ -97,6 +97,22 @@ impl Seeder {
         Ok(stats)
     }
 
+    /// Recounts the optimizer's statistics of every truth table, as a server's background
+    /// recount would soon after a load: the generator's UPDATEs and the floor then run
+    /// on the plans a settled database gives them, not on statistics taken mid-seed.
+    pub async fn analyze(&self) -> Result<()> {
+        let mut tables = vec![format!("`{}`.activity", self.layout.meta_database())];
+        for s in self.layout.all_shards() {
+            tables.push(format!("`{}`.{}", s.database, s.goods_table));
+            tables.push(format!("`{}`.{}", s.database, s.sku_table));
+        }
+        sqlx::raw_sql(&format!("ANALYZE TABLE {}", tables.join(", ")))
+            .fetch_all(self.pools.meta_pool())
+            .await
+            .context("ANALYZE TABLE")?;
+        Ok(())
+    }
+
     async fn truth_chunk(&self, first: GoodsId, last: GoodsId) -> Result<(u64, u64)> {
         let mut by_shard: BTreeMap<u32, (String, String)> = BTreeMap::new();
         let (mut gn, mut sn) = (0, 0);

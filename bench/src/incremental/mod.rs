@@ -188,6 +188,11 @@ pub async fn run(
             if (changes.len() as u64) < offered * opts.seconds {
                 break; // the universe has too few untouched goods left for this step
             }
+            // Measured from quiet servers (an earlier phase's flushing is not this step's).
+            let waited = crate::cpu::quiet_servers(std::time::Duration::from_secs(90)).await;
+            if waited > std::time::Duration::from_secs(3) {
+                eprintln!("bench: waited {:.0} s for the servers to be quiet before the step", waited.as_secs_f64());
+            }
             // The servers, `reconciler serve` and the bench (the generator).
             let meter = CpuMeter::start(&[("serve", service.0.id()), ("bench", std::process::id())]);
             let questions = statements_served(pools).await;
