@@ -85,9 +85,10 @@ struct Args {
     /// Incremental phase: each step offers this factor more than the one before.
     #[arg(long, default_value_t = 1.2)]
     events_factor: f64,
-    /// Incremental phase: at most this many steps (the search stops at the first step
-    /// that does not hold); by default the last offers 2,000 x 1.2^9 = 10,320 events/s,
-    /// just past the 10,000 target.
+    /// Incremental phase: at most this many steps per search (a search stops at the
+    /// first step that does not hold); by default the first search's last offers
+    /// 2,000 x 1.2^9 = 10,320 events/s, just past the 10,000 target, and a later search
+    /// starts where an earlier one held.
     #[arg(long, default_value_t = 10)]
     events_steps: u32,
     /// Incremental phase: seconds of offered load per step.

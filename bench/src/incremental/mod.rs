@@ -6,7 +6,10 @@
 //! sync pipeline loses (`--events-lost`): 100% makes every event a repair (the
 //! repair-bound ceiling), 1% makes nearly every event a clean check (the stream a
 //! healthy pipeline gives). Step k of a ladder offers `start × factor^k` events/s for
-//! the same number of seconds, each change on goods no earlier step touched, and waits
+//! the same number of seconds (a ladder starts at the highest rate an earlier ladder with
+//! as many or more lost changes held, since fewer repairs cost less, so the goods left
+//! untouched go to the rates that find its ceiling), each change on goods no
+//! earlier step touched, and waits
 //! until every change of the step is checked and every lost one repaired (or a minute
 //! past the stage delay) before the next. A step *holds* when nothing is left unchecked
 //! or unrepaired, the sustained rate is at least 90% of the offered rate, and p99
@@ -138,6 +141,13 @@ async fn statements_served(pools: &common::mysql::MysqlPools) -> Option<u64> {
     row.1.parse().ok()
 }
 
+/// Where a ladder losing `lost_percent` starts, after ladders `held` (lost percent, the
+/// highest rate held): at the highest rate a ladder losing as many or more held (fewer
+/// repairs cost less), and never below `start`.
+fn first_rate(held: &[(u32, Option<u64>)], lost_percent: u32, start: u64) -> u64 {
+    held.iter().filter(|(lost, _)| *lost >= lost_percent).filter_map(|(_, best)| *best).fold(start, u64::max)
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     root: &Path,
@@ -169,8 +179,10 @@ pub async fn run(
 
     let mut rng = data::Rng::new(0x1AC4);
     let mut seen = std::collections::HashSet::new();
-    let mut ladders = Vec::new();
+    let mut ladders: Vec<Ceiling> = Vec::new();
     for &lost_percent in &opts.lost_percents {
+        let held: Vec<(u32, Option<u64>)> =
+            ladders.iter().map(|l| (l.lost_percent, l.best().map(|b| b.offered))).collect();
         let ctx = step::Ctx {
             pools,
             layout,
@@ -181,7 +193,7 @@ pub async fn run(
             lost_percent,
         };
         let mut steps = Vec::new();
-        let mut rate = opts.start_rate as f64;
+        let mut rate = first_rate(&held, lost_percent, opts.start_rate) as f64;
         for _ in 0..opts.max_steps.max(1) {
             let offered = rate.round() as u64;
             let changes = step::pick(goods, clock, acts, &mut seen, offered * opts.seconds, lost_percent, &mut rng);
@@ -212,4 +224,19 @@ pub async fn run(
         ladders.push(Ceiling { lost_percent, steps, stage_ms: opts.stage_ms });
     }
     Ok(Incremental { ladders, serve_rss_kb: service.peak_rss_kb() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_rate;
+
+    #[test]
+    fn a_ladder_starts_where_one_losing_as_much_or_more_held() {
+        assert_eq!(first_rate(&[], 1, 2000), 2000);
+        assert_eq!(first_rate(&[(100, Some(4977))], 1, 2000), 4977);
+        assert_eq!(first_rate(&[(100, None)], 1, 2000), 2000, "nothing held: the start");
+        assert_eq!(first_rate(&[(1, Some(10320))], 100, 2000), 2000, "fewer lost says nothing of more");
+        assert_eq!(first_rate(&[(100, Some(1000))], 1, 2000), 2000, "never below the start");
+        assert_eq!(first_rate(&[(100, Some(4977)), (50, Some(6000))], 1, 2000), 6000);
+    }
 }
