@@ -150,6 +150,7 @@ async fn a_zero_datetime_in_truth_is_an_error_of_its_goods_only() {
     let e = &report.errors[0];
     assert_eq!((e.goods_id, e.target.as_deref()), (zero, None));
     assert!(e.reason.contains(&shard.goods_table) && e.reason.contains("updated_at"), "{}", e.reason);
+    assert!(e.reason.contains(&format!("row (goods_id {zero}, activity_id ")), "the row by its key: {}", e.reason);
     assert!(report.repairs.iter().any(|r| r.goods_id == other), "the rest of the batch is repaired: {report:?}");
     assert!(!report.drift.iter().any(|d| d.goods_id == zero), "a goods whose truth is unusable is not judged");
     assert_eq!(report.outcome(), Outcome::DriftLeft, "a goods left unchecked is not clean");
@@ -260,6 +261,10 @@ async fn a_batch_over_every_shard_reads_the_truth_of_each_table_and_names_a_bad_
     assert_eq!(batch.unusable.keys().copied().collect::<Vec<_>>(), vec![bad.goods_id]);
     let why = &batch.unusable[&bad.goods_id];
     assert!(why.contains(&format!("`{}`.{}", shard.database, shard.sku_table)) && why.contains("updated_at"), "{why}");
+    assert!(
+        why.contains(&format!("goods_id {}, ", bad.goods_id)) && why.contains(&format!("sku_id {})", bad.skus[0].0)),
+        "{why}"
+    );
     for g in ids.iter().filter(|g| **g != bad.goods_id) {
         assert_eq!(batch.truth[g], by_range.get(g).cloned().unwrap_or_default(), "goods {g}");
     }
