@@ -357,16 +357,13 @@ async fn run(args: Args) -> Result<()> {
         redis.push(redis::Client::open(url)?.get_multiplexed_async_connection().await?);
     }
     let hbase = Arc::new(Mutex::new(hb::connect(&htarget.address)?));
-    let seeder = seed::Seeder {
-        pools: app.pools.clone(),
-        layout: layout.clone(),
-        clock,
-        acts: acts.clone(),
+    let targets = seed::Targets {
         redis: redis.clone(),
         hbase: hbase.clone(),
         hbase_table: htarget.table.clone(),
         hbase_family: htarget.family.clone(),
     };
+    let seeder = seed::Seeder { pools: app.pools.clone(), layout: layout.clone(), clock, acts: acts.clone(), targets };
 
     // 1. Seed.
     say(format!("seeding {} goods", args.goods));
@@ -548,12 +545,9 @@ async fn run(args: Args) -> Result<()> {
             lost_percents: args.events_lost.iter().map(|&p| p.min(100)).collect(),
         };
         let stage_ms = args.stage_ms;
-        let sync = incremental::Sync {
-            redis: redis.clone(),
-            hbase: Arc::new(Mutex::new(hb::connect(&htarget.address)?)),
-            hbase_table: htarget.table.clone(),
-            hbase_family: htarget.family.clone(),
-        };
+        // The incremental phase's own HBase connection (the seeder's stays with it).
+        let sync =
+            seed::Targets { hbase: Arc::new(Mutex::new(hb::connect(&htarget.address)?)), ..seeder.targets.clone() };
         match incremental::run(
             &root,
             &env::config_text(&settings),

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use common::mysql::MysqlPools;
 use futures::future::try_join_all;
 use model::projection::ActivityRow;
-use model::{hbase_row_key, ActivityId, GoodsId, ShardLayout};
+use model::{hbase_row_key, ActivityId, Entity, GoodsId, ShardLayout};
 
 use crate::data::{self, Clock};
 use crate::env;
@@ -26,10 +26,59 @@ pub struct Seeder {
     pub layout: ShardLayout,
     pub clock: Clock,
     pub acts: Arc<HashMap<ActivityId, ActivityRow>>,
+    pub targets: Targets,
+}
+
+/// The bench's own writer of projections into every target (both Redis dbs, the HBase
+/// table), as the sync pipeline writes them: the seed's, and the incremental phase's for
+/// the changes it does not lose.
+#[derive(Clone)]
+pub struct Targets {
     pub redis: Vec<redis::aio::MultiplexedConnection>,
     pub hbase: Arc<Mutex<hb::Client>>,
     pub hbase_table: String,
     pub hbase_family: String,
+}
+
+impl Targets {
+    /// Writes each entity's canonical encoding (HBase cell timestamp = its `ver`): one
+    /// `HSET` per run of entities of one goods, one pipeline per Redis db, and the HBase
+    /// cells beside them.
+    pub async fn write(&self, entities: Vec<(GoodsId, Entity)>) -> Result<()> {
+        if entities.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let mut cells = Vec::with_capacity(entities.len());
+        let mut at = 0;
+        while at < entities.len() {
+            let g = entities[at].0;
+            let row = hbase_row_key(g).into_bytes();
+            let cmd = pipe.cmd("HSET").arg(format!("{}{g}", env::KEY_PREFIX));
+            while at < entities.len() && entities[at].0 == g {
+                let e = &entities[at].1;
+                let value = e.encode();
+                cmd.arg(e.aid.to_string()).arg(&value);
+                cells.push(hb::Cell {
+                    row: row.clone(),
+                    qualifier: e.aid.to_string().into_bytes(),
+                    value: Some(value),
+                    ts: e.ver,
+                });
+                at += 1;
+            }
+            pipe.ignore();
+        }
+        let hbase = self.hbase.clone();
+        let (table, family) = (self.hbase_table.clone(), self.hbase_family.clone());
+        let hwrite = tokio::task::spawn_blocking(move || hb::write(&mut hbase.lock().unwrap(), &table, &family, cells));
+        try_join_all(self.redis.iter().map(|c| {
+            let (mut c, pipe) = (c.clone(), &pipe);
+            async move { pipe.query_async::<()>(&mut c).await }
+        }))
+        .await?;
+        hwrite.await?
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -175,40 +224,12 @@ impl Seeder {
     }
 
     async fn targets_chunk(&self, first: GoodsId, last: GoodsId) -> Result<u64> {
-        let mut pipe = redis::pipe();
-        let mut cells = Vec::new();
-        let mut entities = 0;
+        let mut entities = Vec::new();
         for g in first..=last {
-            let t = data::truth(g, self.clock, &self.acts);
-            if t.entities.is_empty() {
-                continue;
-            }
-            let key = format!("{}{g}", env::KEY_PREFIX);
-            let row = hbase_row_key(g).into_bytes();
-            let cmd = pipe.cmd("HSET").arg(&key);
-            for (aid, e) in &t.entities {
-                let value = e.encode();
-                cmd.arg(aid.to_string()).arg(&value);
-                cells.push(hb::Cell {
-                    row: row.clone(),
-                    qualifier: aid.to_string().into_bytes(),
-                    value: Some(value),
-                    ts: e.ver,
-                });
-                entities += 1;
-            }
-            pipe.ignore();
+            entities.extend(data::truth(g, self.clock, &self.acts).entities.into_values().map(|e| (g, e)));
         }
-        let hbase = self.hbase.clone();
-        let (table, family) = (self.hbase_table.clone(), self.hbase_family.clone());
-        let hwrite = tokio::task::spawn_blocking(move || hb::write(&mut hbase.lock().unwrap(), &table, &family, cells));
-        let rwrites = self.redis.iter().map(|c| {
-            let mut c = c.clone();
-            let pipe = &pipe;
-            async move { pipe.query_async::<()>(&mut c).await }
-        });
-        try_join_all(rwrites).await?;
-        hwrite.await??;
-        Ok(entities)
+        let n = entities.len() as u64;
+        self.targets.write(entities).await?;
+        Ok(n)
     }
 }

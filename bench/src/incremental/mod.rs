@@ -30,7 +30,6 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
 pub use service::{Service, ADMIN_LISTEN, BROKERS};
-pub use step::Sync;
 
 use crate::cpu::CpuMeter;
 use crate::data::{self, Clock};
@@ -158,7 +157,7 @@ pub async fn run(
     acts: &HashMap<ActivityId, model::ActivityRow>,
     goods: u64,
     opts: &Options,
-    sync: step::Sync,
+    sync: crate::seed::Targets,
     mut progress: impl FnMut(&Step),
 ) -> Result<Incremental> {
     if std::net::TcpStream::connect(BROKERS).is_err() {

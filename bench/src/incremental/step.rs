@@ -34,7 +34,8 @@ use serde_json::json;
 use super::service::{self, BROKERS};
 use super::Step;
 use crate::data::{self, Clock};
-use crate::{env, hb};
+use crate::env;
+use crate::seed::Targets;
 
 struct Options {
     rate: u64,
@@ -61,46 +62,6 @@ pub struct Change {
     repaired: Option<Instant>,
 }
 
-/// The sync pipeline the bench plays for the changes it does not lose: both Redis dbs
-/// and the HBase table.
-#[derive(Clone)]
-pub struct Sync {
-    pub redis: Vec<redis::aio::MultiplexedConnection>,
-    pub hbase: std::sync::Arc<std::sync::Mutex<hb::Client>>,
-    pub hbase_table: String,
-    pub hbase_family: String,
-}
-
-impl Sync {
-    /// Writes each entity's canonical encoding into every target (HBase cell timestamp =
-    /// its `ver`), as the sync pipeline does after a commit.
-    async fn write(&self, entities: Vec<(GoodsId, Entity)>) -> Result<()> {
-        if entities.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        let mut cells = Vec::with_capacity(entities.len());
-        for (g, e) in entities {
-            let value = e.encode();
-            pipe.cmd("HSET").arg(format!("{}{g}", env::KEY_PREFIX)).arg(e.aid.to_string()).arg(&value).ignore();
-            cells.push(hb::Cell {
-                row: model::hbase_row_key(g).into_bytes(),
-                qualifier: e.aid.to_string().into_bytes(),
-                value: Some(value),
-                ts: e.ver,
-            });
-        }
-        let (hbase, table, family) = (self.hbase.clone(), self.hbase_table.clone(), self.hbase_family.clone());
-        let hwrite = tokio::task::spawn_blocking(move || hb::write(&mut hbase.lock().unwrap(), &table, &family, cells));
-        futures::future::try_join_all(self.redis.iter().map(|c| {
-            let (mut c, pipe) = (c.clone(), &pipe);
-            async move { pipe.query_async::<()>(&mut c).await }
-        }))
-        .await?;
-        hwrite.await?
-    }
-}
-
 /// What one step needs: the data set, the broker topic, the sync pipeline, and the share
 /// of changes it loses.
 pub struct Ctx<'a> {
@@ -109,7 +70,7 @@ pub struct Ctx<'a> {
     pub topic: String,
     pub stage_ms: u64,
     pub canal_batch: u32,
-    pub sync: Sync,
+    pub sync: Targets,
     pub lost_percent: u32,
 }
 
@@ -154,7 +115,7 @@ async fn offer(
     layout: &ShardLayout,
     producer: &FutureProducer,
     topic: &str,
-    sync: &Sync,
+    sync: &Targets,
     changes: Vec<Offer>,
 ) -> Result<Instant> {
     let now = common::clock::now_ms();
