@@ -180,7 +180,7 @@ pub async fn run(
     let mut seen = std::collections::HashSet::new();
     let mut ladders: Vec<Ceiling> = Vec::new();
     for &lost_percent in &opts.lost_percents {
-        let held: Vec<(u32, Option<u64>)> =
+        let earlier: Vec<(u32, Option<u64>)> =
             ladders.iter().map(|l| (l.lost_percent, l.best().map(|b| b.offered))).collect();
         let ctx = step::Ctx {
             pools,
@@ -192,7 +192,7 @@ pub async fn run(
             lost_percent,
         };
         let mut steps = Vec::new();
-        let mut rate = first_rate(&held, lost_percent, opts.start_rate) as f64;
+        let mut rate = first_rate(&earlier, lost_percent, opts.start_rate) as f64;
         for _ in 0..opts.max_steps.max(1) {
             let offered = rate.round() as u64;
             let changes = step::pick(goods, clock, acts, &mut seen, offered * opts.seconds, lost_percent, &mut rng);

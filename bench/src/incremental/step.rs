@@ -163,6 +163,30 @@ async fn offer(
     Ok(at)
 }
 
+/// The service's DTS check counter over one step: checks seen since the step began, and
+/// when they first covered every event.
+struct Checks {
+    before: u64,
+    want: u64,
+    seen: u64,
+    all: Option<Instant>,
+}
+
+impl Checks {
+    async fn start(want: u64) -> Result<Checks> {
+        Ok(Checks { before: service::checks_total().await?, want, seen: 0, all: None })
+    }
+
+    /// Reads the counter once.
+    async fn poll(&mut self) -> Result<()> {
+        self.seen = service::checks_total().await?.saturating_sub(self.before);
+        if self.seen >= self.want && self.all.is_none() {
+            self.all = Some(Instant::now());
+        }
+        Ok(())
+    }
+}
+
 /// Offers `changes` at `rate` per second (truth UPDATE per shard, then the Canal event
 /// per change), follows every 10th to its repair, then waits for all of them.
 pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<Step> {
@@ -194,9 +218,7 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
     let mut offered_count = 0usize;
     // Every event is checked once the service's check counter has grown by the step's
     // events (each change is a goods of its own, so a check per event).
-    let checks_before = service::checks_total().await?;
-    let mut all_checked: Option<(Instant, u64)> = None;
-    let mut checks_seen = 0u64;
+    let mut checks = Checks::start(changes.len() as u64).await?;
     let mut last_scrape = Instant::now();
     loop {
         // Offer this tick's changes in a task of its own, so a slow commit or broker
@@ -263,18 +285,15 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
             }
             pending.retain(|&i| changes[i].repaired.is_none());
         }
-        if all_checked.is_none() && produced_all.is_some() && last_scrape.elapsed() >= Duration::from_millis(250) {
+        if checks.all.is_none() && produced_all.is_some() && last_scrape.elapsed() >= Duration::from_millis(250) {
             last_scrape = Instant::now();
-            checks_seen = service::checks_total().await?.saturating_sub(checks_before);
-            if checks_seen >= changes.len() as u64 {
-                all_checked = Some((last_scrape, checks_seen));
-            }
+            checks.poll().await?;
         }
         if let Some(p) = produced_all {
             if pending.is_empty() && all_done.is_none() {
                 all_done = Some(Instant::now());
             }
-            let checked = ctx.lost_percent >= 100 || all_checked.is_some();
+            let checked = ctx.lost_percent >= 100 || checks.all.is_some();
             if (all_done.is_some() && checked) || p.elapsed() > deadline_after_last {
                 break;
             }
@@ -322,23 +341,21 @@ pub async fn run(ctx: &Ctx<'_>, mut changes: Vec<Change>, rate: u64) -> Result<S
     let pct = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p).round() as usize] };
     // The counter is recorded after a batch's repairs: with every change lost, the last
     // repairs can be seen in `redis-a` a moment before their checks are counted.
-    while all_checked.is_none() && Instant::now() < end_by {
-        checks_seen = service::checks_total().await?.saturating_sub(checks_before);
-        if checks_seen >= changes.len() as u64 {
-            all_checked = Some((Instant::now(), checks_seen));
-        } else {
+    while checks.all.is_none() && Instant::now() < end_by {
+        checks.poll().await?;
+        if checks.all.is_none() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
     let first = changes.iter().filter_map(|c| c.at).min();
     let repaired = changes.iter().filter(|c| c.repaired.is_some()).count() as u64;
     let lost = changes.iter().filter(|c| c.lost).count() as u64;
-    let checks = all_checked.map_or(checks_seen, |(_, n)| n);
+    let (all_checked, checks) = (checks.all, checks.seen);
     // Every change lost: the last repair ends the window; otherwise the last check.
     let (done, done_count) = if ctx.lost_percent >= 100 {
         (changes.iter().filter_map(|c| c.repaired).max(), repaired)
     } else {
-        (all_checked.map(|(at, _)| at), checks.min(changes.len() as u64))
+        (all_checked, checks.min(changes.len() as u64))
     };
     let span = match (first, done) {
         (Some(f), Some(l)) => (l - f).saturating_sub(stage).as_secs_f64(),
