@@ -1,6 +1,7 @@
 """An independent check of the HBase emulator with happybase, the Python HBase Thrift1
 client: tables, versioned puts, deletes with timestamps, delete markers masking older
-puts (also ones written later) until a major compaction, scans, checkAndPut and
+puts (also ones written later) until a major compaction, scans (also key-only ones
+through the filter language), checkAndPut and
 atomicIncrement. Usage: happybase_scenario.py PORT [buffered|framed] [binary|compact].
 Exits 1 on the first mismatch batch, printing every check.
 """
@@ -11,6 +12,7 @@ import time
 
 import happybase
 from Hbase_thrift import AlreadyExists, IllegalArgument, IOError, Mutation
+from thriftpy2.thrift import TApplicationException
 
 PORT = int(sys.argv[1])
 TRANSPORT = sys.argv[2] if len(sys.argv) > 2 else "buffered"
@@ -107,6 +109,12 @@ check("scan all sorted", keys(t.scan(batch_size=3))[:3], [b"other-1", b"r1", b"r
 check("scan columns", keys(t.scan(columns=[b"b"])), [b"r1", b"row-05"])
 check("scan reversed", keys(t.scan(row_start=b"row-05", row_stop=b"row-02", reverse=True)), [b"row-05", b"row-04", b"row-03"])
 check("scan limit", keys(t.scan(row_start=b"row", limit=2)), [b"row-00", b"row-01"])
+KEY_ONLY = b"FirstKeyOnlyFilter() AND KeyOnlyFilter()"
+check("scan key-only filter", list(t.scan(row_start=b"row-04", row_stop=b"row-06", filter=KEY_ONLY)), [(b"row-04", {b"a:q": b""}), (b"row-05", {b"a:q": b""})])
+check("scan KeyOnlyFilter lenAsVal", list(t.scan(row_prefix=b"row-05", filter=b"KeyOnlyFilter(true)")), [(b"row-05", {b"a:q": b"\x00\x00\x00\x01", b"b:x": b"\x00\x00\x00\x04"})])
+check("scan first key of selected family", list(t.scan(row_prefix=b"row-05", columns=[b"b"], filter=b"FirstKeyOnlyFilter()")), [(b"row-05", {b"b:x": b"five"})])
+raises("scan unknown filter", TApplicationException, lambda: list(t.scan(filter=b"NoSuchFilter()")))
+raises("scan filter not emulated", IOError, lambda: list(t.scan(filter=b"PrefixFilter('row')")))
 sid = client.scannerOpenWithPrefix(name, b"row-0", [b"a:q"], {})
 got = [r.row for r in client.scannerGetList(sid, 100)]
 check("scannerOpenWithPrefix", got, [f"row-{i:02}".encode() for i in range(10)])

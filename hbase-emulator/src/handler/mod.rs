@@ -13,7 +13,7 @@ use hbase_thrift::hbase::{
 
 use crate::error::{Error, Result};
 use crate::store::select::parse_column;
-use crate::store::{DeleteTarget, FamilySpec, Op, RowMutation, ScanSpec, Store, Ts, LATEST};
+use crate::store::{DeleteTarget, FamilySpec, Filter, Op, RowMutation, ScanSpec, Store, Ts, LATEST};
 use convert::{check_put, row_results, tcell};
 
 type Attrs = BTreeMap<Text, Text>;
@@ -313,9 +313,10 @@ impl HbaseSyncHandler for Handler {
         _attributes: Attrs,
     ) -> thrift::Result<ScannerID> {
         // Empty / zero values are what the Rust client's `TScan::default()` sends.
-        if scan.filter_string.as_ref().is_some_and(|f| !f.is_empty()) {
-            return unsupported("TScan.filterString");
-        }
+        let filter = match scan.filter_string.as_deref() {
+            Some(text) if !text.is_empty() => Filter::parse(text)?,
+            _ => Filter::default(),
+        };
         if scan.batch_size.is_some_and(|b| b > 0) {
             return unsupported("TScan.batchSize");
         }
@@ -327,6 +328,7 @@ impl HbaseSyncHandler for Handler {
         );
         spec.reversed = scan.reversed.unwrap_or(false);
         spec.sort_columns = scan.sort_columns.unwrap_or(false);
+        spec.filter = filter;
         self.open(&table_name, spec)
     }
 

@@ -2,6 +2,7 @@
 //! `RwLock` (reads of a batch take the lock once), plus the open scanners.
 
 pub mod cells;
+pub mod filter;
 mod read;
 pub mod scanner;
 pub mod select;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use cells::{Cell, Ts};
+pub use filter::Filter;
 pub use scanner::ScanSpec;
 pub use table::{FamilySpec, Table};
 pub use write::{DeleteTarget, Op, RowMutation};

@@ -1,5 +1,6 @@
 //! Scanners: a cursor over a table's rows in byte order (or reversed), with an
 //! exclusive stop row, an optional prefix, a column selection and a time bound. Each
+//! `TScan.filterString` ([`Filter`]) applies to each row's selected cells. Each
 //! `next` batch re-reads under the table's read lock from where the last one ended, so
 //! concurrent writes show up as HBase's row-level consistency allows.
 
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::cells::{Ts, Window};
+use super::filter::Filter;
 use super::read::RowCells;
 use super::select::Selection;
 use super::table::Table;
@@ -29,11 +31,21 @@ pub struct ScanSpec {
     pub reversed: bool,
     /// Answer with `sortedColumns` instead of the `columns` map.
     pub sort_columns: bool,
+    pub filter: Filter,
 }
 
 impl ScanSpec {
     pub fn new(start: Vec<u8>, stop: Vec<u8>, columns: Vec<Vec<u8>>, below: Ts) -> Self {
-        ScanSpec { start, stop, prefix: None, columns, below, reversed: false, sort_columns: false }
+        ScanSpec {
+            start,
+            stop,
+            prefix: None,
+            columns,
+            below,
+            reversed: false,
+            sort_columns: false,
+            filter: Filter::default(),
+        }
     }
 }
 
@@ -100,7 +112,7 @@ impl Scanner {
             }
             self.last = Some(key.to_vec());
             let mut cells = Vec::new();
-            self.selection.read(&self.table, row, w, &mut cells);
+            self.selection.read_filtered(&self.table, row, w, &spec.filter, &mut cells);
             if !cells.is_empty() {
                 out.push((key.to_vec(), cells));
                 if out.len() == n {

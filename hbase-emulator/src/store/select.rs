@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::cells::{Cell, RowBuf, Window};
+use super::filter::Filter;
 use super::table::Table;
 use crate::error::Result;
 
@@ -66,6 +67,13 @@ impl Selection {
 
     /// The visible cells of `row`, by family then qualifier, newest version first.
     pub fn read(&self, table: &Table, row: &RowBuf, w: Window, out: &mut Vec<Cell>) {
+        self.read_filtered(table, row, w, &Filter::default(), out)
+    }
+
+    /// [`read`](Self::read) through a scan's filter: only the cells it passes, with the
+    /// values it answers.
+    pub fn read_filtered(&self, table: &Table, row: &RowBuf, w: Window, filter: &Filter, out: &mut Vec<Cell>) {
+        let (start, max) = (out.len(), filter.max_cells());
         for cells in row.families() {
             let (family, spec) = table.family_by_id(cells.id);
             let wanted = match &self.families {
@@ -81,11 +89,14 @@ impl Selection {
                     continue;
                 }
                 for (ts, value) in column.visible(cells.marker, w) {
+                    if out.len() - start == max {
+                        return;
+                    }
                     out.push(Cell {
                         family: family.to_vec(),
                         qualifier: column.qualifier.to_vec(),
                         timestamp: ts,
-                        value: value.to_vec(),
+                        value: filter.value(value),
                     });
                 }
             }

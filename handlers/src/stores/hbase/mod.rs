@@ -19,6 +19,11 @@ use model::shard::parse_hbase_row_key;
 use model::{hbase_row_key, GoodsId, ObservedGoods};
 
 use crate::error::StoreError;
+
+/// The orphan scan's filter (HBase's filter language, evaluated by the region server):
+/// each row's first cell without its value. A row's key is all the scan needs; the
+/// cells of a goods list row are read by `getRowsWithColumns` when it is checked.
+pub const KEY_ONLY_SCAN: &str = "FirstKeyOnlyFilter() AND KeyOnlyFilter()";
 use crate::stores::{ApplyOutcome, ScanPage, Target};
 use cells::Rows;
 use pool::Pool;
@@ -91,6 +96,7 @@ impl Target for HbaseStore {
     }
 
     async fn scan(&self, cursor: Option<Vec<u8>>, limit: usize) -> Result<ScanPage, StoreError> {
+        // Row keys are all a scan needs: the server sends each row's first cell, valueless.
         let limit = limit.clamp(1, i32::MAX as usize) as i32;
         let table = self.table.clone().into_bytes();
         let scan = TScan::new(
@@ -99,7 +105,7 @@ impl Target for HbaseStore {
             None,
             vec![self.family.clone().into_bytes()],
             limit,
-            None,
+            KEY_ONLY_SCAN.as_bytes().to_vec(),
             None,
             None,
             None,
