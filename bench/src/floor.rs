@@ -153,19 +153,21 @@ pub async fn run(
         floor.goods += g;
         floor.items += i;
     }
-    // The orphan scan's paging, target by target as in `run_full`.
+    // The orphan scan's paging, every target at once as in `run_full`.
     let scan_started = Instant::now();
-    for t in handler.targets() {
-        let mut cursor = None;
+    let pages = try_join_all(handler.targets().iter().map(|t| async move {
+        let (mut cursor, mut goods) = (None, 0u64);
         loop {
             let page = t.scan(cursor.take(), batch).await.map_err(|e| anyhow!("{e}"))?;
-            floor.items += page.goods.len() as u64;
+            goods += page.goods.len() as u64;
             match page.next {
                 Some(n) => cursor = Some(n),
-                None => break,
+                None => return Ok::<u64, anyhow::Error>(goods),
             }
         }
-    }
+    }))
+    .await?;
+    floor.items += pages.iter().sum::<u64>();
     floor.scan = scan_started.elapsed();
     floor.elapsed = started.elapsed();
     Ok(floor)

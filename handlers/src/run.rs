@@ -17,6 +17,7 @@ use crate::breaker::Breaker;
 use crate::error::StoreError;
 use crate::handler::{Handler, Mode};
 use crate::limit::RateLimiter;
+use crate::stores::Target;
 
 /// A batch of goods from an id source, or why the source failed.
 pub type IdBatch = Result<Batch, String>;
@@ -193,51 +194,17 @@ pub async fn run_full(
     let seen = Arc::new(std::sync::Mutex::new(RoaringTreemap::new()));
     let mut report = drive(handler, source, mode, opts, &run, "full", Some(seen.clone())).await?;
 
-    for target in handler.targets() {
-        let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
-        let scanner = target.clone();
-        let seen_scan = seen.clone();
-        let limit = opts.batch_size.max(1);
-        let scan = tokio::spawn(async move {
-            let mut cursor = None;
-            let mut foreign = 0u64;
-            let mut pending = Vec::new();
-            loop {
-                let page = match scanner.scan(cursor.take(), limit).await {
-                    Ok(p) => p,
-                    Err(e) => return Err(e),
-                };
-                foreign += page.foreign.len() as u64;
-                {
-                    let mut seen = seen_scan.lock().unwrap();
-                    for g in page.goods {
-                        if seen.insert(g) {
-                            pending.push(g);
-                        }
-                    }
-                }
-                if pending.len() >= limit || page.next.is_none() {
-                    let batch = std::mem::take(&mut pending);
-                    if !batch.is_empty() && tx.send(Ok(batch.into())).await.is_err() {
-                        break;
-                    }
-                }
-                match page.next {
-                    Some(n) => cursor = Some(n),
-                    None => break,
-                }
-            }
-            if foreign > 0 {
-                tracing::warn!(
-                    target = scanner.name(),
-                    keys = foreign,
-                    "orphan scan found keys not of the contract's shape, left untouched"
-                );
-            }
-            Ok(())
-        });
-        let part = drive(handler, rx, mode, opts, &run, "orphan-scan", None).await?;
-        report.merge(part);
+    // The orphan scan: every target's pages at once into one drive. A target's scan is a
+    // chain of round trips; one target after another left the cores idle for most of it.
+    let (tx, rx) = mpsc::channel(opts.concurrency.max(1));
+    let scans: Vec<_> = handler
+        .targets()
+        .iter()
+        .map(|target| tokio::spawn(scan_target(target.clone(), seen.clone(), tx.clone(), opts.batch_size.max(1))))
+        .collect();
+    drop(tx);
+    report.merge(drive(handler, rx, mode, opts, &run, "orphan-scan", None).await?);
+    for (target, scan) in handler.targets().iter().zip(scans) {
         match scan.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -251,6 +218,45 @@ pub async fn run_full(
     }
     report.sort();
     Ok(report)
+}
+
+/// Pages through `target`, sending the goods no earlier batch named (marked seen) in
+/// batches of about `limit`.
+async fn scan_target(
+    target: Arc<dyn Target>,
+    seen: Arc<std::sync::Mutex<RoaringTreemap>>,
+    tx: mpsc::Sender<IdBatch>,
+    limit: usize,
+) -> Result<(), StoreError> {
+    let mut cursor = None;
+    let mut foreign = 0u64;
+    let mut pending = Vec::new();
+    loop {
+        let page = target.scan(cursor.take(), limit).await?;
+        foreign += page.foreign.len() as u64;
+        {
+            let mut seen = seen.lock().unwrap();
+            pending.extend(page.goods.into_iter().filter(|g| seen.insert(*g)));
+        }
+        if pending.len() >= limit || page.next.is_none() {
+            let batch = std::mem::take(&mut pending);
+            if !batch.is_empty() && tx.send(Ok(batch.into())).await.is_err() {
+                break;
+            }
+        }
+        match page.next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    if foreign > 0 {
+        tracing::warn!(
+            target = target.name(),
+            keys = foreign,
+            "orphan scan found keys not of the contract's shape, left untouched"
+        );
+    }
+    Ok(())
 }
 
 /// Feeds batches from `rx` to `opts.concurrency` workers and merges their reports.
