@@ -60,9 +60,7 @@ impl Filter {
                 .ok_or_else(|| Error::internal(format!("Incorrect filter string {text}")))?;
             let args: Vec<&str> = rest[open + 1..close].split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
             match name {
-                "" => return Err(Error::Io(format!(
-                    "java.io.IOException: parentheses in filter string {text} are not supported by the hbase emulator"
-                ))),
+                "" => return Err(not_emulated(format!("parentheses in filter string {text}"))),
                 "FirstKeyOnlyFilter" => {
                     expect_args(&args, 0)?;
                     filter.first_key_only = true;
@@ -74,11 +72,7 @@ impl Filter {
                         _ => return Err(Error::internal(format!("Expected: 0 or 1 but got: {}", args.len()))),
                     });
                 }
-                n if KNOWN_ELSEWHERE.contains(&n) => {
-                    return Err(Error::Io(format!(
-                        "java.io.IOException: filter {n} is not supported by the hbase emulator"
-                    )))
-                }
+                n if KNOWN_ELSEWHERE.contains(&n) => return Err(not_emulated(format!("filter {n}"))),
                 n => return Err(Error::internal(format!("Filter Name {n} not supported"))),
             }
             rest = rest[close + 1..].trim_start();
@@ -90,9 +84,7 @@ impl Filter {
                 _ if rest == "AND" => return Err(Error::internal(format!("Incorrect filter string {text}"))),
                 _ => {
                     let word = rest.split_whitespace().next().unwrap_or(rest);
-                    return Err(Error::Io(format!(
-                        "java.io.IOException: `{word}` in filter string {text} is not supported by the hbase emulator (only AND)"
-                    )));
+                    return Err(not_emulated(format!("`{word}` (only AND) in filter string {text}")));
                 }
             }
         }
@@ -116,6 +108,11 @@ impl Filter {
             Some(true) => (value.len() as i32).to_be_bytes().to_vec(),
         }
     }
+}
+
+/// What HBase evaluates and the emulator does not: an `IOError`, as for other calls.
+fn not_emulated(what: String) -> Error {
+    Error::Io(format!("java.io.IOException: {what} is not supported by the hbase emulator"))
 }
 
 fn expect_args(args: &[&str], n: usize) -> Result<()> {
