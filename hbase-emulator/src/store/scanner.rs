@@ -1,5 +1,5 @@
 //! Scanners: a cursor over a table's rows in byte order (or reversed), with an
-//! exclusive stop row, an optional prefix, a column selection and a time bound. Each
+//! exclusive stop row, an optional prefix, a column selection and a time bound; a
 //! `TScan.filterString` ([`Filter`]) applies to each row's selected cells. Each
 //! `next` batch re-reads under the table's read lock from where the last one ended, so
 //! concurrent writes show up as HBase's row-level consistency allows.
@@ -31,6 +31,7 @@ pub struct ScanSpec {
     pub reversed: bool,
     /// Answer with `sortedColumns` instead of the `columns` map.
     pub sort_columns: bool,
+    /// `TScan.filterString`, parsed (none: every selected cell, values included).
     pub filter: Filter,
 }
 

@@ -19,14 +19,14 @@ use model::shard::parse_hbase_row_key;
 use model::{hbase_row_key, GoodsId, ObservedGoods};
 
 use crate::error::StoreError;
+use crate::stores::{ApplyOutcome, ScanPage, Target};
+use cells::Rows;
+use pool::Pool;
 
 /// The orphan scan's filter (HBase's filter language, evaluated by the region server):
 /// each row's first cell without its value. A row's key is all the scan needs; the
 /// cells of a goods list row are read by `getRowsWithColumns` when it is checked.
 pub const KEY_ONLY_SCAN: &str = "FirstKeyOnlyFilter() AND KeyOnlyFilter()";
-use crate::stores::{ApplyOutcome, ScanPage, Target};
-use cells::Rows;
-use pool::Pool;
 
 pub struct HbaseStore {
     name: String,
