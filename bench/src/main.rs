@@ -568,10 +568,7 @@ async fn run(args: Args) -> Result<()> {
                     .iter()
                     .map(|l| report::Ladder {
                         lost_percent: l.lost_percent,
-                        best: match l.best() {
-                            Some(b) => format!("ceiling {} events/s offered ({})", b.offered, b.summary(l.stage_ms)),
-                            None => "no step held".to_string(),
-                        },
+                        best: l.figure(),
                         met: l.best().is_some_and(|b| b.offered >= 10_000),
                         steps: l.steps.iter().map(|s| s.summary(l.stage_ms)).collect(),
                     })

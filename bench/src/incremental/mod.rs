@@ -117,6 +117,9 @@ pub struct Ceiling {
     pub lost_percent: u32,
     pub steps: Vec<Step>,
     pub stage_ms: u64,
+    /// The ladder stopped before a step it wanted to run: the data set had too few goods
+    /// no earlier step changed (`(events the step needed, offered rate, goods left)`).
+    pub short_of_goods: Option<(u64, u64, u64)>,
 }
 
 /// Every ladder, and the serve child's peak RSS over all of them, kB.
@@ -129,6 +132,23 @@ impl Ceiling {
     /// The highest step that held.
     pub fn best(&self) -> Option<&Step> {
         self.steps.iter().filter(|s| s.holds()).max_by_key(|s| s.offered)
+    }
+
+    /// The ladder's figure: its ceiling (the highest step that held), and, when it ran
+    /// out of untouched goods, which step it could not run: a ladder cut short is not a
+    /// ceiling, and one with no step at all was not measured rather than failed.
+    pub fn figure(&self) -> String {
+        let best = match self.best() {
+            Some(b) => format!("ceiling {} events/s offered ({})", b.offered, b.summary(self.stage_ms)),
+            None if self.steps.is_empty() => "not measured".to_string(),
+            None => "no step held".to_string(),
+        };
+        match self.short_of_goods {
+            None => best,
+            Some((needed, rate, left)) => format!(
+                "{best}; the search stopped before {rate} events/s: that step needs {needed} goods no earlier step changed, the data set has {left} left (a larger --goods or a shorter --event-seconds)"
+            ),
+        }
     }
 }
 
@@ -192,12 +212,20 @@ pub async fn run(
             lost_percent,
         };
         let mut steps = Vec::new();
+        let mut short_of_goods = None;
         let mut rate = first_rate(&earlier, lost_percent, opts.start_rate) as f64;
         for _ in 0..opts.max_steps.max(1) {
             let offered = rate.round() as u64;
-            let changes = step::pick(goods, clock, acts, &mut seen, offered * opts.seconds, lost_percent, &mut rng);
-            if (changes.len() as u64) < offered * opts.seconds {
-                break; // the universe has too few untouched goods left for this step
+            let needed = offered * opts.seconds;
+            let changes = step::pick(goods, clock, acts, &mut seen, needed, lost_percent, &mut rng);
+            if (changes.len() as u64) < needed {
+                // The universe has too few untouched goods left for this step.
+                eprintln!(
+                    "bench: incremental ({lost_percent}% lost): the step at {offered} events/s needs {needed} untouched goods, {} left: the search stops here",
+                    changes.len()
+                );
+                short_of_goods = Some((needed, offered, changes.len() as u64));
+                break;
             }
             // Measured from quiet servers (an earlier phase's flushing is not this step's).
             let waited = crate::cpu::quiet_servers(std::time::Duration::from_secs(90)).await;
@@ -220,14 +248,48 @@ pub async fn run(
             }
             rate *= opts.factor;
         }
-        ladders.push(Ceiling { lost_percent, steps, stage_ms: opts.stage_ms });
+        ladders.push(Ceiling { lost_percent, steps, stage_ms: opts.stage_ms, short_of_goods });
     }
     Ok(Incremental { ladders, serve_rss_kb: service.peak_rss_kb() })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::first_rate;
+    use super::{first_rate, Ceiling, Step};
+
+    fn step(offered: u64, holds: bool) -> Step {
+        Step {
+            offered,
+            achieved_offer: offered as f64,
+            events: offered * 10,
+            lost_percent: 1,
+            sustained: offered as f64,
+            p50_ms: 100.0,
+            p99_ms: if holds { 200.0 } else { 2000.0 },
+            max_ms: 2500.0,
+            unrepaired: 0,
+            unchecked: 0,
+            cpu_us_per_event: Vec::new(),
+            statements_per_event: None,
+        }
+    }
+
+    /// A ladder that ran out of untouched goods says so: with no step it was not
+    /// measured (it used to read "no step held"), and a ceiling it reached is marked as
+    /// where the search stopped, not where the service did.
+    #[test]
+    fn a_ladder_short_of_goods_says_so_instead_of_failing() {
+        let ladder = |steps, short| Ceiling { lost_percent: 1, steps, stage_ms: 2000, short_of_goods: short };
+        let none = ladder(vec![], Some((100_000, 5000, 59_400))).figure();
+        assert!(none.starts_with("not measured; the search stopped before 5000 events/s"), "{none}");
+        assert!(none.contains("needs 100000 goods") && none.contains("59400 left"), "{none}");
+        let cut = ladder(vec![step(2000, true)], Some((24_000, 2400, 10))).figure();
+        assert!(cut.starts_with("ceiling 2000 events/s offered") && cut.contains("stopped before 2400"), "{cut}");
+        let failed = ladder(vec![step(2000, false)], None).figure();
+        assert_eq!(failed, "no step held");
+        let full = ladder(vec![step(2000, true), step(2400, false)], None).figure();
+        assert!(full.starts_with("ceiling 2000 events/s offered") && !full.contains("stopped"), "{full}");
+    }
 
     #[test]
     fn a_ladder_starts_where_one_losing_as_much_or_more_held() {
