@@ -118,8 +118,19 @@ pub struct Ceiling {
     pub steps: Vec<Step>,
     pub stage_ms: u64,
     /// The ladder stopped before a step it wanted to run: the data set had too few goods
-    /// no earlier step changed (`(events the step needed, offered rate, goods left)`).
-    pub short_of_goods: Option<(u64, u64, u64)>,
+    /// no earlier step changed.
+    pub short_of_goods: Option<Shortfall>,
+}
+
+/// The step a ladder could not run for want of untouched goods.
+#[derive(Debug, Clone, Copy)]
+pub struct Shortfall {
+    /// Its offered rate, events/s.
+    pub rate: u64,
+    /// The goods it needed (one change each).
+    pub needed: u64,
+    /// The goods no earlier step had changed.
+    pub left: u64,
 }
 
 /// Every ladder, and the serve child's peak RSS over all of them, kB.
@@ -145,7 +156,7 @@ impl Ceiling {
         };
         match self.short_of_goods {
             None => best,
-            Some((needed, rate, left)) => format!(
+            Some(Shortfall { rate, needed, left }) => format!(
                 "{best}; the search stopped before {rate} events/s: that step needs {needed} goods no earlier step changed, the data set has {left} left (a larger --goods or a shorter --event-seconds)"
             ),
         }
@@ -224,7 +235,7 @@ pub async fn run(
                     "bench: incremental ({lost_percent}% lost): the step at {offered} events/s needs {needed} untouched goods, {} left: the search stops here",
                     changes.len()
                 );
-                short_of_goods = Some((needed, offered, changes.len() as u64));
+                short_of_goods = Some(Shortfall { rate: offered, needed, left: changes.len() as u64 });
                 break;
             }
             // Measured from quiet servers (an earlier phase's flushing is not this step's).
@@ -255,7 +266,7 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{first_rate, Ceiling, Step};
+    use super::{first_rate, Ceiling, Shortfall, Step};
 
     fn step(offered: u64, holds: bool) -> Step {
         Step {
@@ -280,10 +291,10 @@ mod tests {
     #[test]
     fn a_ladder_short_of_goods_says_so_instead_of_failing() {
         let ladder = |steps, short| Ceiling { lost_percent: 1, steps, stage_ms: 2000, short_of_goods: short };
-        let none = ladder(vec![], Some((100_000, 5000, 59_400))).figure();
+        let none = ladder(vec![], Some(Shortfall { rate: 5000, needed: 100_000, left: 59_400 })).figure();
         assert!(none.starts_with("not measured; the search stopped before 5000 events/s"), "{none}");
         assert!(none.contains("needs 100000 goods") && none.contains("59400 left"), "{none}");
-        let cut = ladder(vec![step(2000, true)], Some((24_000, 2400, 10))).figure();
+        let cut = ladder(vec![step(2000, true)], Some(Shortfall { rate: 2400, needed: 24_000, left: 10 })).figure();
         assert!(cut.starts_with("ceiling 2000 events/s offered") && cut.contains("stopped before 2400"), "{cut}");
         let failed = ladder(vec![step(2000, false)], None).figure();
         assert_eq!(failed, "no step held");
