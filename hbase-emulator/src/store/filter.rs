@@ -46,18 +46,16 @@ impl Filter {
     /// evaluated.
     pub fn parse(text: &[u8]) -> Result<Filter> {
         let text = std::str::from_utf8(text).map_err(|_| Error::internal("filter string is not UTF-8"))?;
+        let incorrect = || Error::internal(format!("Incorrect filter string {text}"));
         let mut filter = Filter::default();
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(Error::internal("Filter String is empty"));
         }
         loop {
-            let open = rest.find('(').ok_or_else(|| Error::internal(format!("Incorrect filter string {text}")))?;
+            let open = rest.find('(').ok_or_else(incorrect)?;
             let name = rest[..open].trim();
-            let close = rest[open..]
-                .find(')')
-                .map(|i| open + i)
-                .ok_or_else(|| Error::internal(format!("Incorrect filter string {text}")))?;
+            let close = rest[open..].find(')').map(|i| open + i).ok_or_else(incorrect)?;
             let args: Vec<&str> = rest[open + 1..close].split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
             match name {
                 "" => return Err(not_emulated(format!("parentheses in filter string {text}"))),
@@ -81,7 +79,7 @@ impl Filter {
             }
             match rest.split_once(char::is_whitespace) {
                 Some(("AND", next)) if !next.trim().is_empty() => rest = next.trim_start(),
-                _ if rest == "AND" => return Err(Error::internal(format!("Incorrect filter string {text}"))),
+                _ if rest == "AND" => return Err(incorrect()),
                 _ => {
                     let word = rest.split_whitespace().next().unwrap_or(rest);
                     return Err(not_emulated(format!("`{word}` (only AND) in filter string {text}")));
