@@ -87,6 +87,34 @@ impl CpuUse {
     }
 }
 
+/// The `run / floor` rate ratio the run could reach if its own process cost no more than
+/// the floor's (`run_own`, `floor_own`: those processes' labels): the floor's CPU per item
+/// over the run's with its own process's share replaced by the floor process's. Both
+/// phases are bound by the cores, so this is the most any change to the run's own code
+/// could give; what is left is what the servers do for the run beyond the floor's reads
+/// (repair writes, the audit log, re-reads of truth before repairing). `None` when a
+/// phase was not measured or does not name the process.
+pub fn ratio_if_own_were_floor(run: &CpuUse, run_own: &str, floor: &CpuUse, floor_own: &str) -> Option<f64> {
+    let share = |u: &CpuUse, who: &str| u.per_item_us.iter().find(|(label, _)| label == who).map(|(_, us)| *us);
+    let total = |u: &CpuUse| u.per_item_us.iter().map(|(_, us)| us).sum::<f64>();
+    let (run_own, floor_own) = (share(run, run_own)?, share(floor, floor_own)?);
+    let floor_total = total(floor);
+    let run_as_floor = total(run) - run_own + floor_own;
+    (run_as_floor > 0.0).then(|| floor_total / run_as_floor)
+}
+
+/// Items per second `cores` could take if process `own` used no CPU at all: every core's
+/// second over what the other processes spent per item. On a machine whose cores are
+/// shared with the servers this caps the rate whatever `own` does. `None` when `own` is
+/// not among the processes or the others spent nothing.
+pub fn rate_if_free(per_item_us: &[(String, f64)], own: &str, cores: f64) -> Option<f64> {
+    if !per_item_us.iter().any(|(label, _)| label == own) {
+        return None;
+    }
+    let others: f64 = per_item_us.iter().filter(|(label, _)| label != own).map(|(_, us)| us).sum();
+    (others > 0.0).then(|| cores * 1e6 / others)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +146,33 @@ mod tests {
         let bench = u.per_item_us.iter().find(|(who, _)| who == "bench").expect("own process counted").1;
         assert!((250.0..=3000.0).contains(&bench), "{bench} µs per item");
         assert!(u.busy > 0.0);
+    }
+
+    /// The bound replaces the run's own process with the floor's and keeps the servers'
+    /// extra: floor 30 µs in all, run 42 (own 16 vs 12; the servers 26 vs 18) gives 30 /
+    /// (42 - 16 + 12) = 0.789.
+    #[test]
+    fn the_ratio_bound_keeps_the_servers_extra_and_swaps_the_own_process() {
+        let u = |v: &[(&str, f64)]| CpuUse {
+            per_item_us: v.iter().map(|(l, us)| (l.to_string(), *us)).collect(),
+            busy: 0.9,
+        };
+        let run = u(&[("reconciler", 16.0), ("MariaDB", 14.0), ("Redis", 12.0)]);
+        let floor = u(&[("floor", 12.0), ("MariaDB", 10.0), ("Redis", 8.0)]);
+        let bound = ratio_if_own_were_floor(&run, "reconciler", &floor, "floor").unwrap();
+        assert!((bound - 30.0 / 38.0).abs() < 1e-9, "{bound}");
+        assert_eq!(ratio_if_own_were_floor(&run, "serve", &floor, "floor"), None, "a process the run does not name");
+        assert_eq!(ratio_if_own_were_floor(&CpuUse::default(), "reconciler", &floor, "floor"), None);
+    }
+
+    /// 2 cores, the others 250 µs per event: 8,000 events/s however cheap `serve` is.
+    #[test]
+    fn the_rate_bound_gives_the_cores_to_everyone_but_the_process() {
+        let per = vec![("MariaDB".to_string(), 200.0), ("serve".to_string(), 90.0), ("Redis".to_string(), 50.0)];
+        let bound = rate_if_free(&per, "serve", 2.0).unwrap();
+        assert!((bound - 8_000.0).abs() < 1e-6, "{bound}");
+        assert_eq!(rate_if_free(&per, "bench", 2.0), None, "a process not measured");
+        assert_eq!(rate_if_free(&[("serve".to_string(), 90.0)], "serve", 2.0), None, "nothing else measured");
     }
 }
 

@@ -399,7 +399,7 @@ async fn run(args: Args) -> Result<()> {
 
     // 2. Full reconciliation, clean. The bench process is the reconciler in the full
     // runs and the floor (both in-process): its CPU is theirs.
-    let me = [("reconciler (in the bench)", std::process::id())];
+    let me = [(report::RUN_PROCESS, std::process::id())];
     let meter = cpu::CpuMeter::start(&me);
     let (clean, secs) = timed_full(&app, true).await?;
     fig.full_clean = Some(args.goods as f64 / secs);
@@ -411,7 +411,7 @@ async fn run(args: Args) -> Result<()> {
 
     // 3. Raw read floor.
     let reuse = Duration::from_millis(app.config.full.activity_reuse_ms);
-    let meter = cpu::CpuMeter::start(&[("floor (in the bench)", std::process::id())]);
+    let meter = cpu::CpuMeter::start(&[(report::FLOOR_PROCESS, std::process::id())]);
     let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
     fig.floor = Some(f.goods as f64 / f.elapsed.as_secs_f64());
     fig.cpu_floor = Some(meter.per_item(f.goods));

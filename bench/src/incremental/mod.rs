@@ -48,6 +48,9 @@ pub struct Options {
     pub lost_percents: Vec<u32>,
 }
 
+/// The CPU rows' label of `reconciler serve`.
+const SERVICE_PROCESS: &str = "serve";
+
 /// One offered rate and what the service made of it.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -108,7 +111,11 @@ impl Step {
         let parts: Vec<String> = self.cpu_us_per_event.iter().map(|(who, us)| format!("{who} {us:.0} µs")).collect();
         let statements =
             self.statements_per_event.map(|n| format!("; MariaDB statements per event {n:.2}")).unwrap_or_default();
-        format!("; CPU per event: {}{statements}", parts.join(", "))
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let bound = crate::cpu::rate_if_free(&self.cpu_us_per_event, SERVICE_PROCESS, cores).map_or(String::new(), |r| {
+            format!("; the other processes alone: these {cores} cores take at most {r:.0} events/s, however little serve used")
+        });
+        format!("; CPU per event: {}{statements}{bound}", parts.join(", "))
     }
 }
 
@@ -244,7 +251,7 @@ pub async fn run(
                 eprintln!("bench: waited {:.0} s for the servers to be quiet before the step", waited.as_secs_f64());
             }
             // The servers, `reconciler serve` and the bench (the generator).
-            let meter = CpuMeter::start(&[("serve", service.0.id()), ("bench", std::process::id())]);
+            let meter = CpuMeter::start(&[(SERVICE_PROCESS, service.0.id()), ("bench", std::process::id())]);
             let questions = statements_served(pools).await;
             let mut s = step::run(&ctx, changes, offered).await?;
             s.cpu_us_per_event = meter.per_item(s.events).per_item_us;
@@ -300,6 +307,17 @@ mod tests {
         assert_eq!(failed, "no step held");
         let full = ladder(vec![step(2000, true), step(2400, false)], None).figure();
         assert!(full.starts_with("ceiling 2000 events/s offered") && !full.contains("stopped"), "{full}");
+    }
+
+    /// A step's CPU figures end with what the other processes alone leave room for.
+    #[test]
+    fn a_step_says_what_the_other_processes_alone_allow() {
+        let mut s = step(2000, true);
+        assert!(!s.summary(2000).contains("at most"), "no CPU measured, no bound");
+        s.cpu_us_per_event = vec![("MariaDB".into(), 150.0), ("serve".into(), 90.0), ("bench".into(), 50.0)];
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let want = format!("take at most {:.0} events/s, however little serve used", cores * 1e6 / 200.0);
+        assert!(s.summary(2000).contains(&want), "{}", s.summary(2000));
     }
 
     #[test]
