@@ -158,6 +158,19 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
 }
 
+/// Waits (at most 90 s) until the servers are quiet before a measured full phase, so its
+/// rate and CPU rows carry none of what an earlier phase left them (MariaDB flushing the
+/// pages a seed dirtied: the clean run right after seeding used to pay for it, and the
+/// floor, run after a read-only phase, did not). A wait longer than a few seconds is
+/// noted in the report.
+async fn quiet(fig: &mut report::Figures, phase: &str) {
+    let waited = cpu::quiet_servers(Duration::from_secs(90)).await;
+    if waited > Duration::from_secs(3) {
+        say(format!("waited {:.0} s for the servers to be quiet before {phase}", waited.as_secs_f64()));
+        fig.notes.push(format!("waited {:.0} s for the servers to be quiet before {phase}", waited.as_secs_f64()));
+    }
+}
+
 fn full_mode(repair: bool) -> Mode {
     let id = reconciler::app::run_id("bench-full");
     if repair {
@@ -400,6 +413,7 @@ async fn run(args: Args) -> Result<()> {
     // 2. Full reconciliation, clean. The bench process is the reconciler in the full
     // runs and the floor (both in-process): its CPU is theirs.
     let me = [(report::RUN_PROCESS, std::process::id())];
+    quiet(&mut fig, "the clean full run").await;
     let meter = cpu::CpuMeter::start(&me);
     let (clean, secs) = timed_full(&app, true).await?;
     fig.full_clean = Some(args.goods as f64 / secs);
@@ -411,6 +425,7 @@ async fn run(args: Args) -> Result<()> {
 
     // 3. Raw read floor.
     let reuse = Duration::from_millis(app.config.full.activity_reuse_ms);
+    quiet(&mut fig, "the raw read floor").await;
     let meter = cpu::CpuMeter::start(&[(report::FLOOR_PROCESS, std::process::id())]);
     let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
     fig.floor = Some(f.goods as f64 / f.elapsed.as_secs_f64());
@@ -462,6 +477,7 @@ async fn run(args: Args) -> Result<()> {
     let injected = injector.inject(args.goods, count, 0xD21F7).await?;
     fig.injected = injected.len() as u64;
     say(format!("injected {} drifts", injected.len()));
+    quiet(&mut fig, "the full run with drift").await;
     let meter = cpu::CpuMeter::start(&me);
     let (drifted, secs) = timed_full(&app, true).await?;
     fig.full_drift = Some(args.goods as f64 / secs);
