@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use crate::cpu::CpuUse;
 use crate::drift::Accuracy;
 
-/// BENCHMARKS.md keeps everything from this line on when the benchmark rewrites it.
 /// The CPU rows' label of the process that runs the full reconciliations (the bench).
 pub const RUN_PROCESS: &str = "reconciler (in the bench)";
 /// The CPU rows' label of the process that runs the raw read floor (the bench).
 pub const FLOOR_PROCESS: &str = "floor (in the bench)";
 
+/// BENCHMARKS.md keeps everything from this line on when the benchmark rewrites it.
 pub const ANALYSIS_MARKER: &str = "<!-- analysis: kept by the benchmark when it rewrites this file -->";
 
 /// One ladder of the incremental ceiling search, as reported.

@@ -48,6 +48,9 @@ pub struct Options {
     pub lost_percents: Vec<u32>,
 }
 
+/// The incremental target, events/s: a ladder that reaches it offers it exactly.
+pub const TARGET_EVENTS_PER_SEC: u64 = 10_000;
+
 /// The CPU rows' label of `reconciler serve`.
 const SERVICE_PROCESS: &str = "serve";
 
@@ -185,6 +188,18 @@ fn first_rate(held: &[(u32, Option<u64>)], lost_percent: u32, start: u64) -> u64
     held.iter().filter(|(lost, _)| *lost >= lost_percent).filter_map(|(_, best)| *best).fold(start, u64::max)
 }
 
+/// The step after one offering `rate`: `factor` more, except that a ladder crossing the
+/// target offers the target itself first, so the figure says whether the target rate
+/// holds rather than a rate a few percent past it.
+fn next_rate(rate: f64, factor: f64) -> f64 {
+    let target = TARGET_EVENTS_PER_SEC as f64;
+    if rate < target && rate * factor > target {
+        target
+    } else {
+        rate * factor
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     root: &Path,
@@ -264,7 +279,7 @@ pub async fn run(
             if !held {
                 break;
             }
-            rate *= opts.factor;
+            rate = next_rate(rate, opts.factor);
         }
         ladders.push(Ceiling { lost_percent, steps, stage_ms: opts.stage_ms, short_of_goods });
     }
@@ -273,7 +288,7 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::{first_rate, Ceiling, Shortfall, Step};
+    use super::{first_rate, next_rate, Ceiling, Shortfall, Step};
 
     fn step(offered: u64, holds: bool) -> Step {
         Step {
@@ -318,6 +333,22 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         let want = format!("take at most {:.0} events/s, however little serve used", cores * 1e6 / 200.0);
         assert!(s.summary(2000).contains(&want), "{}", s.summary(2000));
+    }
+
+    /// The default ladder (2,000 x 1.2 per step) offers 8,600 then exactly 10,000 (it
+    /// used to jump to 10,320), then goes on by the factor.
+    #[test]
+    fn a_ladder_crossing_the_target_offers_it_exactly() {
+        let mut rate: f64 = 2000.0;
+        let mut offered = Vec::new();
+        for _ in 0..11 {
+            offered.push(rate.round() as u64);
+            rate = next_rate(rate, 1.2);
+        }
+        assert_eq!(offered, [2000, 2400, 2880, 3456, 4147, 4977, 5972, 7166, 8600, 10000, 12000]);
+        assert_eq!(next_rate(10_000.0, 1.2), 12_000.0, "from the target on, by the factor");
+        assert_eq!(next_rate(12_000.0, 1.2), 14_400.0);
+        assert_eq!(next_rate(5_000.0, 2.0), 10_000.0, "landing on the target is the target");
     }
 
     #[test]
