@@ -42,9 +42,24 @@ impl CpuMeter {
             .iter()
             .filter_map(|(label, pid, before)| Some((label.clone(), cpu_seconds(*pid)? - (*before)?)))
             .collect();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-        CpuUse::of(used, items, wall, cores)
+        CpuUse::of(used, items, wall, cores())
     }
+}
+
+/// The machine's cores (what a phase's CPU shares are of).
+pub fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+}
+
+/// [`quiet_servers`] (at most 90 s) before a measured phase; when that took more than a
+/// few seconds, says so on stderr and returns the note for the report.
+pub async fn quiet_before(phase: &str) -> Option<String> {
+    let waited = quiet_servers(std::time::Duration::from_secs(90)).await;
+    (waited > std::time::Duration::from_secs(3)).then(|| {
+        let note = format!("waited {:.0} s for the servers to be quiet before {phase}", waited.as_secs_f64());
+        eprintln!("bench: {note}");
+        note
+    })
 }
 
 /// Waits (at most `max`) until the servers are quiet: together under 5% of a core over

@@ -158,18 +158,12 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
 }
 
-/// Waits (at most 90 s) until the servers are quiet before a measured full phase, so its
-/// rate and CPU rows carry none of what an earlier phase left them (MariaDB still
-/// flushing the pages a seed dirtied would be charged to the clean run that follows it,
-/// and not to the floor, which follows a read-only phase). A wait longer than a few
-/// seconds is noted in the report.
+/// Waits until the servers are quiet before a measured full phase, so its rate and CPU
+/// rows carry none of what an earlier phase left them (MariaDB still flushing the pages a
+/// seed dirtied would be charged to the clean run that follows it, and not to the floor,
+/// which follows a read-only phase). A long wait is noted in the report.
 async fn quiet(fig: &mut report::Figures, phase: &str) {
-    let waited = cpu::quiet_servers(Duration::from_secs(90)).await;
-    if waited > Duration::from_secs(3) {
-        let note = format!("waited {:.0} s for the servers to be quiet before {phase}", waited.as_secs_f64());
-        say(&note);
-        fig.notes.push(note);
-    }
+    fig.notes.extend(cpu::quiet_before(phase).await);
 }
 
 fn full_mode(repair: bool) -> Mode {

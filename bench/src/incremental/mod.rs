@@ -114,7 +114,7 @@ impl Step {
         let parts: Vec<String> = self.cpu_us_per_event.iter().map(|(who, us)| format!("{who} {us:.0} µs")).collect();
         let statements =
             self.statements_per_event.map(|n| format!("; MariaDB statements per event {n:.2}")).unwrap_or_default();
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = crate::cpu::cores();
         let bound = crate::cpu::rate_if_free(&self.cpu_us_per_event, SERVICE_PROCESS, cores).map_or(String::new(), |r| {
             format!("; the other processes alone: these {cores} cores take at most {r:.0} events/s, however little serve used")
         });
@@ -261,10 +261,7 @@ pub async fn run(
                 break;
             }
             // Measured from quiet servers (an earlier phase's flushing is not this step's).
-            let waited = crate::cpu::quiet_servers(std::time::Duration::from_secs(90)).await;
-            if waited > std::time::Duration::from_secs(3) {
-                eprintln!("bench: waited {:.0} s for the servers to be quiet before the step", waited.as_secs_f64());
-            }
+            crate::cpu::quiet_before("the step").await;
             // The servers, `reconciler serve` and the bench (the generator).
             let meter = CpuMeter::start(&[(SERVICE_PROCESS, service.0.id()), ("bench", std::process::id())]);
             let questions = statements_served(pools).await;
@@ -330,7 +327,7 @@ mod tests {
         let mut s = step(2000, true);
         assert!(!s.summary(2000).contains("at most"), "no CPU measured, no bound");
         s.cpu_us_per_event = vec![("MariaDB".into(), 150.0), ("serve".into(), 90.0), ("bench".into(), 50.0)];
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let cores = crate::cpu::cores();
         let want = format!("take at most {:.0} events/s, however little serve used", cores * 1e6 / 200.0);
         assert!(s.summary(2000).contains(&want), "{}", s.summary(2000));
     }
