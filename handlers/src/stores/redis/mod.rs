@@ -9,6 +9,7 @@
 //! encoding of repairs and their outcomes, and the orphan-scan key parsing.
 
 pub mod cluster;
+mod resp;
 pub mod single;
 mod slots;
 

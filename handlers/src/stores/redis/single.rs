@@ -1,5 +1,7 @@
-//! A redis target on one server (`url`): a shared multiplexed connection, each batch
-//! read with one pipelined round trip, repairs pipelined as one script call per goods.
+//! A redis target on one server (`url`): each batch read with one pipelined round trip
+//! and the orphan scan's pages (on connections of [`resp`](super::resp) when the URL
+//! allows, else on redis-rs's), repairs pipelined as one script call per goods on a
+//! shared multiplexed connection.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tokio::sync::Mutex;
 
+use super::resp::{PipelineError, RawPipeline};
 use super::{outcomes, read_keys, scan_page, scan_pattern, script_calls, KeyPipeline};
 use crate::error::StoreError;
 use crate::stores::{ApplyOutcome, ScanPage, Target};
@@ -24,6 +27,8 @@ pub struct RedisStore {
     /// Shared multiplexed connection, made on first use and dropped on IO errors so the
     /// next call reconnects.
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// The batch reads' own connections (`None`: the URL needs redis-rs, see [`super::resp`]).
+    reads: Option<RawPipeline>,
 }
 
 impl RedisStore {
@@ -32,11 +37,12 @@ impl RedisStore {
             redis::Client::open(url).map_err(|e| StoreError::failed(&config.name, format!("bad redis URL: {e}")))?;
         Ok(RedisStore {
             name: config.name.clone(),
-            client,
             key_prefix: config.key_prefix.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
             script: super::cas_script(),
             conn: Mutex::new(None),
+            reads: RawPipeline::for_connection(client.get_connection_info()),
+            client,
         })
     }
 
@@ -60,6 +66,19 @@ impl RedisStore {
             .map_err(|e| self.error(e))?;
         *guard = Some(c.clone());
         Ok(c)
+    }
+
+    /// A call on the batch reads' own connections, with the configured timeout.
+    async fn on_reads<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, PipelineError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(StoreError::unreachable(&self.name, "command timed out")),
+            Ok(Err(PipelineError::Unreachable(why))) => Err(StoreError::unreachable(&self.name, why)),
+            Ok(Err(PipelineError::Refused(why))) => Err(StoreError::failed(&self.name, why)),
+            Ok(Ok(v)) => Ok(v),
+        }
     }
 
     fn error(&self, e: redis::RedisError) -> StoreError {
@@ -93,12 +112,17 @@ impl KeyPipeline for RedisStore {
 
     /// `cmd key` for every key in one round trip, each reply on its own.
     async fn pipeline(&self, cmd: &'static str, keys: &[String]) -> Result<Vec<Value>, StoreError> {
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd(cmd).arg(k);
-        }
         let n = keys.len();
-        let replies = self.with_conn(|mut c| async move { c.req_packed_commands(&pipe, 0, n).await }).await?;
+        let replies = match &self.reads {
+            Some(reads) => self.on_reads(reads.run(cmd, keys)).await?,
+            None => {
+                let mut pipe = redis::pipe();
+                for k in keys {
+                    pipe.cmd(cmd).arg(k);
+                }
+                self.with_conn(|mut c| async move { c.req_packed_commands(&pipe, 0, n).await }).await?
+            }
+        };
         if replies.len() != n {
             return Err(StoreError::failed(
                 &self.name,
@@ -169,18 +193,28 @@ impl Target for RedisStore {
     async fn scan(&self, cursor: Option<Vec<u8>>, limit: usize) -> Result<ScanPage, StoreError> {
         let start = cursor.map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_else(|| "0".into());
         let pattern = scan_pattern(&self.key_prefix);
-        let (next, keys): (String, Vec<Vec<u8>>) = self
-            .with_conn(|mut c| async move {
-                redis::cmd("SCAN")
-                    .arg(&start)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(limit)
-                    .query_async(&mut c)
-                    .await
-            })
-            .await?;
+        let reply: Value = match &self.reads {
+            Some(reads) => {
+                let count = limit.to_string();
+                let args: [&[u8]; 6] =
+                    [b"SCAN", start.as_bytes(), b"MATCH", pattern.as_bytes(), b"COUNT", count.as_bytes()];
+                self.on_reads(reads.command(&args)).await?
+            }
+            None => {
+                self.with_conn(|mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(&start)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(limit)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?
+            }
+        };
+        let (next, keys): (String, Vec<Vec<u8>>) = redis::from_redis_value(&reply).map_err(|e| self.error(e))?;
         Ok(scan_page(&self.key_prefix, keys, (next != "0").then(|| next.into_bytes())))
     }
 }
