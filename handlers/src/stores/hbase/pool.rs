@@ -2,7 +2,7 @@
 //! timeouts, dropped when their connection breaks. Every call runs on a blocking
 //! thread while holding one of `pool_size` permits.
 
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use hbase_thrift::hbase::{AlreadyExists, HbaseSyncClient, IOError, IllegalArgument};
 use model::config::ThriftTransport;
 use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol, TInputProtocol, TOutputProtocol};
-use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TFramedReadTransport, TFramedWriteTransport};
+use thrift::transport::{TBufferedWriteTransport, TFramedReadTransport, TFramedWriteTransport};
 use tokio::sync::Semaphore;
 
 use crate::error::StoreError;
@@ -141,12 +141,11 @@ impl Pool {
         };
         let read = setup().map_err(|e| unreachable(&e))?;
         let (r, w): (Box<dyn Read + Send>, Box<dyn Write + Send>) = match self.transport {
-            ThriftTransport::Buffered => (
-                Box::new(TBufferedReadTransport::with_capacity(READ_BUFFER, read)),
-                Box::new(TBufferedWriteTransport::new(stream)),
-            ),
+            ThriftTransport::Buffered => {
+                (Box::new(BufReader::with_capacity(READ_BUFFER, read)), Box::new(TBufferedWriteTransport::new(stream)))
+            }
             ThriftTransport::Framed => (
-                Box::new(TFramedReadTransport::with_capacity(READ_BUFFER, read)),
+                Box::new(BufReader::new(TFramedReadTransport::with_capacity(READ_BUFFER, read))),
                 Box::new(TFramedWriteTransport::new(stream)),
             ),
         };
@@ -160,6 +159,12 @@ impl Pool {
 /// Bytes read from the socket at a time. A batch's `getRowsWithColumns` answer is
 /// hundreds of KB; thrift's default 4 KB buffer read it in ~40,000 `recvfrom` calls per
 /// 200,000 goods (strace of `reconciler full`, BENCHMARKS.md).
+///
+/// The buffer is std's `BufReader` (framed: over thrift's frame reader), not thrift's
+/// `TBufferedReadTransport`: the protocol reads every field with `read_exact`, which
+/// `BufReader` serves from its buffer in one copy, while thrift's transport answers it
+/// through the generic loop of `read` calls (that loop and its copies were ~5% of a clean
+/// full run's instructions, callgrind, BENCHMARKS.md).
 const READ_BUFFER: usize = 64 * 1024;
 
 /// HBase sends Java stack traces; the first line names the exception.
