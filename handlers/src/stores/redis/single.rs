@@ -198,7 +198,8 @@ impl Target for RedisStore {
                 let count = limit.to_string();
                 let args: [&[u8]; 6] =
                     [b"SCAN", start.as_bytes(), b"MATCH", pattern.as_bytes(), b"COUNT", count.as_bytes()];
-                self.on_reads(reads.command(&args)).await?
+                // An error reply as redis-rs's `query_async` returns it (classified by kind).
+                self.on_reads(reads.command(&args)).await?.extract_error().map_err(|e| self.error(e))?
             }
             None => {
                 self.with_conn(|mut c| async move {
