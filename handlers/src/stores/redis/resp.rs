@@ -132,7 +132,6 @@ impl RawPipeline {
         for (command, reply) in hello.iter().zip(conn.replies(hello.len()).await?) {
             match reply {
                 Value::Okay => {}
-                Value::SimpleString(s) if s == "OK" => {}
                 Value::ServerError(e) => {
                     let what = String::from_utf8_lossy(command[0]);
                     return Err(PipelineError::Refused(format!(
