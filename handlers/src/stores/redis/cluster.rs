@@ -2,7 +2,8 @@
 //!
 //! - **Reads** are pipelined per master: the keys of a batch are grouped by hash slot →
 //!   master (the slot map from `CLUSTER SLOTS`), and each master gets one pipeline over
-//!   its own multiplexed connection, all masters at once. redis-rs's cluster pipeline
+//!   connections of its own ([`super::resp`]'s, or a multiplexed redis-rs connection
+//!   where the seed's URL needs it), all masters at once. redis-rs's cluster pipeline
 //!   does not do this: it sends a whole pipeline to the node of its first key, refuses
 //!   keys of different slots (`CrossSlot`) and turns any error reply into an error of the
 //!   whole pipeline (so one poisoned key would fail a batch). A key a master answers with
@@ -36,6 +37,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Value};
 use tokio::sync::Mutex;
 
+use super::resp::{self, RawPipeline};
 use super::slots::SlotMap;
 use super::{error_reply, outcomes, read_keys, scan_page, scan_pattern, script_calls, KeyPipeline};
 use crate::error::StoreError;
@@ -67,6 +69,9 @@ struct Topology {
     slots: SlotMap,
     /// One connection per entry of `slots.masters`, made on first use.
     conns: Vec<Mutex<Option<MultiplexedConnection>>>,
+    /// Per master, the batch reads' own connections (`None` where the seed's URL needs
+    /// redis-rs's: TLS, RESP3; see [`super::resp`]).
+    reads: Vec<Option<RawPipeline>>,
 }
 
 impl RedisClusterStore {
@@ -153,7 +158,8 @@ impl RedisClusterStore {
             return Err(StoreError::unreachable(&self.name, "the cluster serves no slot"));
         }
         let conns = slots.masters.iter().map(|_| Mutex::new(None)).collect();
-        let t = Arc::new(Topology { slots, conns });
+        let reads = slots.masters.iter().map(|m| RawPipeline::for_connection(&self.master_info(m))).collect();
+        let t = Arc::new(Topology { slots, conns, reads });
         *guard = Some(t.clone());
         Ok(t)
     }
@@ -165,21 +171,25 @@ impl RedisClusterStore {
         }
     }
 
-    /// The connection to master `index` of `topo`.
-    async fn master_conn(&self, topo: &Topology, index: usize) -> Result<MultiplexedConnection, StoreError> {
-        let mut guard = topo.conns[index].lock().await;
-        if let Some(c) = guard.as_ref() {
-            return Ok(c.clone());
-        }
-        let (host, port) = topo.slots.masters[index].clone();
+    /// How to connect to a master: its address, the seed's TLS mode and credentials.
+    fn master_info(&self, (host, port): &(String, u16)) -> ConnectionInfo {
+        let (host, port) = (host.clone(), *port);
         let addr = match &self.seed.addr {
             ConnectionAddr::TcpTls { insecure, tls_params, .. } => {
                 ConnectionAddr::TcpTls { host, port, insecure: *insecure, tls_params: tls_params.clone() }
             }
             _ => ConnectionAddr::Tcp(host, port),
         };
-        let info = ConnectionInfo { addr, redis: self.seed.redis.clone() };
-        let client = redis::Client::open(info).map_err(|e| self.error(e))?;
+        ConnectionInfo { addr, redis: self.seed.redis.clone() }
+    }
+
+    /// The connection to master `index` of `topo`.
+    async fn master_conn(&self, topo: &Topology, index: usize) -> Result<MultiplexedConnection, StoreError> {
+        let mut guard = topo.conns[index].lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Ok(c.clone());
+        }
+        let client = redis::Client::open(self.master_info(&topo.slots.masters[index])).map_err(|e| self.error(e))?;
         let c = self.timed("master connect", client.get_multiplexed_async_connection()).await?;
         *guard = Some(c.clone());
         Ok(c)
@@ -208,20 +218,17 @@ impl RedisClusterStore {
             topo.slots.masters.iter().position(|(h, p)| format!("{h}:{p}") == node).ok_or_else(|| {
                 StoreError::unreachable(&self.name, format!("{node} is not a master of the cluster now"))
             })?;
-        let mut conn = self.master_conn(&topo, index).await?;
         let start = cursor.map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_else(|| "0".into());
-        let (next, keys): (String, Vec<Vec<u8>>) = self
-            .timed(
-                "SCAN",
-                redis::cmd("SCAN")
-                    .arg(&start)
-                    .arg("MATCH")
-                    .arg(scan_pattern(&self.key_prefix))
-                    .arg("COUNT")
-                    .arg(limit)
-                    .query_async(&mut conn),
-            )
-            .await?;
+        let pattern = scan_pattern(&self.key_prefix);
+        let reply: Value = match &topo.reads[index] {
+            Some(reads) => resp::timed(&self.name, self.timeout, reads.scan(&start, &pattern, limit)).await?,
+            None => {
+                let mut conn = self.master_conn(&topo, index).await?;
+                let scan = redis::cmd("SCAN").arg(&start).arg("MATCH").arg(&pattern).arg("COUNT").arg(limit).clone();
+                self.timed("SCAN", scan.query_async(&mut conn)).await?
+            }
+        };
+        let (next, keys): (String, Vec<Vec<u8>>) = redis::from_redis_value(&reply).map_err(|e| self.error(e))?;
         Ok(scan_page(&self.key_prefix, keys, (next != "0").then(|| next.into_bytes())))
     }
 
@@ -252,12 +259,20 @@ impl RedisClusterStore {
         let mut replies: Vec<Value> = vec![Value::Nil; keys.len()];
         let topo_ref = &topo;
         let answers = futures::future::try_join_all(per_master.into_iter().map(|(m, indexes)| async move {
-            let mut conn = self.master_conn(topo_ref, m).await?;
-            let mut pipe = redis::pipe();
-            for &i in &indexes {
-                pipe.cmd(cmd).arg(&keys[i]);
-            }
-            let got = self.timed(cmd, async { conn.req_packed_commands(&pipe, 0, indexes.len()).await }).await?;
+            let got = match &topo_ref.reads[m] {
+                Some(reads) => {
+                    let these: Vec<&str> = indexes.iter().map(|&i| keys[i].as_str()).collect();
+                    resp::timed(&self.name, self.timeout, reads.run(cmd, &these)).await?
+                }
+                None => {
+                    let mut conn = self.master_conn(topo_ref, m).await?;
+                    let mut pipe = redis::pipe();
+                    for &i in &indexes {
+                        pipe.cmd(cmd).arg(&keys[i]);
+                    }
+                    self.timed(cmd, async { conn.req_packed_commands(&pipe, 0, indexes.len()).await }).await?
+                }
+            };
             if got.len() != indexes.len() {
                 return Err(StoreError::failed(
                     &self.name,

@@ -1,5 +1,5 @@
-//! The batch reads of a single-server target (`HGETALL`, `TYPE`, `DUMP` of every key of
-//! a batch, and `SCAN`) over plain RESP2 connections of their own, with a reply decoder written for
+//! The batch reads of a redis target (`HGETALL`, `TYPE`, `DUMP` of every key of a batch,
+//! on a cluster per master, and `SCAN`) over plain RESP2 connections of their own, with a reply decoder written for
 //! them.
 //!
 //! Why: redis-rs decodes every reply with a `combine` parser grammar, which was 16% of
@@ -9,18 +9,21 @@
 //! (a poisoned hash of megabytes) is decoded once, not again from its start after every
 //! read, and it waits for a bulk string's whole length before copying it.
 //!
-//! Used only where it can speak for redis-rs: a `redis://` URL (plain TCP, RESP2); TLS,
+//! Used only where it can speak for redis-rs: a `redis://` URL or seed (plain TCP, RESP2); TLS,
 //! unix sockets and RESP3 keep redis-rs's connection. The orphan scan's `SCAN` pages go
 //! the same way; writes (the compare-and-set script) stay on redis-rs. Each connection carries one pipeline at a time
 //! (idle ones are kept for the next batch); a connection whose pipeline failed or timed
 //! out is dropped, never reused.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use redis::{ConnectionAddr, ConnectionInfo, ProtocolVersion, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::error::StoreError;
 
 /// Deepest nesting of arrays a reply may have (redis-rs refuses deeper replies too).
 const MAX_DEPTH: usize = 64;
@@ -37,6 +40,25 @@ pub enum PipelineError {
     /// The server refused the connection's handshake (`AUTH`, `SELECT`).
     #[error("{0}")]
     Refused(String),
+    /// A command's error reply, as redis-rs's error (classified by its kind).
+    #[error("{0}")]
+    Reply(redis::RedisError),
+}
+
+/// A call on a target's own read connections, with its timeout, as a [`StoreError`] of
+/// target `store`.
+pub async fn timed<T>(
+    store: &str,
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<T, PipelineError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Err(_) => Err(StoreError::unreachable(store, "command timed out")),
+        Ok(Err(PipelineError::Unreachable(why))) => Err(StoreError::unreachable(store, why)),
+        Ok(Err(PipelineError::Refused(why))) => Err(StoreError::failed(store, why)),
+        Ok(Err(PipelineError::Reply(e))) => Err(StoreError::classified(store, &e, &e)),
+        Ok(Ok(v)) => Ok(v),
+    }
 }
 
 impl From<std::io::Error> for PipelineError {
@@ -79,7 +101,7 @@ impl RawPipeline {
 
     /// `cmd key` for every key, one reply per key in order (an error reply is that key's
     /// value), in one round trip.
-    pub async fn run(&self, cmd: &str, keys: &[String]) -> Result<Vec<Value>, PipelineError> {
+    pub async fn run(&self, cmd: &str, keys: &[&str]) -> Result<Vec<Value>, PipelineError> {
         let mut out = Vec::new();
         for key in keys {
             encode(&mut out, &[cmd.as_bytes(), key.as_bytes()]);
@@ -87,8 +109,16 @@ impl RawPipeline {
         self.send(&out, keys.len()).await
     }
 
+    /// One `SCAN cursor MATCH pattern COUNT limit`; an error reply is redis-rs's error, as
+    /// `query_async` returns it (classified by its kind).
+    pub async fn scan(&self, cursor: &str, pattern: &str, limit: usize) -> Result<Value, PipelineError> {
+        let count = limit.to_string();
+        let args: [&[u8]; 6] = [b"SCAN", cursor.as_bytes(), b"MATCH", pattern.as_bytes(), b"COUNT", count.as_bytes()];
+        self.command(&args).await?.extract_error().map_err(PipelineError::Reply)
+    }
+
     /// One command and its reply.
-    pub async fn command(&self, args: &[&[u8]]) -> Result<Value, PipelineError> {
+    async fn command(&self, args: &[&[u8]]) -> Result<Value, PipelineError> {
         let mut out = Vec::new();
         encode(&mut out, args);
         Ok(self.send(&out, 1).await?.pop().expect("one reply"))

@@ -13,7 +13,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::Value;
 use tokio::sync::Mutex;
 
-use super::resp::{PipelineError, RawPipeline};
+use super::resp::{self, RawPipeline};
 use super::{outcomes, read_keys, scan_page, scan_pattern, script_calls, KeyPipeline};
 use crate::error::StoreError;
 use crate::stores::{ApplyOutcome, ScanPage, Target};
@@ -68,19 +68,6 @@ impl RedisStore {
         Ok(c)
     }
 
-    /// A call on the batch reads' own connections, with the configured timeout.
-    async fn on_reads<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, PipelineError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(StoreError::unreachable(&self.name, "command timed out")),
-            Ok(Err(PipelineError::Unreachable(why))) => Err(StoreError::unreachable(&self.name, why)),
-            Ok(Err(PipelineError::Refused(why))) => Err(StoreError::failed(&self.name, why)),
-            Ok(Ok(v)) => Ok(v),
-        }
-    }
-
     fn error(&self, e: redis::RedisError) -> StoreError {
         StoreError::classified(&self.name, &e, &e)
     }
@@ -114,7 +101,10 @@ impl KeyPipeline for RedisStore {
     async fn pipeline(&self, cmd: &'static str, keys: &[String]) -> Result<Vec<Value>, StoreError> {
         let n = keys.len();
         let replies = match &self.reads {
-            Some(reads) => self.on_reads(reads.run(cmd, keys)).await?,
+            Some(reads) => {
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                resp::timed(&self.name, self.timeout, reads.run(cmd, &keys)).await?
+            }
             None => {
                 let mut pipe = redis::pipe();
                 for k in keys {
@@ -194,13 +184,7 @@ impl Target for RedisStore {
         let start = cursor.map(|c| String::from_utf8_lossy(&c).into_owned()).unwrap_or_else(|| "0".into());
         let pattern = scan_pattern(&self.key_prefix);
         let reply: Value = match &self.reads {
-            Some(reads) => {
-                let count = limit.to_string();
-                let args: [&[u8]; 6] =
-                    [b"SCAN", start.as_bytes(), b"MATCH", pattern.as_bytes(), b"COUNT", count.as_bytes()];
-                // An error reply as redis-rs's `query_async` returns it (classified by kind).
-                self.on_reads(reads.command(&args)).await?.extract_error().map_err(|e| self.error(e))?
-            }
+            Some(reads) => resp::timed(&self.name, self.timeout, reads.scan(&start, &pattern, limit)).await?,
             None => {
                 self.with_conn(|mut c| async move {
                     redis::cmd("SCAN")
