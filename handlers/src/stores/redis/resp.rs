@@ -1,6 +1,6 @@
-//! The batch reads of a redis target (`HGETALL`, `TYPE`, `DUMP` of every key of a batch,
-//! on a cluster per master, and `SCAN`) over plain RESP2 connections of their own, with a reply decoder written for
-//! them.
+//! The batch reads of a redis target (`HGETALL`, `TYPE`, `DUMP` of every key of a batch;
+//! on a cluster, per master) and the orphan scan's `SCAN` pages, over plain RESP2
+//! connections of their own with a reply decoder written for them.
 //!
 //! Why: redis-rs decodes every reply with a `combine` parser grammar, which was 16% of
 //! the instructions of a clean 200,000-goods full run (callgrind: ~9,500 instructions per
@@ -9,9 +9,9 @@
 //! (a poisoned hash of megabytes) is decoded once, not again from its start after every
 //! read, and it waits for a bulk string's whole length before copying it.
 //!
-//! Used only where it can speak for redis-rs: a `redis://` URL or seed (plain TCP, RESP2); TLS,
-//! unix sockets and RESP3 keep redis-rs's connection. The orphan scan's `SCAN` pages go
-//! the same way; writes (the compare-and-set script) stay on redis-rs. Each connection carries one pipeline at a time
+//! Used only where it can speak for redis-rs: a `redis://` URL or seed (plain TCP,
+//! RESP2); TLS, unix sockets and RESP3 keep redis-rs's connection, and writes (the
+//! compare-and-set script) always do. Each connection carries one pipeline at a time
 //! (idle ones are kept for the next batch); a connection whose pipeline failed or timed
 //! out is dropped, never reused.
 
@@ -45,6 +45,12 @@ pub enum PipelineError {
     Reply(redis::RedisError),
 }
 
+impl From<std::io::Error> for PipelineError {
+    fn from(e: std::io::Error) -> Self {
+        PipelineError::Unreachable(e.to_string())
+    }
+}
+
 /// A call on a target's own read connections, with its timeout, as a [`StoreError`] of
 /// target `store`.
 pub async fn timed<T>(
@@ -58,12 +64,6 @@ pub async fn timed<T>(
         Ok(Err(PipelineError::Refused(why))) => Err(StoreError::failed(store, why)),
         Ok(Err(PipelineError::Reply(e))) => Err(StoreError::classified(store, &e, &e)),
         Ok(Ok(v)) => Ok(v),
-    }
-}
-
-impl From<std::io::Error> for PipelineError {
-    fn from(e: std::io::Error) -> Self {
-        PipelineError::Unreachable(e.to_string())
     }
 }
 
