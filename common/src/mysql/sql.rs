@@ -50,48 +50,70 @@ pub fn text_literal(text: &str) -> String {
 /// Column `i` of a row read over the text protocol (`sqlx::raw_sql`, where every value
 /// comes as its decimal text) as an integer; `Ok(None)` for NULL. Parses the bytes itself
 /// instead of `Row::try_get`, whose type check, UTF-8 check, generic parse and error
-/// plumbing cost ~330 instructions a value (this: ~220), a sixth of a full run's
-/// instructions (callgrind, BENCHMARKS.md). Text that is not an integer of `T` is a decode error
-/// naming the column, as `try_get`'s.
-pub fn text_int<T: TryFrom<i128>>(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<Option<T>, sqlx::Error> {
+/// plumbing cost ~330 instructions a value (this: ~90), the largest share of a full run's
+/// instructions outside sqlx (callgrind, BENCHMARKS.md). Text that is not an integer of
+/// `T` is a decode error naming the column, as `try_get`'s.
+pub fn text_int<T: TryFrom<u64> + TryFrom<i128>>(
+    row: &sqlx::mysql::MySqlRow,
+    i: usize,
+) -> Result<Option<T>, sqlx::Error> {
     use sqlx::{Row, ValueRef};
     let value = row.try_get_raw(i)?;
     if value.is_null() {
         return Ok(None);
     }
     let bytes = <&[u8] as sqlx::Decode<sqlx::MySql>>::decode(value).map_err(|e| column_error(row, i, e))?;
-    match decimal(bytes).and_then(|n| T::try_from(n).ok()) {
+    match decimal(bytes) {
         Some(n) => Ok(Some(n)),
-        None => Err(column_error(
-            row,
-            i,
-            format!("`{}` is not an integer of {}", String::from_utf8_lossy(bytes), std::any::type_name::<T>()).into(),
-        )),
+        None => Err(not_an_integer::<T>(row, i, bytes)),
     }
 }
 
 /// [`text_int`] of a NOT NULL column: NULL is a decode error.
-pub fn text_int_not_null<T: TryFrom<i128>>(row: &sqlx::mysql::MySqlRow, i: usize) -> Result<T, sqlx::Error> {
+pub fn text_int_not_null<T: TryFrom<u64> + TryFrom<i128>>(
+    row: &sqlx::mysql::MySqlRow,
+    i: usize,
+) -> Result<T, sqlx::Error> {
     text_int(row, i)?.ok_or_else(|| column_error(row, i, "unexpected NULL".into()))
 }
 
-/// `-?[0-9]+` as a number, `None` for anything else (or more than 20 digits).
-fn decimal(text: &[u8]) -> Option<i128> {
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    if digits.is_empty() || digits.len() > 20 {
-        return None;
+/// `-?[0-9]+` as a `T`, `None` for anything else (more than 20 digits, out of `T`'s range).
+/// A non-negative number is parsed as a `u64` and narrowed; only a negative one goes
+/// through `i128`.
+fn decimal<T: TryFrom<u64> + TryFrom<i128>>(text: &[u8]) -> Option<T> {
+    match text.split_first() {
+        Some((b'-', digits)) => T::try_from(-i128::from(magnitude(digits)?)).ok(),
+        _ => T::try_from(magnitude(text)?).ok(),
     }
+}
+
+/// `[0-9]+` as a `u64`: unchecked arithmetic up to 19 digits (below 10^19 < 2^64, so it
+/// cannot overflow), checked for a 20th.
+fn magnitude(digits: &[u8]) -> Option<u64> {
+    let (head, last) = match digits.len() {
+        1..=19 => (digits, None),
+        20 => (&digits[..19], Some(digits[19])),
+        _ => return None,
+    };
     let mut n: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
+    for &d in head {
+        let v = d.wrapping_sub(b'0');
+        if v > 9 {
             return None;
         }
-        n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+        n = n * 10 + u64::from(v);
     }
-    Some(if negative { -i128::from(n) } else { i128::from(n) })
+    match last {
+        None => Some(n),
+        Some(d) if d.is_ascii_digit() => n.checked_mul(10)?.checked_add(u64::from(d - b'0')),
+        Some(_) => None,
+    }
+}
+
+#[cold]
+fn not_an_integer<T>(row: &sqlx::mysql::MySqlRow, i: usize, bytes: &[u8]) -> sqlx::Error {
+    let text = String::from_utf8_lossy(bytes);
+    column_error(row, i, format!("`{text}` is not an integer of {}", std::any::type_name::<T>()).into())
 }
 
 #[cold]
@@ -144,13 +166,52 @@ mod tests {
 
     #[test]
     fn decimals() {
-        assert_eq!(decimal(b"0"), Some(0));
-        assert_eq!(decimal(b"-0"), Some(0));
-        assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX as i128));
-        assert_eq!(decimal(b"18446744073709551616"), None);
-        assert_eq!(decimal(b"-9223372036854775808"), Some(i64::MIN as i128));
-        for bad in [&b""[..], b"-", b"+1", b"1.5", b" 1", b"1e3", b"\xff"] {
-            assert_eq!(decimal(bad), None, "{bad:?}");
+        assert_eq!(decimal::<u64>(b"0"), Some(0));
+        assert_eq!(decimal::<i64>(b"-0"), Some(0));
+        assert_eq!(decimal::<u64>(b"-0"), Some(0));
+        assert_eq!(decimal::<u64>(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(decimal::<u64>(b"18446744073709551616"), None, "20 digits above u64::MAX");
+        assert_eq!(decimal::<u64>(b"99999999999999999999"), None);
+        assert_eq!(decimal::<u64>(b"9999999999999999999"), Some(9_999_999_999_999_999_999), "19 nines");
+        assert_eq!(decimal::<u64>(b"00000000000000000001"), Some(1), "20 digits, leading zeros");
+        assert_eq!(decimal::<u64>(b"000000000000000000001"), None, "21 digits");
+        assert_eq!(decimal::<i64>(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(decimal::<i64>(b"-9223372036854775809"), None);
+        assert_eq!(decimal::<i64>(b"9223372036854775808"), None);
+        assert_eq!(decimal::<i8>(b"-128"), Some(-128));
+        assert_eq!(decimal::<i8>(b"128"), None);
+        assert_eq!(decimal::<usize>(b"7"), Some(7));
+        for bad in
+            [&b""[..], b"-", b"--1", b"+1", b"1.5", b" 1", b"1e3", b"\xff", b"1/", b"1:", b"1844674407370955161x"]
+        {
+            assert_eq!(decimal::<i64>(bad), None, "{bad:?}");
+            assert_eq!(decimal::<u64>(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Agrees with `str::parse` (which also takes a leading `+`, the text protocol never
+    /// sends one) on numbers around every power of ten and the types' bounds.
+    #[test]
+    fn decimals_agree_with_str_parse() {
+        let mut texts = vec![];
+        for p in 0..=20u32 {
+            let base = 10u128.pow(p);
+            for n in [base.saturating_sub(1), base, base + 1] {
+                texts.push(n.to_string());
+                texts.push(format!("-{n}"));
+            }
+        }
+        for n in [u64::MAX as u128, i64::MAX as u128, i64::MAX as u128 + 1, u64::MAX as u128 + 1] {
+            texts.push(n.to_string());
+            texts.push(format!("-{n}"));
+        }
+        // `-0` is 0 for every type here; `str::parse` refuses it for an unsigned one.
+        texts.retain(|t| t != "-0");
+        for t in &texts {
+            assert_eq!(decimal::<u64>(t.as_bytes()), t.parse::<u64>().ok(), "{t}");
+            assert_eq!(decimal::<i64>(t.as_bytes()), t.parse::<i64>().ok(), "{t}");
+            assert_eq!(decimal::<i32>(t.as_bytes()), t.parse::<i32>().ok(), "{t}");
+            assert_eq!(decimal::<u8>(t.as_bytes()), t.parse::<u8>().ok(), "{t}");
         }
     }
 

@@ -131,9 +131,13 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
     let sql = shard_rows_sql(parts);
     let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
     for r in &rows {
-        let part = parts
-            .get(int::<usize>(r, 0)?)
-            .ok_or_else(|| sqlx::Error::Protocol(format!("a row of no part of the statement: {sql}")))?;
+        // A single part (a range job's) needs no look-up: its column 0 is not parsed.
+        let part = match parts {
+            [only] => only,
+            _ => parts
+                .get(int::<usize>(r, 0)?)
+                .ok_or_else(|| sqlx::Error::Protocol(format!("a row of no part of the statement: {sql}")))?,
+        };
         let (goods_id, activity_id): (GoodsId, u64) = (int(r, 2)?, int(r, 1)?);
         let sku_id: u64 = if part.table == Table::Sku { int(r, 3)? } else { 0 };
         let key = RowKey { goods_id, activity_id, sku_id: (part.table == Table::Sku).then_some(sku_id) };
