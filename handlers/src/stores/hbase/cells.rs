@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hbase_thrift::hbase::{BatchMutation, Mutation, TRowResult};
+use hbase_thrift::hbase::{BatchMutation, Mutation};
 use model::{ObservedCell, ObservedGoods};
 
 /// Cells of each row read, by row key (rows without cells are absent).
@@ -16,26 +16,6 @@ pub fn column(family: &str, qualifier: &[u8]) -> Vec<u8> {
     c.push(b':');
     c.extend_from_slice(qualifier);
     c
-}
-
-/// The cells of `family` in each row, keyed by qualifier without the family prefix.
-pub fn decode(rows: Vec<TRowResult>, family: &str) -> Rows {
-    let prefix = column(family, b"");
-    rows.into_iter()
-        .filter_map(|r| {
-            let key = r.row?;
-            let cells = r
-                .columns
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(name, cell)| {
-                    let qualifier = name.strip_prefix(prefix.as_slice())?.to_vec();
-                    Some((qualifier, ObservedCell { value: cell.value.unwrap_or_default(), timestamp: cell.timestamp }))
-                })
-                .collect();
-            Some((key, ObservedGoods::of_cells(cells)))
-        })
-        .collect()
 }
 
 pub fn current<'a>(rows: &'a Rows, row: &[u8], qualifier: &[u8]) -> Option<&'a ObservedCell> {

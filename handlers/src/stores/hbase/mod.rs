@@ -1,11 +1,13 @@
 //! HBase store over the Thrift1 API (contract section 4): table `activity_goods`, row
 //! `{md5 prefix}_{goods_id}`, family `a`, qualifier = activity id, cell timestamp =
-//! the entity's `ver`. Reads are one `getRowsWithColumns` per batch; repairs write at
-//! explicit timestamps so a newer cell is never masked (see [`apply`]).
+//! the entity's `ver`. Reads are one `getRowsWithColumns` per batch, decoded straight
+//! into cells (see [`read`]); repairs write at explicit timestamps so a newer cell is
+//! never masked (see [`apply`]).
 
 mod apply;
 mod cells;
 mod pool;
+mod read;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,12 +61,8 @@ impl HbaseStore {
         if keys.is_empty() {
             return Ok(Rows::new());
         }
-        let (table, family) = (self.table.clone().into_bytes(), self.family.clone().into_bytes());
-        let rows = self
-            .pool
-            .call(move |c| c.get_rows_with_columns(table.clone(), keys.clone(), vec![family.clone()], BTreeMap::new()))
-            .await?;
-        Ok(cells::decode(rows, &self.family))
+        let (table, family) = (self.table.clone().into_bytes(), self.family.clone());
+        self.pool.call(move |c| read::get_rows(c, &table, &keys, &family)).await
     }
 }
 
@@ -115,17 +113,18 @@ impl Target for HbaseStore {
             .pool
             .call(move |c| {
                 let id = c.scanner_open_with_scan(table.clone(), scan.clone(), BTreeMap::new())?;
-                let rows = c.scanner_get_list(id, limit);
+                let rows = read::scanner_row_keys(c, id, limit);
                 let closed = c.scanner_close(id);
                 let rows = rows?;
                 closed?;
                 Ok(rows)
             })
             .await?;
+        let (returned, keys) = rows;
         let mut page = ScanPage::default();
-        let full = rows.len() == limit as usize;
+        let full = returned == limit as usize;
         let mut last = None;
-        for key in rows.into_iter().filter_map(|r| r.row) {
+        for key in keys {
             match parse_hbase_row_key(&key) {
                 Some(g) => page.goods.push(g),
                 None => page.foreign.push(key.clone()),
