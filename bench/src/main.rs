@@ -109,7 +109,8 @@ struct Args {
     events_lost: Vec<u32>,
     /// Use the HBase Thrift1 server already listening on 127.0.0.1:19090 instead of
     /// starting an emulator (with --keep, the data set then outlives the run, for
-    /// profiling `reconciler --config target/bench/bench.toml full` by hand).
+    /// profiling `reconciler --config target/bench/bench.toml full` by hand). Its table
+    /// is dropped and created again before seeding, as the MariaDB and Redis data are.
     #[arg(long)]
     external_hbase: bool,
     /// Price verifier: samples in the file given to `reconciler verify --samples` (0: skip).
@@ -346,6 +347,9 @@ async fn run(args: Args) -> Result<()> {
         say(format!("hbase emulator pid {} on {}", e.pid(), env::HBASE_LISTEN));
     }
     let htarget = env::hbase_target(&config);
+    if emulator.is_none() && hb::drop_table(&mut hb::connect(&htarget.address)?, &htarget.table)? {
+        say(format!("dropped table {} of the external HBase server (an earlier run's cells)", htarget.table));
+    }
     reconciler::hbase_admin::ensure_table(&htarget)?;
 
     // The HBase emulator holds data in memory only, so a fresh emulator means reseeding.
