@@ -34,7 +34,7 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef::counter(
         JOBS,
         &["trigger", "outcome"],
-        "check jobs handled by this instance, by trigger and outcome (done, rechecked, halted, dead_lettered)",
+        "check jobs handled by this instance, by trigger and outcome (done, rechecked, halted, dead_lettered, redelivered: a batch job the run ledger had counted, acknowledged unchecked)",
     ),
     MetricDef::counter(WORKER_RESTARTS, &[], "handler workers that died and were restarted"),
     MetricDef::counter(ERRORS, &["component"], "errors, by component (bus, handler, schedule, full, verifier)"),

@@ -371,6 +371,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether the outcome of `job_id` was counted already: a redelivery of a job whose
+    /// piece was checked (and counted) before it was acknowledged.
+    pub async fn counted(&self, run_id: &str, job_id: &str) -> Result<bool, sqlx::Error> {
+        let row = sqlx::query(&format!("SELECT 1 FROM {} WHERE run_id = ? AND job_id = ? LIMIT 1", self.jobs))
+            .bind(run_id)
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Adds a finished job's outcome to its run, exactly once per `(run_id, job_id)`;
     /// true when this call counted it (false: counted before, a redelivery).
     pub async fn record(&self, run_id: &str, job_id: &str, o: &JobOutcome, now_ms: i64) -> Result<bool, sqlx::Error> {
