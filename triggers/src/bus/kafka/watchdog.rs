@@ -12,6 +12,19 @@
 //! JoinGroup and makes the coordinator rebalance; counted in
 //! `reconciler_consumer_resubscribes_total`.
 //!
+//! A live member may hold one record for longer than three checks: an orphan-scan part
+//! of one Redis server ran 17-18 s at 1,000,000 goods (three checks: 15 s at the default
+//! 10 s session), and it grows with the data. Offsets cannot tell that member from a
+//! dead one (Tansu 0.6 answers DescribeGroups without assignments and OffsetFetch
+//! without commit metadata), so the watchdog backs off instead: when the stall that
+//! made it rejoin is still there afterwards (a partition at the same committed offset),
+//! the next rejoin waits for twice as many checks (6, 12, ... up to [`MAX_BACKOFF`]
+//! doublings); a stall that clears, or a different one, starts again at three. A dead
+//! member's partitions still move after the first three checks; a long job costs a
+//! rebalance at 3, 9, 21, 45, ... checks instead of one every three (measured in
+//! BENCHMARKS.md: two instances at x0.43 of one before the redelivery and shutdown fixes,
+//! x0.91 after, the remaining rejoins on those orphan-scan parts).
+//!
 //! The decision is pure ([`Watchdog::observe`]); [`probe`] reads the offsets (blocking
 //! calls, run on a blocking thread by the poll loop).
 
@@ -28,6 +41,10 @@ pub type Offsets = BTreeMap<(String, i32), (i64, i64)>;
 /// Consecutive stalled checks before the consumer rejoins.
 pub const STRIKES: u32 = 3;
 
+/// At most this many doublings of [`STRIKES`] while a rejoin leaves the same stall
+/// (3 << 5 = 96 checks: 8 minutes at the default 10 s session).
+pub const MAX_BACKOFF: u32 = 5;
+
 /// A partition: (topic, partition).
 pub type Partition = (String, i32);
 
@@ -36,6 +53,10 @@ pub struct Watchdog {
     strikes: u32,
     /// Committed offsets of the stalled partitions at the last check.
     last: BTreeMap<Partition, i64>,
+    /// The stall (partitions and their committed offsets) that made it rejoin last.
+    rejoined_on: BTreeMap<Partition, i64>,
+    /// Rejoins in a row that left the same stall (each doubles the checks needed).
+    backoff: u32,
 }
 
 impl Watchdog {
@@ -59,8 +80,12 @@ impl Watchdog {
         self.strikes = if stalled.is_empty() { 1 } else { self.strikes + 1 };
         // Only partitions that stayed put count further.
         self.last = if stalled.is_empty() { waiting } else { stalled };
-        if self.strikes >= STRIKES {
-            *self = Watchdog::default();
+        // The last rejoin did not move this stall: wait twice as long as then.
+        let same_stall = self.last.iter().any(|(p, next)| self.rejoined_on.get(p) == Some(next));
+        let backoff = if same_stall { (self.backoff + 1).min(MAX_BACKOFF) } else { 0 };
+        if self.strikes >= STRIKES << backoff {
+            let stall = std::mem::take(&mut self.last);
+            *self = Watchdog { rejoined_on: stall, backoff, ..Default::default() };
             return true;
         }
         false
@@ -147,6 +172,29 @@ mod tests {
         for _ in 0..10 {
             assert!(!w.observe(&owned(&[]), Some(&offsets(&[(50, 50)]))));
         }
+    }
+
+    /// Regression: a live member holding one record longer than three checks (a 17 s
+    /// orphan-scan part) made the others rejoin every three checks until it finished,
+    /// each rejoin a rebalance of the whole group.
+    #[test]
+    fn a_rejoin_that_leaves_the_same_stall_doubles_the_wait_for_the_next() {
+        let mut w = Watchdog::default();
+        let stalled = offsets(&[(10, 50)]);
+        let checks_to_rejoin = |w: &mut Watchdog, o: &Offsets| (1..=200).find(|_| w.observe(&owned(&[]), Some(o)));
+        assert_eq!(checks_to_rejoin(&mut w, &stalled), Some(3));
+        assert_eq!(checks_to_rejoin(&mut w, &stalled), Some(6), "the same partition at the same offset");
+        assert_eq!(checks_to_rejoin(&mut w, &stalled), Some(12));
+        for _ in 0..4 {
+            checks_to_rejoin(&mut w, &stalled);
+        }
+        assert_eq!(checks_to_rejoin(&mut w, &stalled), Some(STRIKES << MAX_BACKOFF), "capped");
+        // The stall moved on (the long record was done, the next one is stuck): three again.
+        assert_eq!(checks_to_rejoin(&mut w, &offsets(&[(11, 50)])), Some(3));
+        // Doubled again, then the backlog is consumed: a later stall starts at three.
+        assert_eq!(checks_to_rejoin(&mut w, &offsets(&[(11, 50)])), Some(6));
+        assert!(!w.observe(&owned(&[]), Some(&offsets(&[(50, 50)]))));
+        assert_eq!(checks_to_rejoin(&mut w, &offsets(&[(11, 50)])), Some(3));
     }
 
     #[test]
