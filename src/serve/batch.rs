@@ -2,6 +2,10 @@
 //! (`handlers::jobs`), count its outcome into the run ledger (exactly once per job id),
 //! then acknowledge it.
 //!
+//! A copy of a job this instance is checking now (a rebalance gave its partition back
+//! and the consumer delivered the record again) waits for the original, then finds it
+//! counted; a copy of a job counted before is acknowledged unchecked.
+//!
 //! A store failure is retried under the retry policy (an unreachable target too: a
 //! piece is done only when every target was checked); past it, or on a permanent
 //! failure, the job is counted as failed in the ledger (so the run still ends, as
@@ -18,6 +22,7 @@ use futures::FutureExt;
 use handlers::jobs::{outcome, run_batch};
 use handlers::Mode;
 use model::job::{BatchJob, TriggerKind, Work};
+use tokio::sync::watch;
 use triggers::Delivery;
 
 use super::telemetry::{ERRORS, JOBS};
@@ -25,6 +30,17 @@ use super::worker::{dead_letter, Ctx};
 
 pub(super) async fn handle(ctx: &Ctx, d: Delivery) {
     let Some(batch) = d.job.batch.clone() else { return };
+    // A copy of a job this instance is still checking (the partition came back to it
+    // after a rebalance) waits for the original instead of checking the piece twice.
+    let _running = loop {
+        match ctx.running.enter(&d.job.job_id) {
+            Ok(guard) => break guard,
+            Err(mut original) => {
+                tracing::debug!(job_id = %d.job.job_id, "batch job redelivered while being checked here: waiting for it");
+                let _ = original.changed().await;
+            }
+        }
+    };
     if already_counted(ctx, &d.job.job_id, &batch.run_id).await {
         metrics::counter!(JOBS, "trigger" => "full", "outcome" => "redelivered").increment(1);
         d.ack.ack();
@@ -75,6 +91,37 @@ pub(super) async fn handle(ctx: &Ctx, d: Delivery) {
     let o = JobOutcome { failed: true, unreachable, handled_by: ctx.settings.instance.clone(), ..Default::default() };
     if record(ctx, &d.job.job_id, &batch, &o).await {
         dead_letter(ctx, vec![d], &why).await;
+    }
+}
+
+/// Batch jobs being checked by this instance, by job id. [`Running::enter`] gives the
+/// first caller a guard (the job is its to check; dropping the guard, however the check
+/// ends, wakes the others) and later callers a receiver that changes when it is dropped.
+#[derive(Default)]
+pub(super) struct Running(std::sync::Mutex<std::collections::HashMap<String, watch::Receiver<()>>>);
+
+/// The right to check a job, held while checking it.
+pub(super) struct RunningGuard<'a> {
+    running: &'a Running,
+    job_id: String,
+    _done: watch::Sender<()>,
+}
+
+impl Running {
+    pub(super) fn enter(&self, job_id: &str) -> Result<RunningGuard<'_>, watch::Receiver<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = map.get(job_id) {
+            return Err(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        map.insert(job_id.to_string(), rx);
+        Ok(RunningGuard { running: self, job_id: job_id.to_string(), _done: tx })
+    }
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.running.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.job_id);
     }
 }
 
@@ -129,5 +176,23 @@ fn work_kind(work: &Work) -> &'static str {
         Work::Range { .. } => "range",
         Work::Ids { .. } => "ids",
         Work::OrphanScan { .. } => "orphan_scan",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_job_being_checked_makes_its_copy_wait_until_the_check_ends() {
+        let running = Running::default();
+        let guard = running.enter("run-i0").unwrap();
+        let mut copy = running.enter("run-i0").err().expect("the copy waits");
+        assert!(running.enter("run-i1").is_ok(), "another job does not wait");
+        assert!(copy.changed().now_or_never().is_none(), "not while the original is checked");
+        drop(guard);
+        assert!(copy.changed().await.is_err(), "woken when the original ends");
+        let again = running.enter("run-i0");
+        assert!(again.is_ok(), "the job is free once its check ended");
     }
 }

@@ -145,6 +145,8 @@ pub(super) struct Ctx {
     shutdown: watch::Receiver<bool>,
     /// The run ledger, where batch jobs of distributed full runs count their outcome.
     pub(super) ledger: common::mysql::ledger::Ledger,
+    /// Batch jobs being checked by this instance now.
+    pub(super) running: super::batch::Running,
 }
 
 impl Ctx {
@@ -177,7 +179,14 @@ pub async fn run<C: JobConsumer + 'static>(
 ) -> C {
     health.watch_consumer(consumer.heartbeat());
     let ledger = common::mysql::ledger::Ledger::new(handler.truth().pools());
-    let ctx = Arc::new(Ctx { handler: handler.clone(), reroute: consumer.reroute(), settings, shutdown, ledger });
+    let ctx = Arc::new(Ctx {
+        handler: handler.clone(),
+        reroute: consumer.reroute(),
+        settings,
+        shutdown,
+        ledger,
+        running: Default::default(),
+    });
     let pending = tokio::spawn(resolve_pending_every_minute(ctx.clone()));
 
     let (ready_tx, ready_rx) = mpsc::channel::<Delivery>(ctx.settings.batch_size.max(1) * ctx.settings.workers.max(1));
