@@ -67,7 +67,6 @@ pub fn drop_table(client: &mut Client, table: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hbase_emulator::store::FamilySpec;
 
     fn row(client: &mut Client, table: &str, key: &[u8]) -> Vec<(Vec<u8>, Vec<u8>, Option<i64>)> {
         let rows = client.get_row(table.as_bytes().to_vec(), key.to_vec(), BTreeMap::new()).unwrap();
@@ -83,15 +82,16 @@ mod tests {
     #[test]
     fn a_dropped_table_forgets_cells_an_earlier_run_wrote_above_the_seed() {
         let emu = hbase_emulator::start("127.0.0.1:0", Default::default()).unwrap();
-        let spec = FamilySpec {
-            max_versions: 3,
-            compression: "NONE".into(),
-            in_memory: false,
-            bloom_filter_type: "NONE".into(),
-            block_cache_enabled: true,
-            time_to_live: i32::MAX,
+        let target = model::config::HbaseTarget {
+            name: "hbase-a".into(),
+            address: emu.local_addr().to_string(),
+            table: "t".into(),
+            family: "a".into(),
+            pool_size: 1,
+            timeout_ms: 2000,
+            transport: model::config::ThriftTransport::Buffered,
         };
-        let create = || emu.store().create_table(b"t", BTreeMap::from([(b"a".to_vec(), spec.clone())])).unwrap();
+        let create = || assert!(reconciler::hbase_admin::ensure_table(&target).unwrap(), "created");
         create();
         let mut c = connect(&emu.local_addr().to_string()).unwrap();
         let put = |value: Option<&[u8]>, ts| Cell {
