@@ -140,6 +140,11 @@ struct Args {
     /// Skip the distributed-run phase in a full benchmark run.
     #[arg(long)]
     no_distributed: bool,
+    /// Seed, inject the drift phase's drifts (--drift) and stop, keeping the data: a
+    /// drifted data set for profiling `reconciler --config target/bench/bench.toml full`
+    /// by hand (with --external-hbase, whose table outlives the run).
+    #[arg(long)]
+    inject_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -154,6 +159,9 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(args))
 }
+
+/// The drift phase's injection seed (`--inject-only` injects the same drifts).
+const DRIFT_SEED: u64 = 0xD21F7;
 
 fn say(msg: impl AsRef<str>) {
     eprintln!("bench: {}", msg.as_ref());
@@ -392,6 +400,20 @@ async fn run(args: Args) -> Result<()> {
         args.goods as f64 / stats.seconds
     ));
     say(format!("seeded in {:.1} s", stats.seconds));
+    let injector = drift::Injector {
+        clock,
+        acts: &acts,
+        redis: redis.clone(),
+        hbase: hbase.clone(),
+        hbase_table: htarget.table.clone(),
+        hbase_family: htarget.family.clone(),
+    };
+    let drift_count = ((args.goods as f64) * args.drift).round() as u64;
+    if args.inject_only {
+        let injected = injector.inject(args.goods, drift_count, DRIFT_SEED).await?;
+        say(format!("injected {} drifts; data kept", injected.len()));
+        return Ok(());
+    }
     if args.distributed {
         let rows = distributed_phase(&root, &config_path, &app, &config, args.goods, args.concurrency).await?;
         fig.extra.extend(rows);
@@ -464,16 +486,7 @@ async fn run(args: Args) -> Result<()> {
     ));
 
     // 5. Drift, full reconciliation with repairs, accuracy, clean re-check.
-    let count = ((args.goods as f64) * args.drift).round() as u64;
-    let injector = drift::Injector {
-        clock,
-        acts: &acts,
-        redis: redis.clone(),
-        hbase: hbase.clone(),
-        hbase_table: htarget.table.clone(),
-        hbase_family: htarget.family.clone(),
-    };
-    let injected = injector.inject(args.goods, count, 0xD21F7).await?;
+    let injected = injector.inject(args.goods, drift_count, DRIFT_SEED).await?;
     fig.injected = injected.len() as u64;
     say(format!("injected {} drifts", injected.len()));
     quiet(&mut fig, "the full run with drift").await;

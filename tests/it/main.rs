@@ -11,6 +11,7 @@ mod key;
 mod liveness;
 mod poison;
 mod reconcile;
+mod rounds;
 mod safety;
 mod service;
 mod triggers_e2e;

@@ -3,7 +3,7 @@
 //! of every target. Batches flow through a bounded channel to a fixed number of
 //! concurrent workers, so memory stays flat whatever the number of goods.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +12,10 @@ use model::report::{Entries, Report};
 use model::{ActivityId, GoodsId};
 use roaring::RoaringTreemap;
 use tokio::sync::mpsc;
+
+mod coalesce;
+
+pub use coalesce::{Coalescer, RepairRound};
 
 use crate::breaker::Breaker;
 use crate::error::StoreError;
@@ -75,6 +79,9 @@ pub struct RunOptions {
     pub entries: Option<Arc<dyn EntrySink>>,
     /// The blast-radius breaker the run is judged by; `None`: a fresh one for the run.
     pub breaker: Option<Arc<Breaker>>,
+    /// When the repairs the run's batches planned are applied (several batches' in one
+    /// round).
+    pub repair_round: RepairRound,
 }
 
 impl RunOptions {
@@ -259,7 +266,35 @@ async fn scan_target(
     Ok(())
 }
 
-/// Feeds batches from `rx` to `opts.concurrency` workers and merges their reports.
+/// A finished part of a run (one batch, or a repair round with the batches it served):
+/// counted, its entries streamed, merged into the worker's report.
+fn account(
+    mut part: Report,
+    report: &mut Report,
+    mode: &Mode,
+    opts: &RunOptions,
+    progress: &std::sync::Mutex<Progress>,
+) {
+    crate::metrics::record_report(mode.trigger, &part);
+    if let Some(sink) = &opts.entries {
+        sink.accept(part.take_entries());
+    }
+    if let Some(cb) = &opts.progress {
+        let snapshot = {
+            let mut p = progress.lock().unwrap();
+            p.checked += part.checked;
+            p.drifted += part.drifted_goods;
+            p.repaired += part.repair_count();
+            p.clone()
+        };
+        cb(&snapshot);
+    }
+    report.merge(part);
+}
+
+/// Feeds batches from `rx` to `opts.concurrency` workers and merges their reports. Each
+/// worker checks a batch; the repairs it plans go to the run's [`Coalescer`] and are
+/// applied by the worker whose batch makes a round due (or that ends last).
 async fn drive(
     handler: &Arc<Handler>,
     rx: mpsc::Receiver<IdBatch>,
@@ -273,6 +308,10 @@ async fn drive(
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let limiter = (opts.goods_per_sec > 0).then(|| Arc::new(RateLimiter::new(opts.goods_per_sec)));
     let progress = Arc::new(std::sync::Mutex::new(Progress { phase, ..Default::default() }));
+    // Batches' planned repairs wait here to be applied a few batches' worth at a time.
+    let coalescer = Arc::new(Coalescer::new(opts.repair_round));
+    // The last worker to finish applies what is left (one round, not one per worker).
+    let active = Arc::new(AtomicUsize::new(opts.concurrency.max(1)));
     // Workers are tasks of their own, so decoding and diffing use every runtime thread.
     // A JoinSet aborts the workers if this run is dropped (e.g. a caller's timeout).
     let mut workers = tokio::task::JoinSet::new();
@@ -281,58 +320,67 @@ async fn drive(
         let limiter = limiter.clone();
         let seen = seen.clone();
         let progress = progress.clone();
+        let coalescer = coalescer.clone();
+        let active = active.clone();
         let (handler, mode, opts, run) = (handler.clone(), mode.clone(), opts.clone(), run.clone());
         workers.spawn(async move {
             let (mode, run) = (&mode, &*run);
             let mut report = Report::default();
-            loop {
-                let next = rx.lock().await.recv().await;
-                let batch = match next {
-                    None => break,
-                    Some(Err(e)) => return Err(RunError::Source(e)),
-                    Some(Ok(b)) => b,
-                };
-                // A full run checks each goods once: claim it before checking, so a
-                // source that repeats ids (a dump) never checks one goods in two
-                // concurrent batches.
-                let Batch { ids, mut range } = batch;
-                let ids: Vec<GoodsId> = match &seen {
-                    Some(seen) => {
-                        let mut seen = seen.lock().unwrap();
-                        let n = ids.len();
-                        let fresh: Vec<GoodsId> = ids.into_iter().filter(|g| seen.insert(*g)).collect();
-                        if fresh.len() != n {
-                            range = None; // some were checked already: by id
-                        }
-                        fresh
-                    }
-                    None => ids,
-                };
-                if ids.is_empty() {
-                    continue;
-                }
-                if let Some(l) = &limiter {
-                    l.acquire(ids.len()).await;
-                }
-                let mut part = match range {
-                    Some((shard, lo, hi)) => handler.process_range(shard, lo, hi, mode, run).await?,
-                    None => handler.process(&ids, mode, run).await?,
-                };
-                if let Some(sink) = &opts.entries {
-                    sink.accept(part.take_entries());
-                }
-                if let Some(cb) = &opts.progress {
-                    let snapshot = {
-                        let mut p = progress.lock().unwrap();
-                        p.checked += part.checked;
-                        p.drifted += part.drifted_goods;
-                        p.repaired += part.repair_count();
-                        p.clone()
+            let checks = async {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let batch = match next {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(RunError::Source(e)),
+                        Some(Ok(b)) => b,
                     };
-                    cb(&snapshot);
+                    // A full run checks each goods once: claim it before checking, so a
+                    // source that repeats ids (a dump) never checks one goods in two
+                    // concurrent batches.
+                    let Batch { ids, mut range } = batch;
+                    let ids: Vec<GoodsId> = match &seen {
+                        Some(seen) => {
+                            let mut seen = seen.lock().unwrap();
+                            let n = ids.len();
+                            let fresh: Vec<GoodsId> = ids.into_iter().filter(|g| seen.insert(*g)).collect();
+                            if fresh.len() != n {
+                                range = None; // some were checked already: by id
+                            }
+                            fresh
+                        }
+                        None => ids,
+                    };
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    if let Some(l) = &limiter {
+                        l.acquire(ids.len()).await;
+                    }
+                    let checked = match range {
+                        Some((shard, lo, hi)) => handler.check_range(shard, lo, hi, mode, run).await?,
+                        None => handler.check(&ids, mode, run).await?,
+                    };
+                    let due = if checked.repairs.is_empty() {
+                        account(checked.report, &mut report, mode, &opts, &progress);
+                        coalescer.due()
+                    } else {
+                        coalescer.add(checked)
+                    };
+                    if let Some(due) = due {
+                        account(handler.finish(due, mode, run).await?, &mut report, mode, &opts, &progress);
+                    }
                 }
-                report.merge(part);
+            };
+            let checks: Result<(), RunError> = checks.await;
+            // Repairs already planned go out even when the run fails (a source or check
+            // error, which ends the other workers): the goods they fix were checked.
+            let last = active.fetch_sub(1, Ordering::AcqRel) == 1;
+            if last || checks.is_err() {
+                if let Some(rest) = coalescer.rest() {
+                    account(handler.finish(rest, mode, run).await?, &mut report, mode, &opts, &progress);
+                }
             }
+            checks?;
             Ok::<Report, RunError>(report)
         });
     }

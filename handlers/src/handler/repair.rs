@@ -1,310 +1,112 @@
-//! Check and repair one batch of goods against every target.
+//! The repair half of a batch: re-read truth for the goods a check found drifted, defer
+//! those whose truth changed since the check or within the settle window, and apply the
+//! rest with compare-and-set, audited write-ahead (one audit round for every target).
+//! Also the other users of that one apply path: operator repairs, undos, and the
+//! resolution of audit rows a crash left `pending`.
 //!
-//! The flow, per batch: read truth once (one query per shard table), read every target
-//! concurrently, diff; then, when repairing, let the blast-radius breaker judge each
-//! target's window, re-read truth for the drifted goods and defer any whose truth changed
-//! since the check or within the settle window, and apply the rest with compare-and-set,
-//! audited write-ahead.
-//!
-//! Poison is never an outage: a goods whose truth rows cannot be used, or that one
-//! target could not read, is reported in `errors` and the rest of the batch is checked
-//! and repaired as usual; a key of another type is drift like any other. A target is
-//! `unreachable` only when the store does not answer.
+//! A check's planned repairs ([`Repairs`]) carry the truth the check saw, so the repairs
+//! of several batches can be merged and applied in one round (a full run does, see
+//! `run::coalesce`): the re-read and the compare-and-set make a later round exactly as
+//! safe as an immediate one.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Arc;
 
 use common::clock::now_ms;
 use futures::future::join_all;
-use model::config::RepairConfig;
-use model::diff::{diff_goods_encoded, Encoded};
-use model::job::TriggerKind;
-use model::repair_plan::{plan_repairs, CellRepair, CellWrite};
-use model::report::{DeferredEntry, DriftEntry, GoodsError, RepairEntry, Report};
-use model::{GoodsId, ObservedCell, ObservedGoods};
+use model::repair_plan::{CellRepair, CellWrite};
+use model::report::{DeferredEntry, RepairEntry, Report};
+use model::{GoodsId, GoodsTruth, ObservedCell, ObservedGoods};
 
-use crate::audit::{AuditLog, AuditRow, Finished};
+use super::{Handler, Mode};
+use crate::audit::{AuditRow, Finished};
 use crate::breaker::Breaker;
 use crate::error::StoreError;
-use crate::limit::RateLimiter;
 use crate::stores::{ApplyOutcome, Target};
-use crate::truth::{TruthBatch, TruthReader};
+use crate::truth::{TruthBatch, TruthMap};
 
-/// How a run treats drift.
-#[derive(Debug, Clone)]
-pub struct Mode {
-    /// Repair drift (`repair`, `full`, triggers) or only report it (`check`).
-    pub repair: bool,
-    /// Plan repairs but write nothing.
-    pub dry_run: bool,
-    pub trigger: TriggerKind,
-    /// Recorded with every audit row of the run.
-    pub run_id: String,
-    /// `sync`: project truth as it is now, without settle window, blast-radius limit or
-    /// audit rows (a bootstrap is not a repair); compare-and-set still applies.
-    pub bootstrap: bool,
+/// Repairs a check planned and nobody applied yet, with the truth the check saw for each
+/// goods they touch.
+#[derive(Debug, Default)]
+pub struct Repairs {
+    /// Per target, in the handler's target order.
+    plans: Vec<Vec<CellRepair>>,
+    /// The truth the check saw, of every goods with a planned repair.
+    seen: HashMap<GoodsId, GoodsTruth, foldhash::fast::RandomState>,
 }
 
-impl Mode {
-    pub fn check(run_id: String) -> Mode {
-        Mode { repair: false, dry_run: false, trigger: TriggerKind::Operator, run_id, bootstrap: false }
+impl Repairs {
+    /// `plans` per target; `truth` holds (at least) every goods they touch.
+    pub(super) fn new(plans: Vec<Vec<CellRepair>>, mut truth: TruthMap) -> Repairs {
+        if plans.iter().all(Vec::is_empty) {
+            return Repairs::default();
+        }
+        let mut seen = HashMap::default();
+        for r in plans.iter().flatten() {
+            if let Some(t) = truth.remove(&r.goods_id) {
+                seen.insert(r.goods_id, t);
+            }
+        }
+        Repairs { plans, seen }
     }
 
-    pub fn repair(trigger: TriggerKind, run_id: String) -> Mode {
-        Mode { repair: true, dry_run: false, trigger, run_id, bootstrap: false }
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
     }
 
-    pub fn sync(run_id: String) -> Mode {
-        Mode { repair: true, dry_run: false, trigger: TriggerKind::Operator, run_id, bootstrap: true }
+    /// Goods with a planned repair.
+    pub fn goods(&self) -> usize {
+        self.seen.len()
     }
-}
 
-/// What a run's batches share: the blast-radius breaker they are judged by.
-pub type RunState = Breaker;
-
-impl Default for Breaker {
-    /// The default limits on the system clock.
-    fn default() -> Breaker {
-        Breaker::from_config(&RepairConfig::default())
-    }
-}
-
-/// What became of one repair write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Applied {
-        timestamp: Option<i64>,
-    },
-    /// The cell held something else than the check saw: nothing written.
-    Conflict,
-    /// The write did not land (verified by re-reading after an error).
-    NotApplied {
-        reason: String,
-    },
-    /// Neither the store nor a re-read could say; the audit row stays `pending`.
-    Unknown {
-        reason: String,
-    },
-}
-
-/// One repair's audit id (`None` when not audited) and verdict.
-pub type Applied = (Option<u64>, Verdict);
-
-/// Compares what the target holds now with a repair's before and after images.
-fn verdict_from_read(r: &CellRepair, now: &ObservedGoods, truncated: bool) -> Verdict {
-    let same = |held: &[u8], image: &[u8]| if truncated { held.starts_with(image) } else { held == image };
-    let expected = r.expected.as_ref().map(|c| c.value.as_slice());
-    let not_applied = || Verdict::NotApplied { reason: "re-read: the target still holds the before image".into() };
-    match &r.write {
-        CellWrite::DeleteWhole => match &now.foreign {
-            None => Verdict::Applied { timestamp: None },
-            Some(f) if expected.is_some_and(|e| same(&f.value, e)) => not_applied(),
-            Some(_) => Verdict::Conflict,
-        },
-        CellWrite::Put { value, .. } => match now.cells.get(&r.qualifier) {
-            Some(c) if same(&c.value, value) => Verdict::Applied { timestamp: c.timestamp },
-            None if expected.is_none() => not_applied(),
-            Some(c) if expected.is_some_and(|e| same(&c.value, e)) => not_applied(),
-            _ => Verdict::Conflict,
-        },
-        CellWrite::Delete => match now.cells.get(&r.qualifier) {
-            None => Verdict::Applied { timestamp: None },
-            Some(c) if expected.is_some_and(|e| same(&c.value, e)) => not_applied(),
-            Some(_) => Verdict::Conflict,
-        },
+    /// Adds `other`'s repairs; those of a goods already planned here are dropped (the
+    /// same goods checked twice: the first check's plan stands, and compare-and-set
+    /// would refuse the second's anyway).
+    pub fn merge(&mut self, other: Repairs) {
+        let Repairs { plans, seen } = other;
+        if self.plans.len() < plans.len() {
+            self.plans.resize_with(plans.len(), Vec::new);
+        }
+        let fresh: HashSet<GoodsId> = seen.keys().filter(|g| !self.seen.contains_key(g)).copied().collect();
+        for (mine, theirs) in self.plans.iter_mut().zip(plans) {
+            mine.extend(theirs.into_iter().filter(|r| fresh.contains(&r.goods_id)));
+        }
+        self.seen.extend(seen.into_iter().filter(|(g, _)| fresh.contains(g)));
     }
 }
 
-pub struct Handler {
-    truth: TruthReader,
-    targets: Vec<Arc<dyn Target>>,
-    audit: AuditLog,
-    limiter: RateLimiter,
-    /// The write cap of `sync` (bootstrap, recovery); `None`: unlimited.
-    bulk_limiter: Option<RateLimiter>,
-    config: RepairConfig,
-    breaker: Arc<Breaker>,
+/// A checked batch (or several merged): its report so far and the repairs it planned.
+#[derive(Debug, Default)]
+pub struct Checked {
+    pub report: Report,
+    pub repairs: Repairs,
+}
+
+impl Checked {
+    pub fn merge(&mut self, other: Checked) {
+        self.report.merge(other.report);
+        self.repairs.merge(other.repairs);
+    }
 }
 
 impl Handler {
-    pub fn new(truth: TruthReader, targets: Vec<Arc<dyn Target>>, audit: AuditLog, config: RepairConfig) -> Handler {
-        Handler {
-            limiter: RateLimiter::new(config.max_repairs_per_sec),
-            bulk_limiter: (config.bulk_writes_per_sec > 0).then(|| RateLimiter::new(config.bulk_writes_per_sec)),
-            breaker: Arc::new(Breaker::from_config(&config)),
-            truth,
-            targets,
-            audit,
-            config,
-        }
-    }
-
-    /// Replaces the process-wide breaker (tests give it a paused clock).
-    pub fn with_breaker(mut self, breaker: Breaker) -> Handler {
-        self.breaker = Arc::new(breaker);
-        self
-    }
-
-    pub fn truth(&self) -> &TruthReader {
-        &self.truth
-    }
-
-    pub fn targets(&self) -> &[Arc<dyn Target>] {
-        &self.targets
-    }
-
-    pub fn audit(&self) -> &AuditLog {
-        &self.audit
-    }
-
-    pub fn limiter(&self) -> &RateLimiter {
-        &self.limiter
-    }
-
-    pub fn config(&self) -> &RepairConfig {
-        &self.config
-    }
-
-    /// The process-wide breaker: every batch of `serve` (jobs, scheduled full runs) is
-    /// judged by it.
-    pub fn breaker(&self) -> &Arc<Breaker> {
-        &self.breaker
-    }
-
-    /// A fresh breaker for one run (CLI commands, an operator's `POST /repair`).
-    pub fn run_breaker(&self) -> Breaker {
-        Breaker::from_config(&self.config)
-    }
-
-    /// Checks (and per `mode` repairs) one batch. `Err` only when truth cannot be read;
-    /// an unreachable target is reported in the report and the others are still handled.
-    pub async fn process(&self, ids: &[GoodsId], mode: &Mode, run: &Breaker) -> Result<Report, StoreError> {
-        let report = self.process_batch(ids, None, mode, run).await?;
-        crate::metrics::record_report(mode.trigger, &report);
-        Ok(report)
-    }
-
-    /// [`process`](Self::process) for every goods of shard `shard` with
-    /// `lo <= goods_id <= hi`, truth read by range (one query per table, no id list);
-    /// the goods checked are those with a goods row in the range.
-    pub async fn process_range(
-        &self,
-        shard: u32,
-        lo: GoodsId,
-        hi: GoodsId,
-        mode: &Mode,
-        run: &Breaker,
-    ) -> Result<Report, StoreError> {
-        let (ids, truth) = self.truth.read_range(shard, lo, hi).await?;
-        let report = self.process_batch(&ids, Some(truth), mode, run).await?;
-        crate::metrics::record_report(mode.trigger, &report);
-        Ok(report)
-    }
-
-    /// `known`: truth of exactly `ids` when already read (a range read).
-    async fn process_batch(
-        &self,
-        ids: &[GoodsId],
-        known: Option<TruthBatch>,
-        mode: &Mode,
-        breaker: &Breaker,
-    ) -> Result<Report, StoreError> {
-        // Sources may repeat a goods (dumps, several jobs): check each once.
-        let mut seen = HashSet::with_capacity_and_hasher(ids.len(), foldhash::fast::RandomState::default());
-        let ids: Vec<GoodsId> = ids.iter().copied().filter(|g| seen.insert(*g)).collect();
-        let ids = &ids[..];
-        let mut report = Report { checked: ids.len() as u64, dry_run: mode.dry_run, ..Default::default() };
-        if ids.is_empty() {
-            return Ok(report);
-        }
-        // Truth and every target are read concurrently: none depends on another.
-        let reads = join_all(self.targets.iter().map(|t| t.read(ids)));
-        let (truth, reads) = match known {
-            Some(truth) => (truth, reads.await),
-            None => {
-                let (truth, reads) = tokio::join!(self.truth.read_checked(ids), reads);
-                (truth?, reads)
-            }
-        };
-        let (unusable, truth) = (truth.unusable, truth.truth);
-        for (&goods_id, why) in &unusable {
-            report.errors.push(GoodsError { goods_id, target: None, reason: why.clone() });
-        }
-        // Each goods' canonical encodings, once for all targets.
-        let encoded: HashMap<GoodsId, Encoded, foldhash::fast::RandomState> =
-            truth.iter().filter(|(_, t)| !t.entities.is_empty()).map(|(&g, t)| (g, Encoded::of(t))).collect();
-        let no_entities = Encoded::default();
-
-        let mut drifted: BTreeSet<GoodsId> = BTreeSet::new();
-        let mut unchecked: HashSet<GoodsId> = unusable.keys().copied().collect();
-        let mut plans: Vec<Vec<CellRepair>> = vec![Vec::new(); self.targets.len()];
-        // Per target: goods checked and drifted there (for the breaker); `None` when the
-        // target could not be read at all.
-        let mut tally: Vec<Option<(u64, u64)>> = vec![None; self.targets.len()];
-        for (ti, (target, read)) in self.targets.iter().zip(reads).enumerate() {
-            let observed = match read {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::warn!(target = target.name(), error = %e, "target unreachable, skipping it for this batch");
-                    report.unreachable.push(target.name().to_string());
-                    continue;
-                }
-            };
-            let (mut checked, mut drifted_here) = (0u64, 0u64);
-            for (&goods, held) in ids.iter().zip(&observed) {
-                if unusable.contains_key(&goods) {
-                    continue;
-                }
-                if let Some(why) = &held.error {
-                    unchecked.insert(goods);
-                    report.errors.push(GoodsError {
-                        goods_id: goods,
-                        target: Some(target.name().to_string()),
-                        reason: why.clone(),
-                    });
-                    continue;
-                }
-                checked += 1;
-                let t = &truth[&goods];
-                let drift = diff_goods_encoded(goods, t, encoded.get(&goods).unwrap_or(&no_entities), held);
-                if drift.is_empty() {
-                    continue;
-                }
-                drifted_here += 1;
-                drifted.insert(goods);
-                plans[ti].extend(plan_repairs(t, held, &drift));
-                report.drift.extend(drift.into_iter().map(|d| DriftEntry {
-                    goods_id: d.goods_id,
-                    target: target.name().to_string(),
-                    activity_id: d.activity_id,
-                    fields: (d.kind == model::DriftKind::Stale).then_some(d.fields),
-                    kind: d.kind,
-                }));
-            }
-            tally[ti] = Some((checked, drifted_here));
-        }
-        report.drifted_goods = drifted.len() as u64;
-        report.unknown_goods = ids
-            .iter()
-            .filter(|g| truth[g].last_change_ms == 0 && !drifted.contains(g) && !unchecked.contains(g))
-            .copied()
-            .collect();
-        report.errors.sort_by(|a, b| (a.goods_id, &a.target).cmp(&(b.goods_id, &b.target)));
-
-        if !mode.repair || mode.dry_run {
-            return Ok(report);
-        }
+    /// Applies planned repairs: a target whose breaker is open by now gets none
+    /// (`halted`); truth is re-read for the goods left and each is deferred when its
+    /// truth changed since the check or within the settle window; the rest are written
+    /// with compare-and-set. The report holds repairs, deferrals, unreachable targets
+    /// and `halted` (no checked or drifted counts: the check's report has them). `Err`
+    /// only when truth cannot be read or a store failed in a way a retry will not mend.
+    pub async fn repair(&self, repairs: Repairs, mode: &Mode, breaker: &Breaker) -> Result<Report, StoreError> {
+        let Repairs { mut plans, seen } = repairs;
+        let mut report = Report { dry_run: mode.dry_run, ..Default::default() };
         if !mode.bootstrap {
-            // Every check counts towards the window, clean ones too; a target whose
-            // breaker is open gets no repairs.
             let mut halted = Vec::new();
-            for (ti, target) in self.targets.iter().enumerate() {
-                let Some((checked, drifted_here)) = tally[ti] else { continue };
-                if let Some(reason) = breaker.record(target.name(), checked, drifted_here) {
-                    if !plans[ti].is_empty() {
-                        plans[ti].clear();
-                        halted.push(reason);
-                    }
+            for (target, plan) in self.targets.iter().zip(plans.iter_mut()) {
+                if plan.is_empty() {
+                    continue;
+                }
+                if let Some(reason) = breaker.open_reason(target.name()) {
+                    plan.clear();
+                    halted.push(reason);
                 }
             }
             if !halted.is_empty() {
@@ -335,7 +137,7 @@ impl Handler {
         let now = now_ms();
         let mut hold: HashMap<GoodsId, String> = HashMap::new();
         for g in &goods {
-            let (before, after) = (&truth[g], &fresh.truth[g]);
+            let (before, after) = (&seen[g], &fresh.truth[g]);
             if let Some(why) = fresh.unusable.get(g) {
                 hold.insert(*g, format!("truth became unusable: {why}"));
             } else if before.entities != after.entities {
@@ -374,8 +176,6 @@ impl Handler {
                 }
             }
         }
-        report.checked = ids.len() as u64;
-        report.drifted_goods = drifted.len() as u64;
         Ok(report)
     }
 
@@ -524,6 +324,52 @@ impl Handler {
     }
 }
 
+/// What became of one repair write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Applied {
+        timestamp: Option<i64>,
+    },
+    /// The cell held something else than the check saw: nothing written.
+    Conflict,
+    /// The write did not land (verified by re-reading after an error).
+    NotApplied {
+        reason: String,
+    },
+    /// Neither the store nor a re-read could say; the audit row stays `pending`.
+    Unknown {
+        reason: String,
+    },
+}
+
+/// One repair's audit id (`None` when not audited) and verdict.
+pub type Applied = (Option<u64>, Verdict);
+
+/// Compares what the target holds now with a repair's before and after images.
+fn verdict_from_read(r: &CellRepair, now: &ObservedGoods, truncated: bool) -> Verdict {
+    let same = |held: &[u8], image: &[u8]| if truncated { held.starts_with(image) } else { held == image };
+    let expected = r.expected.as_ref().map(|c| c.value.as_slice());
+    let not_applied = || Verdict::NotApplied { reason: "re-read: the target still holds the before image".into() };
+    match &r.write {
+        CellWrite::DeleteWhole => match &now.foreign {
+            None => Verdict::Applied { timestamp: None },
+            Some(f) if expected.is_some_and(|e| same(&f.value, e)) => not_applied(),
+            Some(_) => Verdict::Conflict,
+        },
+        CellWrite::Put { value, .. } => match now.cells.get(&r.qualifier) {
+            Some(c) if same(&c.value, value) => Verdict::Applied { timestamp: c.timestamp },
+            None if expected.is_none() => not_applied(),
+            Some(c) if expected.is_some_and(|e| same(&c.value, e)) => not_applied(),
+            _ => Verdict::Conflict,
+        },
+        CellWrite::Delete => match now.cells.get(&r.qualifier) {
+            None => Verdict::Applied { timestamp: None },
+            Some(c) if expected.is_some_and(|e| same(&c.value, e)) => not_applied(),
+            Some(_) => Verdict::Conflict,
+        },
+    }
+}
+
 /// Writes one target's repairs with compare-and-set and settles each outcome: an
 /// unclear one (the write failed, or the store said nothing) by reading the target
 /// again. `Err` when the store failed and could not be read back either.
@@ -617,4 +463,62 @@ fn count_resolved(target: &str, v: &Verdict) {
     };
     metrics::counter!(crate::metrics::UNKNOWN_OUTCOMES, "target" => target.to_string(), "status" => status)
         .increment(1);
+}
+
+/// A planned delete of cell `qualifier` of `goods_id` (unit tests).
+#[cfg(test)]
+fn repair(goods_id: GoodsId, qualifier: &str) -> CellRepair {
+    CellRepair {
+        goods_id,
+        activity_id: None,
+        qualifier: qualifier.as_bytes().to_vec(),
+        kind: model::DriftKind::Extra,
+        expected: None,
+        write: CellWrite::Delete,
+    }
+}
+
+/// Repairs of `goods` on the first of two targets, with an empty truth for each (unit
+/// tests).
+#[cfg(test)]
+pub(crate) fn planned(goods: &[GoodsId]) -> Repairs {
+    let plans = vec![goods.iter().map(|&g| repair(g, "a")).collect(), Vec::new()];
+    Repairs::new(plans, goods.iter().map(|&g| (g, GoodsTruth::default())).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_without_plans_holds_no_truth() {
+        let r = Repairs::new(vec![Vec::new(), Vec::new()], [(1, GoodsTruth::default())].into_iter().collect());
+        assert!(r.is_empty());
+        assert_eq!(r.goods(), 0);
+    }
+
+    #[test]
+    fn only_the_truth_of_planned_goods_is_kept() {
+        let truth: TruthMap = (1..=10).map(|g| (g, GoodsTruth::default())).collect();
+        let r = Repairs::new(vec![vec![repair(3, "a"), repair(3, "b")], vec![repair(7, "a")]], truth);
+        assert_eq!(r.goods(), 2);
+        let mut kept: Vec<GoodsId> = r.seen.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![3, 7]);
+    }
+
+    #[test]
+    fn merged_plans_keep_their_targets_and_a_goods_planned_twice_keeps_its_first_plan() {
+        let mut a = planned(&[1, 2]);
+        let mut b = Repairs::new(
+            vec![vec![repair(2, "late")], vec![repair(3, "b")]],
+            [(2, GoodsTruth::default()), (3, GoodsTruth::default())].into_iter().collect(),
+        );
+        b.plans[1].push(repair(2, "late"));
+        a.merge(b);
+        assert_eq!(a.goods(), 3);
+        let quals = |t: usize| a.plans[t].iter().map(|r| (r.goods_id, r.qualifier.clone())).collect::<Vec<_>>();
+        assert_eq!(quals(0), vec![(1, b"a".to_vec()), (2, b"a".to_vec())]);
+        assert_eq!(quals(1), vec![(3, b"b".to_vec())]);
+    }
 }
