@@ -17,15 +17,7 @@ use model::repair_plan::CellRepair;
 use model::{GoodsId, ObservedGoods};
 use sqlx::mysql::MySqlPoolOptions;
 
-use crate::common::{corrupt, data, mysql_url, projected_goods, TestEnv};
-
-async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
-    let set = data(first, n);
-    env.seed(&set, 3_600_000).await;
-    let ids: Vec<GoodsId> = (first..first + n).collect();
-    run_goods(&env.app.handler, &ids, &Mode::sync("t-sync".into()), &env.app.run_options(None)).await.unwrap();
-    projected_goods(env, &set).await
-}
+use crate::common::{corrupt, mysql_url, synced, TestEnv};
 
 fn handler_with(env: &TestEnv, targets: Vec<Arc<dyn Target>>, audit: AuditLog) -> Arc<Handler> {
     let truth = TruthReader::new(env.app.pools.clone());

@@ -272,6 +272,17 @@ pub async fn projected_goods(env: &TestEnv, set: &DataSet) -> Vec<GoodsId> {
     ids.into_iter().filter(|g| !truth[g].entities.is_empty()).collect()
 }
 
+/// Seeds goods `first..first + n` (changed an hour ago), syncs every target from truth and
+/// returns the goods that project at least one entity.
+pub async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
+    let set = data(first, n);
+    env.seed(&set, 3_600_000).await;
+    let ids: Vec<GoodsId> = (first..first + n).collect();
+    let sync = handlers::Mode::sync("t-sync".into());
+    handlers::run::run_goods(&env.app.handler, &ids, &sync, &env.app.run_options(None)).await.unwrap();
+    projected_goods(env, &set).await
+}
+
 /// Overwrites the first field of each goods on a redis target with undecodable bytes;
 /// returns the fields.
 pub fn corrupt(env: &TestEnv, target: &str, goods: &[GoodsId]) -> Vec<String> {

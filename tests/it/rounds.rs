@@ -10,15 +10,7 @@ use model::job::TriggerKind;
 use model::GoodsId;
 use tokio::sync::mpsc;
 
-use crate::common::{corrupt, data, healed, projected_goods, TestEnv};
-
-async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
-    let set = data(first, n);
-    env.seed(&set, 3_600_000).await;
-    let ids: Vec<GoodsId> = (first..first + n).collect();
-    run_goods(&env.app.handler, &ids, &Mode::sync("t-sync".into()), &env.app.run_options(None)).await.unwrap();
-    projected_goods(env, &set).await
-}
+use crate::common::{corrupt, healed, synced, TestEnv};
 
 /// Batches of five goods, two workers, rounds of `goods` goods (never due by age).
 fn small_batches(env: &TestEnv, goods: usize) -> RunOptions {

@@ -10,18 +10,10 @@ use model::repair_plan::plan_repairs;
 use model::report::Outcome;
 use model::GoodsId;
 
-use crate::common::{data, decode, projected_goods, TestEnv};
+use crate::common::{decode, synced, TestEnv};
 
 fn opts(env: &TestEnv) -> RunOptions {
     env.app.run_options(None)
-}
-
-async fn synced(env: &TestEnv, first: GoodsId, n: u64) -> Vec<GoodsId> {
-    let set = data(first, n);
-    env.seed(&set, 3_600_000).await;
-    let ids: Vec<GoodsId> = (first..first + n).collect();
-    run_goods(&env.app.handler, &ids, &Mode::sync("t-sync".into()), &opts(env)).await.unwrap();
-    projected_goods(env, &set).await
 }
 
 /// The check sees one value; before the repair lands, the sync pipeline writes a newer
