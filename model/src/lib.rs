@@ -23,4 +23,4 @@ pub use diff::{diff_goods, Drift, DriftKind, ObservedCell, ObservedGoods};
 pub use entity::Entity;
 pub use ids::{ActivityId, GoodsId};
 pub use projection::{project_goods, ActivityRow, GoodsRow, GoodsTruth, SkuRow};
-pub use shard::{hbase_row_key, ShardLayout, ShardRef};
+pub use shard::{hbase_row_key, redis_key, ShardLayout, ShardRef};

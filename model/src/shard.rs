@@ -94,6 +94,17 @@ pub fn hbase_row_key(goods_id: GoodsId) -> String {
     key
 }
 
+/// Redis key `{key_prefix}{goods_id}` (built by hand for the same reason: one per goods
+/// read on every Redis target).
+pub fn redis_key(key_prefix: &str, goods_id: GoodsId) -> String {
+    let mut digits = itoa::Buffer::new();
+    let decimal = digits.format(goods_id);
+    let mut key = String::with_capacity(key_prefix.len() + decimal.len());
+    key.push_str(key_prefix);
+    key.push_str(decimal);
+    key
+}
+
 /// Inverse of [`hbase_row_key`]; `None` for a key that is not of that shape or whose
 /// prefix does not match (a row some other writer put in the table).
 pub fn parse_hbase_row_key(key: &[u8]) -> Option<GoodsId> {
@@ -142,6 +153,14 @@ mod tests {
             assert_eq!(hbase_row_key(id), reference(id), "goods {id}");
             assert_eq!(parse_hbase_row_key(hbase_row_key(id).as_bytes()), Some(id));
         }
+    }
+
+    #[test]
+    fn redis_keys_are_the_prefix_and_the_decimal_goods_id() {
+        for id in [0, 7, 1001, 999_999_999, u64::MAX] {
+            assert_eq!(redis_key("act:goods:", id), format!("act:goods:{id}"));
+        }
+        assert_eq!(redis_key("", 42), "42");
     }
 
     #[test]

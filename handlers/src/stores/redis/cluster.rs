@@ -100,7 +100,7 @@ impl RedisClusterStore {
     }
 
     pub fn key(&self, goods: GoodsId) -> String {
-        format!("{}{goods}", self.key_prefix)
+        model::redis_key(&self.key_prefix, goods)
     }
 
     fn error(&self, e: redis::RedisError) -> StoreError {

@@ -47,7 +47,7 @@ impl RedisStore {
     }
 
     pub fn key(&self, goods: GoodsId) -> String {
-        format!("{}{goods}", self.key_prefix)
+        model::redis_key(&self.key_prefix, goods)
     }
 
     async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
