@@ -194,6 +194,21 @@ async fn timed_full(app: &App, repair: bool) -> Result<(Report, f64)> {
     Ok((report, started.elapsed().as_secs_f64()))
 }
 
+/// One raw read floor pass once the servers are quiet: the pass, goods/s, CPU per goods.
+async fn timed_floor(
+    app: &App,
+    args: &Args,
+    reuse: Duration,
+    fig: &mut report::Figures,
+    phase: &str,
+) -> Result<(floor::Floor, f64, cpu::CpuUse)> {
+    quiet(fig, phase).await;
+    let meter = cpu::CpuMeter::start(&[(report::FLOOR_PROCESS, std::process::id())]);
+    let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
+    let (rate, cpu) = (f.goods as f64 / f.elapsed.as_secs_f64(), meter.per_item(f.goods));
+    Ok((f, rate, cpu))
+}
+
 /// The Redis Cluster phase; its section of the report (an error is reported there).
 async fn cluster_phase(args: &Args, command: &str) -> String {
     say(format!("redis cluster vs one server: {} goods", args.cluster_goods));
@@ -447,16 +462,13 @@ async fn run(args: Args) -> Result<()> {
 
     // 3. Raw read floor.
     let reuse = Duration::from_millis(app.config.full.activity_reuse_ms);
-    quiet(&mut fig, "the raw read floor").await;
-    let meter = cpu::CpuMeter::start(&[(report::FLOOR_PROCESS, std::process::id())]);
-    let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
-    fig.floor = Some(f.goods as f64 / f.elapsed.as_secs_f64());
-    fig.cpu_floor = Some(meter.per_item(f.goods));
+    let (f, rate, cpu) = timed_floor(&app, &args, reuse, &mut fig, "the raw read floor").await?;
+    (fig.floor, fig.cpu_floor) = (Some(rate), Some(cpu));
     say(format!(
         "raw read floor: {:.1} s (of which orphan-scan paging {:.1} s), {:.0} goods/s ({} rows and cells)",
         f.elapsed.as_secs_f64(),
         f.scan.as_secs_f64(),
-        fig.floor.unwrap(),
+        rate,
         f.items
     ));
     fig.notes.push(format!(
@@ -508,16 +520,9 @@ async fn run(args: Args) -> Result<()> {
     // slower later in one bench run (a run with no drift injected: the "drift" phase 4%
     // and the check after it 11% slower than the first clean run), so the ratio's target
     // is judged against the floor measured next to the run it divides.
-    quiet(&mut fig, "the raw read floor after the drift run").await;
-    let meter = cpu::CpuMeter::start(&[(report::FLOOR_PROCESS, std::process::id())]);
-    let f = floor::run(&app.handler, &app.pools, args.batch_size, args.concurrency, reuse).await?;
-    fig.floor_beside = Some(f.goods as f64 / f.elapsed.as_secs_f64());
-    fig.cpu_floor_beside = Some(meter.per_item(f.goods));
-    say(format!(
-        "raw read floor after the drift run: {:.1} s, {:.0} goods/s",
-        f.elapsed.as_secs_f64(),
-        fig.floor_beside.unwrap()
-    ));
+    let (f, rate, cpu) = timed_floor(&app, &args, reuse, &mut fig, "the raw read floor after the drift run").await?;
+    (fig.floor_beside, fig.cpu_floor_beside) = (Some(rate), Some(cpu));
+    say(format!("raw read floor after the drift run: {:.1} s, {:.0} goods/s", f.elapsed.as_secs_f64(), rate));
     let (recheck, secs) = timed_full(&app, false).await?;
     fig.full_recheck = Some(args.goods as f64 / secs);
     fig.recheck_drift = Some(recheck.drift.len() as u64);

@@ -109,8 +109,8 @@ impl Figures {
         let _ = writeln!(
             t,
             "| full (drift) / floor after it (/ floor after the clean run) | {} ({}) | ≥ 0.9: {} |",
-            floor_ratio.map_or("-".into(), |r| format!("{r:.2}")),
-            first_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+            floor_ratio.map_or("-".into(), |r| format!("{r:.3}")),
+            first_ratio.map_or("-".into(), |r| format!("{r:.3}")),
             verdict(floor_ratio.is_some_and(|r| r >= 0.9))
         );
         let bound = match (&self.cpu_drift, self.cpu_floor_beside.as_ref().or(self.cpu_floor.as_ref())) {
