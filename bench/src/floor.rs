@@ -1,6 +1,7 @@
 //! The raw read floor: the full run's reads with nothing else. Same id source (keyset
-//! page per shard), same batch size and worker count; per batch the same SQL text (one
-//! SELECT per shard table, by the page's goods id range as the full run reads it, then the activity SELECT for the activity ids found), one
+//! page per shard), same batch size and worker count; per batch the same statements (one
+//! SELECT per shard table by the page's goods id range, prepared as the full run's
+//! [`shard_rows_sql`], then the activity SELECT for the activity ids found), one
 //! `HGETALL` pipeline per Redis target and one `getRowsWithColumns` on HBase (the
 //! targets' own `read`), truth and targets read concurrently; activities read less than
 //! `full.activity_reuse_ms` ago are not read again, as the full run reuses them; then
@@ -15,6 +16,7 @@ use anyhow::{anyhow, Result};
 use common::mysql::sql::{epoch_ms_of as ms, id_list};
 use futures::future::try_join_all;
 use handlers::run::{mysql_id_source, Batch};
+use handlers::truth::{shard_rows_sql, Goods, Select, Table};
 use handlers::Handler;
 use model::ShardLayout;
 use sqlx::Row;
@@ -58,26 +60,21 @@ async fn read_batch(
         let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
             let shard = layout.shard(s);
             let pool = pools.shard_pool(shard.database_index);
-            // The full run's condition: the shard's range when the source knows it.
+            // The full run's statements: the shard's range when the source knows it (a
+            // prepared statement, its bounds bound), else the id list (text).
             let which = match batch.range {
-                Some((_, lo, hi)) => format!("goods_id BETWEEN {lo} AND {hi}"),
-                None => format!("goods_id IN ({})", id_list(ids)),
+                Some((_, lo, hi)) => Goods::Range(lo, hi),
+                None => Goods::Ids(ids),
             };
-            let g = format!(
-                "SELECT activity_id, goods_id, activity_price, limit_per_user, status, {} FROM `{}`.{} FORCE INDEX ({}) WHERE {which}",
-                ms("updated_at"),
-                shard.database,
-                shard.goods_table,
-                model::schema::GOODS_KEY,
-            );
-            let k = format!(
-                "SELECT activity_id, goods_id, sku_id, activity_price, status, {} FROM `{}`.{} FORCE INDEX ({}) WHERE {which}",
-                ms("updated_at"),
-                shard.database,
-                shard.sku_table,
-                model::schema::SKU_KEY,
-            );
-            tokio::try_join!(sqlx::raw_sql(&g).fetch_all(pool), sqlx::raw_sql(&k).fetch_all(pool))
+            let shard = &shard;
+            let read = |table| async move {
+                let sql = shard_rows_sql(&[Select { shard, table, which }]);
+                match which {
+                    Goods::Range(lo, hi) => sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await,
+                    Goods::Ids(_) => sqlx::raw_sql(&sql).fetch_all(pool).await,
+                }
+            };
+            tokio::try_join!(read(Table::Goods), read(Table::Sku))
         }))
         .await?;
         let mut aids: Vec<u64> = Vec::new();
@@ -85,7 +82,7 @@ async fn read_batch(
         for (g, k) in &per_shard {
             n += (g.len() + k.len()) as u64;
             for r in g {
-                aids.push(r.try_get(0)?);
+                aids.push(r.try_get(1)?);
             }
         }
         aids.sort_unstable();

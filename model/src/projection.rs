@@ -104,7 +104,7 @@ pub fn project_goods<A: Borrow<ActivityRow>, S: BuildHasher>(
         };
         let own_skus = sku_rows.iter().filter(|s| s.activity_id == r.activity_id);
         let mut ver = a.updated_ms.max(r.updated_ms);
-        let mut skus = Vec::new();
+        let mut skus = Vec::with_capacity(own_skus.clone().filter(|s| s.status == ROW_EFFECTIVE).count());
         for s in own_skus {
             ver = ver.max(s.updated_ms);
             if s.status == ROW_EFFECTIVE {

@@ -1,12 +1,17 @@
 //! The SELECTs behind [`super::TruthReader`]. Id lists are integers rendered into the
 //! statement (no injection surface) and sent over the text protocol: one round trip per
-//! query, no prepared-statement cache growth for varying list lengths.
+//! query, no prepared-statement cache growth for varying list lengths. A goods-id range
+//! (a full run's range job) is a prepared statement with the bounds as parameters: one
+//! statement per shard table and connection, prepared once, and its rows come in the
+//! binary protocol, integers as their bytes (MariaDB formats no digits, the reader parses
+//! none).
 //!
 //! A row whose DATETIME does not convert (a zero date such as `0000-00-00`, stored by a
 //! writer running without strict mode) is not an error of the whole query: it comes back
 //! in the `unusable` list with what is wrong, and only its goods is reported.
 //!
-//! Integer columns are parsed from their text ([`text_int`]), not through `Row::try_get`.
+//! Integer columns are read by [`Ints`] (their text, or their bytes), not through
+//! `Row::try_get`.
 //!
 //! Every read by goods id names the contract's unique key in `FORCE INDEX`: a batch is a
 //! few keys (or one page) of a table that may hold millions of rows, and statistics gone
@@ -14,7 +19,7 @@
 //! micro-batch of the benchmark (`perf`: `in_vector::find` under `ha_rnd_next`,
 //! BENCHMARKS.md). A table without the key is an error naming it.
 
-use common::mysql::sql::{epoch_ms_of, id_list, text_int, text_int_not_null as int};
+use common::mysql::sql::{epoch_ms_of, id_list, text_int_not_null as int, Ints};
 use model::projection::{split_tags, ActivityRow, GoodsRow, SkuRow};
 use model::schema::{GOODS_KEY, SKU_KEY};
 use model::{ActivityId, GoodsId, ShardRef};
@@ -31,7 +36,7 @@ pub enum Goods<'a> {
     /// These goods ids (`goods_id IN (...)`).
     Ids(&'a [GoodsId]),
     /// Every goods with `lo <= goods_id <= hi`: one index range read, no id list
-    /// (a full run's range job).
+    /// (a full run's range job). The bounds are the statement's parameters.
     Range(GoodsId, GoodsId),
 }
 
@@ -39,7 +44,7 @@ impl Goods<'_> {
     fn clause(&self) -> String {
         match self {
             Goods::Ids(ids) => format!("goods_id IN ({})", id_list(ids)),
-            Goods::Range(lo, hi) => format!("goods_id BETWEEN {lo} AND {hi}"),
+            Goods::Range(..) => "goods_id BETWEEN ? AND ?".into(),
         }
     }
 }
@@ -47,13 +52,14 @@ impl Goods<'_> {
 /// The epoch-ms column `i`, or why it is unusable (naming the table and the row, by its
 /// key: `row` is formatted only then).
 fn time_of(
+    ints: &Ints,
     r: &sqlx::mysql::MySqlRow,
     i: usize,
     column: &str,
     table: impl std::fmt::Display,
     row: impl std::fmt::Display,
 ) -> Result<i64, String> {
-    match text_int::<i64>(r, i) {
+    match ints.int::<i64>(r, i) {
         Ok(Some(ms)) => Ok(ms),
         _ => Err(format!("{table} row {row}: {column} is a zero or invalid DATETIME")),
     }
@@ -122,41 +128,63 @@ impl std::fmt::Display for Select<'_> {
 /// check and right before repairing). Every part has the same eight columns (a literal 0
 /// where its table has no such column): the part's position, `activity_id`, `goods_id`,
 /// `sku_id` (0 for a goods row), `activity_price`, `limit_per_user` (0 for a SKU row),
-/// `status`, `updated_at` as epoch ms.
+/// `status`, `updated_at` as epoch ms. A statement with a range part is prepared, its
+/// bounds bound in the parts' order ([`shard_rows_sql`]).
 pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<GoodsRow>, Rows<SkuRow>), sqlx::Error> {
     let mut out: (Rows<GoodsRow>, Rows<SkuRow>) = Default::default();
     if parts.is_empty() {
         return Ok(out);
     }
     let sql = shard_rows_sql(parts);
-    let rows = sqlx::raw_sql(&sql).fetch_all(pool).await?;
+    let ranges: Vec<(GoodsId, GoodsId)> = parts
+        .iter()
+        .filter_map(|p| match p.which {
+            Goods::Range(lo, hi) => Some((lo, hi)),
+            Goods::Ids(_) => None,
+        })
+        .collect();
+    let (rows, ints) = if ranges.is_empty() {
+        (sqlx::raw_sql(&sql).fetch_all(pool).await?, Ints::text())
+    } else {
+        let query = ranges.iter().fold(sqlx::query(&sql), |q, &(lo, hi)| q.bind(lo).bind(hi));
+        let rows = query.fetch_all(pool).await?;
+        let ints = Ints::binary(rows.first().map_or(&[][..], |r| r.columns()));
+        (rows, ints)
+    };
+    // A single part's rows all go to one list: sized once (a range job's thousands of
+    // rows grew it a dozen times, copying every row each time).
+    match parts {
+        [Select { table: Table::Goods, .. }] => out.0 .0.reserve_exact(rows.len()),
+        [Select { table: Table::Sku, .. }] => out.1 .0.reserve_exact(rows.len()),
+        _ => {}
+    }
     for r in &rows {
         // A single part (a range job's) needs no look-up: its column 0 is not parsed.
         let part = match parts {
             [only] => only,
             _ => parts
-                .get(int::<usize>(r, 0)?)
+                .get(ints.int_not_null::<usize>(r, 0)?)
                 .ok_or_else(|| sqlx::Error::Protocol(format!("a row of no part of the statement: {sql}")))?,
         };
-        let (goods_id, activity_id): (GoodsId, u64) = (int(r, 2)?, int(r, 1)?);
-        let sku_id: u64 = if part.table == Table::Sku { int(r, 3)? } else { 0 };
+        let (goods_id, activity_id): (GoodsId, u64) = (ints.int_not_null(r, 2)?, ints.int_not_null(r, 1)?);
+        let sku_id: u64 = if part.table == Table::Sku { ints.int_not_null(r, 3)? } else { 0 };
         let key = RowKey { goods_id, activity_id, sku_id: (part.table == Table::Sku).then_some(sku_id) };
-        let updated = time_of(r, 7, "updated_at", part, key);
+        let updated = time_of(&ints, r, 7, "updated_at", part, key);
         match (part.table, updated) {
             (Table::Goods, Ok(updated_ms)) => out.0 .0.push(GoodsRow {
                 activity_id,
                 goods_id,
-                activity_price: int(r, 4)?,
-                limit_per_user: int(r, 5)?,
-                status: int(r, 6)?,
+                activity_price: ints.int_not_null(r, 4)?,
+                limit_per_user: ints.int_not_null(r, 5)?,
+                status: ints.int_not_null(r, 6)?,
                 updated_ms,
             }),
             (Table::Sku, Ok(updated_ms)) => out.1 .0.push(SkuRow {
                 activity_id,
                 goods_id,
                 sku_id,
-                activity_price: int(r, 4)?,
-                status: int(r, 6)?,
+                activity_price: ints.int_not_null(r, 4)?,
+                status: ints.int_not_null(r, 6)?,
                 updated_ms,
             }),
             (Table::Goods, Err(why)) => out.0 .1.push((goods_id, why)),
@@ -166,7 +194,8 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
     Ok(out)
 }
 
-/// The statement [`shard_rows`] sends for `parts` (not empty).
+/// The statement [`shard_rows`] sends for `parts` (not empty): a range part's bounds are
+/// two `?` parameters, in the parts' order.
 pub fn shard_rows_sql(parts: &[Select<'_>]) -> String {
     use std::fmt::Write as _;
     let updated = epoch_ms_of("updated_at");
@@ -207,9 +236,9 @@ pub async fn activity_rows(
         let activity_id: ActivityId = int(r, 0)?;
         let times = (|| {
             Ok::<_, String>((
-                time_of(r, 5, "start_time", &table, activity_id)?,
-                time_of(r, 6, "end_time", &table, activity_id)?,
-                time_of(r, 8, "updated_at", &table, activity_id)?,
+                time_of(&Ints::text(), r, 5, "start_time", &table, activity_id)?,
+                time_of(&Ints::text(), r, 6, "end_time", &table, activity_id)?,
+                time_of(&Ints::text(), r, 8, "updated_at", &table, activity_id)?,
             ))
         })();
         match times {
