@@ -1,7 +1,7 @@
 //! The raw read floor: the full run's reads with nothing else. Same id source (keyset
 //! page per shard), same batch size and worker count; per batch the same statements (one
 //! SELECT per shard table by the page's goods id range, prepared as the full run's
-//! [`shard_rows_sql`], then the activity SELECT for the activity ids found), one
+//! [`raw_shard_rows`], then the activity SELECT for the activity ids found), one
 //! `HGETALL` pipeline per Redis target and one `getRowsWithColumns` on HBase (the
 //! targets' own `read`), truth and targets read concurrently; activities read less than
 //! `full.activity_reuse_ms` ago are not read again, as the full run reuses them; then
@@ -16,7 +16,7 @@ use anyhow::{anyhow, Result};
 use common::mysql::sql::{epoch_ms_of as ms, id_list};
 use futures::future::try_join_all;
 use handlers::run::{mysql_id_source, Batch};
-use handlers::truth::{shard_rows_sql, Goods, Select, Table};
+use handlers::truth::{raw_shard_rows, Goods, Select, Table};
 use handlers::Handler;
 use model::ShardLayout;
 use sqlx::Row;
@@ -60,19 +60,15 @@ async fn read_batch(
         let per_shard = try_join_all(groups.iter().map(|(&s, ids)| async move {
             let shard = layout.shard(s);
             let pool = pools.shard_pool(shard.database_index);
-            // The full run's statements: the shard's range when the source knows it (a
-            // prepared statement, its bounds bound), else the id list (text).
+            // The full run's statements: the shard's range when the source knows it, else
+            // the id list; rows left as the driver gives them.
             let which = match batch.range {
                 Some((_, lo, hi)) => Goods::Range(lo, hi),
                 None => Goods::Ids(ids),
             };
             let shard = &shard;
             let read = |table| async move {
-                let sql = shard_rows_sql(&[Select { shard, table, which }]);
-                match which {
-                    Goods::Range(lo, hi) => sqlx::query(&sql).bind(lo).bind(hi).fetch_all(pool).await,
-                    Goods::Ids(_) => sqlx::raw_sql(&sql).fetch_all(pool).await,
-                }
+                Ok::<_, sqlx::Error>(raw_shard_rows(pool, &[Select { shard, table, which }]).await?.0)
             };
             tokio::try_join!(read(Table::Goods), read(Table::Sku))
         }))

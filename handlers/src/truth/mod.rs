@@ -13,7 +13,7 @@
 pub mod activities;
 mod queries;
 
-pub use queries::{shard_rows_sql, Goods, Select, Table};
+pub use queries::{raw_shard_rows, shard_rows_sql, Goods, Select, Table};
 
 pub use common::mysql::{MysqlPools, PoolError};
 

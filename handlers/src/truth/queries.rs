@@ -135,22 +135,7 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
     if parts.is_empty() {
         return Ok(out);
     }
-    let sql = shard_rows_sql(parts);
-    let ranges: Vec<(GoodsId, GoodsId)> = parts
-        .iter()
-        .filter_map(|p| match p.which {
-            Goods::Range(lo, hi) => Some((lo, hi)),
-            Goods::Ids(_) => None,
-        })
-        .collect();
-    let (rows, ints) = if ranges.is_empty() {
-        (sqlx::raw_sql(&sql).fetch_all(pool).await?, Ints::text())
-    } else {
-        let query = ranges.iter().fold(sqlx::query(&sql), |q, &(lo, hi)| q.bind(lo).bind(hi));
-        let rows = query.fetch_all(pool).await?;
-        let ints = Ints::binary(rows.first().map_or(&[][..], |r| r.columns()));
-        (rows, ints)
-    };
+    let (rows, ints) = raw_shard_rows(pool, parts).await?;
     // A single part's rows all go to one list: sized once (a range job's thousands of
     // rows grew it a dozen times, copying every row each time).
     match parts {
@@ -162,9 +147,9 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
         // A single part (a range job's) needs no look-up: its column 0 is not parsed.
         let part = match parts {
             [only] => only,
-            _ => parts
-                .get(ints.int_not_null::<usize>(r, 0)?)
-                .ok_or_else(|| sqlx::Error::Protocol(format!("a row of no part of the statement: {sql}")))?,
+            _ => parts.get(ints.int_not_null::<usize>(r, 0)?).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("a row of no part of the statement: {}", shard_rows_sql(parts)))
+            })?,
         };
         let (goods_id, activity_id): (GoodsId, u64) = (ints.int_not_null(r, 2)?, ints.int_not_null(r, 1)?);
         let sku_id: u64 = if part.table == Table::Sku { ints.int_not_null(r, 3)? } else { 0 };
@@ -192,6 +177,30 @@ pub async fn shard_rows(pool: &MySqlPool, parts: &[Select<'_>]) -> Result<(Rows<
         }
     }
     Ok(out)
+}
+
+/// The rows of `parts` (not empty) as the server sends them, unconverted, and how their
+/// integers come: the statement of [`shard_rows_sql`], prepared with the range parts'
+/// bounds bound in order when it has any (rows in the binary protocol), else sent as text.
+pub async fn raw_shard_rows(
+    pool: &MySqlPool,
+    parts: &[Select<'_>],
+) -> Result<(Vec<sqlx::mysql::MySqlRow>, Ints), sqlx::Error> {
+    let sql = shard_rows_sql(parts);
+    let ranges: Vec<(GoodsId, GoodsId)> = parts
+        .iter()
+        .filter_map(|p| match p.which {
+            Goods::Range(lo, hi) => Some((lo, hi)),
+            Goods::Ids(_) => None,
+        })
+        .collect();
+    if ranges.is_empty() {
+        return Ok((sqlx::raw_sql(&sql).fetch_all(pool).await?, Ints::text()));
+    }
+    let query = ranges.iter().fold(sqlx::query(&sql), |q, &(lo, hi)| q.bind(lo).bind(hi));
+    let rows = query.fetch_all(pool).await?;
+    let ints = Ints::binary(rows.first().map_or(&[][..], |r| r.columns()));
+    Ok((rows, ints))
 }
 
 /// The statement [`shard_rows`] sends for `parts` (not empty): a range part's bounds are
