@@ -1,6 +1,6 @@
 //! Comparison of one goods' truth with what one target holds (contract section 5).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -139,6 +139,64 @@ impl Encoded {
         // ~3 entities per goods).
         let cells = truth.entities.iter().map(|(&aid, e)| (Qualifier::of(aid), e.encode())).collect();
         Encoded { cells }
+    }
+
+    /// [`of`](Self::of), taking each entity's head (its activity's fields) from `heads`
+    /// when the same head was encoded before: the same bytes.
+    pub fn of_with(truth: &GoodsTruth, heads: &mut Heads) -> Encoded {
+        let cells = truth.entities.iter().map(|(&aid, e)| (Qualifier::of(aid), heads.encode(e))).collect();
+        Encoded { cells }
+    }
+}
+
+/// Encoded entity heads by activity id, kept by their owner across batches. The head
+/// (`aid` … `end`, [`Entity`]'s fields taken from its activity row) is the same for every
+/// goods an activity applies to, and about half of an entity's digits; a batch of a full
+/// run names ~2,000 distinct activities for ~2,700 entities, so the memo pays only when it
+/// outlives the batch. A head is reused only when every head field equals the entity's
+/// (an activity that changed is encoded again); at most [`Heads::CAPACITY`] are kept.
+#[derive(Debug, Default)]
+pub struct Heads {
+    /// Per activity: an entity with the head's fields (the rest empty), its encoding.
+    by_aid: HashMap<ActivityId, (Entity, Vec<u8>), foldhash::fast::RandomState>,
+}
+
+impl Heads {
+    /// Above this many heads the memo starts over.
+    pub const CAPACITY: usize = 10_000;
+
+    /// `entity`'s canonical encoding ([`Entity::encode`]'s bytes).
+    pub fn encode(&mut self, entity: &Entity) -> Vec<u8> {
+        let mut out = Vec::with_capacity(entity.encoded_len_hint());
+        match self.by_aid.get(&entity.aid) {
+            Some((held, head)) if held.same_head(entity) => out.extend_from_slice(head),
+            _ => {
+                entity.encode_head(&mut out);
+                if self.by_aid.len() >= Self::CAPACITY {
+                    self.by_aid.clear();
+                }
+                let key = Entity {
+                    skus: Vec::new(),
+                    price: 0,
+                    limit: 0,
+                    ver: 0,
+                    biz: entity.biz.clone(),
+                    tags: entity.tags.clone(),
+                    ..*entity
+                };
+                self.by_aid.insert(entity.aid, (key, out.clone()));
+            }
+        }
+        entity.encode_tail(&mut out);
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_aid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_aid.is_empty()
     }
 }
 

@@ -43,42 +43,77 @@ impl Entity {
     /// encodes every entity of every goods, and serde's generic path was a twentieth of
     /// its CPU (BENCHMARKS.md).
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_head(&mut out);
+        self.encode_tail(&mut out);
+        out
+    }
+
+    /// Room for the encoding (a guess that holds for usual entities: one allocation).
+    pub(crate) fn encoded_len_hint(&self) -> usize {
         let strings = self.biz.len() + self.tags.iter().map(|t| t.len() + 3).sum::<usize>();
-        let mut out = Vec::with_capacity(160 + strings + self.skus.len() * 32);
+        160 + strings + self.skus.len() * 32
+    }
+
+    /// The encoding up to and including `end`: `{"aid":..,"type":..,"biz":..,"tags":[..],
+    /// "prio":..,"start":..,"end":..`, the fields an entity takes from its activity row
+    /// alone, the same for every goods the activity applies to.
+    pub(crate) fn encode_head(&self, out: &mut Vec<u8>) {
         let mut num = itoa::Buffer::new();
-        let mut int = |out: &mut Vec<u8>, key: &[u8], n: i64| {
-            out.extend_from_slice(key);
-            out.extend_from_slice(num.format(n).as_bytes());
-        };
         out.extend_from_slice(b"{\"aid\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.aid).as_bytes());
-        int(&mut out, b",\"type\":", self.kind.into());
+        out.extend_from_slice(num.format(self.aid).as_bytes());
+        out.extend_from_slice(b",\"type\":");
+        out.extend_from_slice(num.format(self.kind).as_bytes());
         out.extend_from_slice(b",\"biz\":");
-        json_string(&mut out, &self.biz);
+        json_string(out, &self.biz);
         out.extend_from_slice(b",\"tags\":[");
         for (i, t) in self.tags.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            json_string(&mut out, t);
+            json_string(out, t);
         }
         out.push(b']');
-        int(&mut out, b",\"prio\":", self.prio.into());
-        int(&mut out, b",\"start\":", self.start);
-        int(&mut out, b",\"end\":", self.end);
-        int(&mut out, b",\"price\":", self.price);
-        int(&mut out, b",\"limit\":", self.limit.into());
+        out.extend_from_slice(b",\"prio\":");
+        out.extend_from_slice(num.format(self.prio).as_bytes());
+        out.extend_from_slice(b",\"start\":");
+        out.extend_from_slice(num.format(self.start).as_bytes());
+        out.extend_from_slice(b",\"end\":");
+        out.extend_from_slice(num.format(self.end).as_bytes());
+    }
+
+    /// The rest of the encoding after [`encode_head`](Self::encode_head): the goods' own
+    /// fields, `,"price":..,"limit":..,"skus":[..],"ver":..}`.
+    pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b",\"price\":");
+        out.extend_from_slice(num.format(self.price).as_bytes());
+        out.extend_from_slice(b",\"limit\":");
+        out.extend_from_slice(num.format(self.limit).as_bytes());
         out.extend_from_slice(b",\"skus\":[");
         for (i, (sku, price)) in self.skus.iter().enumerate() {
             out.extend_from_slice(if i > 0 { b",[" } else { b"[" });
-            out.extend_from_slice(itoa::Buffer::new().format(*sku).as_bytes());
-            int(&mut out, b",", *price);
+            out.extend_from_slice(num.format(*sku).as_bytes());
+            out.push(b',');
+            out.extend_from_slice(num.format(*price).as_bytes());
             out.push(b']');
         }
         out.push(b']');
-        int(&mut out, b",\"ver\":", self.ver);
+        out.extend_from_slice(b",\"ver\":");
+        out.extend_from_slice(num.format(self.ver).as_bytes());
         out.push(b'}');
-        out
+    }
+
+    /// Whether `other` has the same head fields ([`encode_head`](Self::encode_head)), so
+    /// the same head encoding.
+    pub(crate) fn same_head(&self, other: &Entity) -> bool {
+        self.aid == other.aid
+            && self.kind == other.kind
+            && self.biz == other.biz
+            && self.tags == other.tags
+            && self.prio == other.prio
+            && self.start == other.start
+            && self.end == other.end
     }
 
     /// Decodes any JSON rendering of an entity. Unknown or missing fields, wrong types

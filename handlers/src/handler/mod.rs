@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use model::config::RepairConfig;
-use model::diff::{diff_goods_encoded, Encoded};
+use model::diff::{diff_goods_encoded, Encoded, Heads};
 use model::job::TriggerKind;
 use model::repair_plan::{plan_repairs, CellRepair};
 use model::report::{DriftEntry, GoodsError, Report};
@@ -85,6 +85,9 @@ pub struct Handler {
     bulk_limiter: Option<RateLimiter>,
     config: RepairConfig,
     breaker: Arc<Breaker>,
+    /// Memos of encoded entity heads, one per batch being checked at a time: a batch
+    /// takes one and gives it back, so they outlive the batch (see [`Heads`]).
+    heads: std::sync::Mutex<Vec<Heads>>,
 }
 
 impl Handler {
@@ -97,6 +100,7 @@ impl Handler {
             targets,
             audit,
             config,
+            heads: Default::default(),
         }
     }
 
@@ -222,9 +226,15 @@ impl Handler {
         for (&goods_id, why) in &unusable {
             report.errors.push(GoodsError { goods_id, target: None, reason: why.clone() });
         }
-        // Each goods' canonical encodings, once for all targets.
-        let encoded: HashMap<GoodsId, Encoded, foldhash::fast::RandomState> =
-            truth.iter().filter(|(_, t)| !t.entities.is_empty()).map(|(&g, t)| (g, Encoded::of(t))).collect();
+        // Each goods' canonical encodings, once for all targets; the heads from a memo
+        // this batch has to itself.
+        let mut heads = self.heads.lock().expect("heads lock").pop().unwrap_or_default();
+        let encoded: HashMap<GoodsId, Encoded, foldhash::fast::RandomState> = truth
+            .iter()
+            .filter(|(_, t)| !t.entities.is_empty())
+            .map(|(&g, t)| (g, Encoded::of_with(t, &mut heads)))
+            .collect();
+        self.heads.lock().expect("heads lock").push(heads);
         let no_entities = Encoded::default();
 
         let mut drifted: BTreeSet<GoodsId> = BTreeSet::new();
