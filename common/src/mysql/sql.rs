@@ -217,16 +217,22 @@ fn column_error(
 mod tests {
     use super::*;
 
+    /// A pool of one connection to the test server (a session's `USE` and temporary
+    /// tables hold for every statement).
+    async fn one_connection() -> sqlx::MySqlPool {
+        sqlx::mysql::MySqlPoolOptions::new()
+            .max_connections(1)
+            .connect(&crate::testenv::mysql_url())
+            .await
+            .expect("MariaDB on the test URL")
+    }
+
     /// Integers of every width and sign, NULL, and text that is no integer of the type,
     /// read back over the text protocol from the real server.
     #[tokio::test]
     async fn text_ints_parse_as_try_get_would_and_name_the_column_when_they_cannot() {
         use sqlx::Row;
-        let pool = sqlx::mysql::MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&crate::testenv::mysql_url())
-            .await
-            .expect("MariaDB on the test URL");
+        let pool = one_connection().await;
         let rows = sqlx::raw_sql(
             "SELECT CAST(18446744073709551615 AS UNSIGNED) AS big, -9223372036854775808 AS low, \
              CAST(-7 AS SIGNED) AS neg, 127 AS tiny, NULL AS nothing, 'x1' AS word, 300 AS wide",
@@ -258,11 +264,7 @@ mod tests {
     #[tokio::test]
     async fn binary_ints_read_every_width_as_try_get_would_and_name_the_column_when_they_cannot() {
         use sqlx::Row;
-        let pool = sqlx::mysql::MySqlPoolOptions::new()
-            .max_connections(1)
-            .connect(&crate::testenv::mysql_url())
-            .await
-            .expect("MariaDB on the test URL");
+        let pool = one_connection().await;
         sqlx::raw_sql(
             "CREATE DATABASE IF NOT EXISTS common_sql_test; USE common_sql_test; \
              CREATE TEMPORARY TABLE ints (t TINYINT, tu TINYINT UNSIGNED, s SMALLINT, su SMALLINT UNSIGNED, \
