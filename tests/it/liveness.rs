@@ -163,7 +163,15 @@ async fn a_batch_job_the_ledger_counted_is_acknowledged_without_running_it_again
     publisher(&env).publish(&[fresh]).await.unwrap();
     let repaired = eventually(Duration::from_secs(30), || healed(&env, "redis-a", &goods[..3], &fields)).await;
     assert!(repaired, "a job the ledger has not counted is checked and repaired");
-    let r = ledger.get(&run).await.unwrap().unwrap();
+    // The job's outcome is recorded after its repairs land: wait for the record.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let r = loop {
+        let r = ledger.get(&run).await.unwrap().unwrap();
+        if r.jobs_done >= 2 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!((r.jobs_done, r.repaired), (2, 3), "counted once each; only the fresh job repaired: {r:?}");
     assert!(r.checked > 20, "the fresh job's goods were added to the counted one's: {r:?}");
     let (code, stderr) = service.terminate();
