@@ -59,11 +59,8 @@ impl Entity {
     /// "prio":..,"start":..,"end":..`, the fields an entity takes from its activity row
     /// alone, the same for every goods the activity applies to.
     pub(crate) fn encode_head(&self, out: &mut Vec<u8>) {
-        let mut num = itoa::Buffer::new();
-        out.extend_from_slice(b"{\"aid\":");
-        out.extend_from_slice(num.format(self.aid).as_bytes());
-        out.extend_from_slice(b",\"type\":");
-        out.extend_from_slice(num.format(self.kind).as_bytes());
+        number(out, b"{\"aid\":", self.aid);
+        number(out, b",\"type\":", self.kind);
         out.extend_from_slice(b",\"biz\":");
         json_string(out, &self.biz);
         out.extend_from_slice(b",\"tags\":[");
@@ -74,33 +71,24 @@ impl Entity {
             json_string(out, t);
         }
         out.push(b']');
-        out.extend_from_slice(b",\"prio\":");
-        out.extend_from_slice(num.format(self.prio).as_bytes());
-        out.extend_from_slice(b",\"start\":");
-        out.extend_from_slice(num.format(self.start).as_bytes());
-        out.extend_from_slice(b",\"end\":");
-        out.extend_from_slice(num.format(self.end).as_bytes());
+        number(out, b",\"prio\":", self.prio);
+        number(out, b",\"start\":", self.start);
+        number(out, b",\"end\":", self.end);
     }
 
     /// The rest of the encoding after [`encode_head`](Self::encode_head): the goods' own
     /// fields, `,"price":..,"limit":..,"skus":[..],"ver":..}`.
     pub(crate) fn encode_tail(&self, out: &mut Vec<u8>) {
-        let mut num = itoa::Buffer::new();
-        out.extend_from_slice(b",\"price\":");
-        out.extend_from_slice(num.format(self.price).as_bytes());
-        out.extend_from_slice(b",\"limit\":");
-        out.extend_from_slice(num.format(self.limit).as_bytes());
+        number(out, b",\"price\":", self.price);
+        number(out, b",\"limit\":", self.limit);
         out.extend_from_slice(b",\"skus\":[");
         for (i, (sku, price)) in self.skus.iter().enumerate() {
-            out.extend_from_slice(if i > 0 { b",[" } else { b"[" });
-            out.extend_from_slice(num.format(*sku).as_bytes());
-            out.push(b',');
-            out.extend_from_slice(num.format(*price).as_bytes());
+            number(out, if i > 0 { b",[" } else { b"[" }, *sku);
+            number(out, b",", *price);
             out.push(b']');
         }
         out.push(b']');
-        out.extend_from_slice(b",\"ver\":");
-        out.extend_from_slice(num.format(self.ver).as_bytes());
+        number(out, b",\"ver\":", self.ver);
         out.push(b'}');
     }
 
@@ -139,6 +127,12 @@ impl Entity {
         ];
         FIELDS.iter().zip(checks).filter(|(_, differs)| *differs).map(|(f, _)| *f).collect()
     }
+}
+
+/// `prefix` then the decimal of `n`.
+fn number(out: &mut Vec<u8>, prefix: &[u8], n: impl itoa::Integer) {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// A JSON string as serde_json writes it: only `"`, `\\` and control characters are
