@@ -173,8 +173,10 @@ pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Machine and versions, as lines of markdown.
-pub async fn machine(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
+/// Machine and versions, as lines of markdown. Read before anything starts (the load
+/// average is the machine's before the run); the MariaDB line is [`mariadb`]'s, read
+/// once [`prepare_servers`] has sized the buffer pool.
+pub fn machine() -> Vec<(String, String)> {
     let sh = |cmd: &str| -> String {
         Command::new("sh")
             .args(["-c", cmd])
@@ -182,21 +184,25 @@ pub async fn machine(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default()
     };
-    let mariadb: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(pool).await.unwrap_or_default();
-    let bp: String =
-        sqlx::query_scalar("SELECT CAST(@@innodb_buffer_pool_size AS CHAR)").fetch_one(pool).await.unwrap_or_default();
     vec![
         ("cpu".into(), sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")),
         ("cores".into(), sh("nproc")),
         ("memory".into(), sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GB\", $2/1048576}'")),
         ("kernel".into(), sh("uname -sr")),
         ("load before run".into(), sh("cut -d' ' -f1-3 /proc/loadavg")),
-        ("MariaDB".into(), format!("{mariadb} (innodb_buffer_pool_size {} MB)", bp.parse::<u64>().unwrap_or(0) >> 20)),
         ("Redis".into(), sh("redis-cli -h 127.0.0.1 INFO server | grep redis_version | cut -d: -f2")),
         ("HBase".into(), "the project's HBase Thrift1 emulator (`reconciler hbase-emulator`), separate process".into()),
         ("rustc".into(), sh("rustc --version")),
         ("commit".into(), sh("git rev-parse --short HEAD")),
     ]
+}
+
+/// The MariaDB line of the machine section: version and the buffer pool the run uses.
+pub async fn mariadb(pool: &sqlx::MySqlPool) -> (String, String) {
+    let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(pool).await.unwrap_or_default();
+    let bp: String =
+        sqlx::query_scalar("SELECT CAST(@@innodb_buffer_pool_size AS CHAR)").fetch_one(pool).await.unwrap_or_default();
+    ("MariaDB".into(), format!("{version} (innodb_buffer_pool_size {} MB)", bp.parse::<u64>().unwrap_or(0) >> 20))
 }
 
 /// The servers of a run, found by process name: `mariadbd` (or `mysqld`), `tansu`, the
