@@ -173,23 +173,32 @@ pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Machine and versions, as lines of markdown. Read before anything starts (the load
-/// average is the machine's before the run); the MariaDB line is [`mariadb`]'s, read
-/// once [`prepare_servers`] has sized the buffer pool.
-pub fn machine() -> Vec<(String, String)> {
-    let sh = |cmd: &str| -> String {
-        Command::new("sh")
-            .args(["-c", cmd])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
+/// Output of a shell command, trimmed; empty when it cannot run.
+fn sh(cmd: &str) -> String {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The load average, read before the run starts anything.
+pub fn load_average() -> String {
+    sh("cut -d' ' -f1-3 /proc/loadavg")
+}
+
+/// Machine and versions, as lines of markdown: `load_before` from [`load_average`]
+/// before the run, `mariadb` from [`mariadb`] once [`prepare_servers`] has sized the
+/// buffer pool (read before it, a fresh server's 128 MB was reported for a run that used
+/// 6 GB).
+pub fn machine(load_before: String, mariadb: (String, String)) -> Vec<(String, String)> {
     vec![
         ("cpu".into(), sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2")),
         ("cores".into(), sh("nproc")),
         ("memory".into(), sh("grep MemTotal /proc/meminfo | awk '{printf \"%.1f GB\", $2/1048576}'")),
         ("kernel".into(), sh("uname -sr")),
-        ("load before run".into(), sh("cut -d' ' -f1-3 /proc/loadavg")),
+        ("load before run".into(), load_before),
+        mariadb,
         ("Redis".into(), sh("redis-cli -h 127.0.0.1 INFO server | grep redis_version | cut -d: -f2")),
         ("HBase".into(), "the project's HBase Thrift1 emulator (`reconciler hbase-emulator`), separate process".into()),
         ("rustc".into(), sh("rustc --version")),

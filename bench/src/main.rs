@@ -364,7 +364,7 @@ async fn run(args: Args) -> Result<()> {
     let app = App::new(config.clone())?;
     let layout = config.layout();
     let meta_pool = app.pools.meta_pool().clone();
-    let mut machine = env::machine();
+    let load_before = env::load_average();
 
     let emulator = if args.external_hbase { None } else { Some(env::Emulator::start(&root)?) };
     if let Some(e) = &emulator {
@@ -383,9 +383,7 @@ async fn run(args: Args) -> Result<()> {
     say(format!("preparing servers (buffer pool {} GB), dropping earlier bench data", args.buffer_pool_gb));
     env::clean_up(&meta_pool).await?;
     env::prepare_servers(&meta_pool, args.buffer_pool_gb).await?;
-    // After the resize, so that the line says what the run used (a fresh server's 128 MB
-    // was reported before).
-    machine.insert(5, env::mariadb(&meta_pool).await);
+    let machine = env::machine(load_before, env::mariadb(&meta_pool).await);
     common::mysql::schema::create(&app.pools).await.context("schema")?;
 
     let clock = data::Clock::now_minus_hour();
