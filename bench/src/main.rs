@@ -619,6 +619,7 @@ async fn run(args: Args) -> Result<()> {
                         lost_percent: l.lost_percent,
                         best: l.figure(),
                         met: l.best().is_some_and(|b| b.offered >= incremental::TARGET_EVENTS_PER_SEC),
+                        beyond_machine: l.beyond_machine(),
                         steps: l.steps.iter().map(|s| s.summary(l.stage_ms)).collect(),
                     })
                     .collect();

@@ -114,11 +114,17 @@ impl Step {
         let parts: Vec<String> = self.cpu_us_per_event.iter().map(|(who, us)| format!("{who} {us:.0} µs")).collect();
         let statements =
             self.statements_per_event.map(|n| format!("; MariaDB statements per event {n:.2}")).unwrap_or_default();
-        let cores = crate::cpu::cores();
-        let bound = crate::cpu::rate_if_free(&self.cpu_us_per_event, SERVICE_PROCESS, cores).map_or(String::new(), |r| {
+        let bound = self.others_allow().map_or(String::new(), |r| {
+            let cores = crate::cpu::cores();
             format!("; the other processes alone: these {cores} cores take at most {r:.0} events/s, however little serve used")
         });
         format!("; CPU per event: {}{statements}{bound}", parts.join(", "))
+    }
+
+    /// Events/s the machine's cores could take were `serve` free, the other processes
+    /// costing what they did in this step; `None` when CPU was not measured.
+    pub fn others_allow(&self) -> Option<f64> {
+        crate::cpu::rate_if_free(&self.cpu_us_per_event, SERVICE_PROCESS, crate::cpu::cores())
     }
 }
 
@@ -153,6 +159,17 @@ impl Ceiling {
     /// The highest step that held.
     pub fn best(&self) -> Option<&Step> {
         self.steps.iter().filter(|s| s.holds()).max_by_key(|s| s.offered)
+    }
+
+    /// When the ladder missed the target and even its most favourable step's other
+    /// processes alone leave the cores less than the target: that rate (the target is
+    /// beyond this machine whatever `serve` costs).
+    pub fn beyond_machine(&self) -> Option<f64> {
+        if self.best().is_some_and(|b| b.offered >= TARGET_EVENTS_PER_SEC) {
+            return None;
+        }
+        let most = self.steps.iter().filter_map(Step::others_allow).reduce(f64::max)?;
+        (most < TARGET_EVENTS_PER_SEC as f64).then_some(most)
     }
 
     /// The ladder's figure: its ceiling (the highest step that held), and, when it ran
@@ -330,6 +347,27 @@ mod tests {
         let cores = crate::cpu::cores();
         let want = format!("take at most {:.0} events/s, however little serve used", cores * 1e6 / 200.0);
         assert!(s.summary(2000).contains(&want), "{}", s.summary(2000));
+    }
+
+    /// A missed target is said to be beyond the machine only when every step's other
+    /// processes alone leave less room than the target.
+    #[test]
+    fn a_missed_target_is_beyond_the_machine_only_when_the_others_alone_leave_less() {
+        let cores = crate::cpu::cores();
+        // Other processes costing `us` per event: they alone allow cores * 1e6 / us.
+        let costing = |offered, holds, us: f64| {
+            let mut s = step(offered, holds);
+            s.cpu_us_per_event = vec![("MariaDB".into(), us), ("serve".into(), 50.0)];
+            s
+        };
+        let ladder = |steps| Ceiling { lost_percent: 1, steps, stage_ms: 2000, short_of_goods: None };
+        let tight = cores * 1e6 / 12_000.0; // allows 12,000 events/s
+        let loose = cores * 1e6 / 8_000.0; // allows 8,000
+        let bound = ladder(vec![costing(5000, true, loose), costing(6000, false, loose)]).beyond_machine();
+        assert!(bound.is_some_and(|b| (b - 8000.0).abs() < 1.0), "{bound:?}");
+        assert_eq!(ladder(vec![costing(5000, true, loose), costing(6000, false, tight)]).beyond_machine(), None);
+        assert_eq!(ladder(vec![step(5000, true), step(6000, false)]).beyond_machine(), None, "no CPU, no claim");
+        assert_eq!(ladder(vec![costing(10_000, true, loose)]).beyond_machine(), None, "met is met");
     }
 
     /// The default ladder (2,000 x 1.2 per step) offers 8,600 then exactly 10,000 (it
